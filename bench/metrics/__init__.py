@@ -1,0 +1,36 @@
+"""Segmentation metrics: pure functions (``functional``), ``evaluate_case`` and thin
+accumulators. See ``docs/metrics.md`` for definitions and empty-mask rules."""
+
+from bench.metrics.accumulators import CalibrationAccumulator, CaseMetrics, DiceAccumulator
+from bench.metrics.case import evaluate_case
+from bench.metrics.functional import (
+    betti_errors,
+    betti_numbers,
+    brier_score,
+    cldice,
+    dice,
+    expected_calibration_error,
+    hd95,
+    iou,
+    normalized_surface_dice,
+    reliability_diagram,
+    stat_scores,
+)
+
+__all__ = [
+    "CalibrationAccumulator",
+    "CaseMetrics",
+    "DiceAccumulator",
+    "betti_errors",
+    "betti_numbers",
+    "brier_score",
+    "cldice",
+    "dice",
+    "evaluate_case",
+    "expected_calibration_error",
+    "hd95",
+    "iou",
+    "normalized_surface_dice",
+    "reliability_diagram",
+    "stat_scores",
+]

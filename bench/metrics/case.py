@@ -1,0 +1,119 @@
+"""``evaluate_case``: every metric of one case as a flat dict (the runner's contract)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from bench.metrics._convert import ArrayLike, check_labels, check_probabilities, check_same_shape, to_numpy
+from bench.metrics.calibration import brier_score, expected_calibration_error
+from bench.metrics.distance import hd95, normalized_surface_dice
+from bench.metrics.functional import dice, iou
+from bench.metrics.topology import betti_errors, cldice
+
+
+def _split_input(prob_or_pred: ArrayLike, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Returns (label map, class probabilities or None, number of classes)."""
+    x = to_numpy(prob_or_pred, "prob_or_pred")
+    if x.ndim == gt.ndim + 1:
+        check_same_shape(x[0], gt, "prob_or_pred[0]", "gt")
+        if x.shape[0] < 2:
+            raise ValueError(f"`prob_or_pred` probabilities need C >= 2 channels, got shape {x.shape}.")
+        check_probabilities(torch.from_numpy(np.ascontiguousarray(x)), "prob_or_pred")
+        return np.argmax(x, axis=0), x, int(x.shape[0])
+    check_same_shape(x, gt, "prob_or_pred", "gt")
+    if x.dtype.kind == "f":
+        check_labels(torch.from_numpy(np.ascontiguousarray(x)), np.iinfo(np.int64).max, "prob_or_pred")
+        x = x.astype(np.int64)
+    elif x.dtype.kind not in "biu":
+        raise ValueError(f"`prob_or_pred` label map must be integer, got dtype {x.dtype}.")
+    top = max(int(x.max(initial=0)), int(gt.max(initial=0)))
+    if x.size and x.min() < 0:
+        raise ValueError("`prob_or_pred` labels must be >= 0.")
+    return x, None, max(top + 1, 2)
+
+
+def _class_metrics(
+    p: np.ndarray,
+    g: np.ndarray,
+    spacing: Sequence[float] | None,
+    betti_patch: int | Sequence[int] | None,
+    nsd_tolerance: float,
+) -> dict[str, float]:
+    row = {"dice": float(dice(p, g)), "iou": float(iou(p, g)), "cldice": cldice(p, g)}
+    row.update(betti_errors(p, g, patch=betti_patch))
+    row["hd95"] = hd95(p, g, spacing=spacing)
+    row["nsd"] = normalized_surface_dice(p, g, nsd_tolerance, spacing=spacing)
+    return row
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if not np.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def evaluate_case(
+    prob_or_pred: ArrayLike,
+    gt: ArrayLike,
+    *,
+    spacing: float | Sequence[float] | None = None,
+    fov: ArrayLike | None = None,
+    betti_patch: int | Sequence[int] | None = None,
+    include_background: bool = False,
+    nsd_tolerance: float = 1.0,
+    n_bins: int = 15,
+) -> dict[str, float]:
+    """Computes every segbench metric for one 2D or 3D case.
+
+    Args:
+        prob_or_pred: class probabilities ``(C, H, W[, D])`` (softmax output, C >= 2,
+            channel 0 = background; the prediction is their argmax) or an integer label map
+            ``(H, W[, D])``.
+        gt: integer label map ``(H, W[, D])`` with labels in ``[0, C)``.
+        spacing: voxel size per axis (physical units for ``hd95`` / ``nsd``); ``None`` = 1.
+        fov: optional bool field of view ``(H, W[, D])``. Outside it, prediction and truth
+            are set to background for every metric, and calibration counts only FOV voxels.
+        betti_patch: patch size for the patch-wise Betti errors (``*_patch`` keys).
+        include_background: also evaluate class 0.
+        nsd_tolerance: NSD tolerance τ in the units of ``spacing``.
+        n_bins: ECE bins.
+
+    Returns:
+        Flat ``dict[str, float]``: ``dice, iou, cldice, betti0_err, betti1_err``
+        (``betti2_err`` in 3D), ``hd95, nsd``, the ``*_patch`` Betti keys when
+        ``betti_patch`` is given, and ``ece, brier`` when probabilities are given. When
+        more than one class is evaluated each metric also appears per class as
+        ``<metric>_<c>`` and the unsuffixed key is the NaN-skipping mean over classes
+        (``ece``/``brier`` are then top-label / multi-class, with no per-class keys).
+        Values may be NaN or inf by the empty-mask rules in ``docs/metrics.md``.
+
+    Raises:
+        ValueError: on invalid probabilities, labels, shapes, spacing or fov.
+    """
+    g = to_numpy(gt, "gt")
+    if g.ndim not in (2, 3) or g.size == 0:
+        raise ValueError(f"`gt` must be a non-empty 2D or 3D label map, got shape {g.shape}.")
+    pred, prob, num_classes = _split_input(prob_or_pred, g)
+    check_labels(torch.from_numpy(np.ascontiguousarray(g)), num_classes, "gt")
+    g = g.astype(np.int64, copy=False)
+    m = None
+    if fov is not None:
+        m = to_numpy(fov, "fov")
+        check_same_shape(m, g, "fov", "gt")
+        check_labels(torch.from_numpy(np.ascontiguousarray(m)), 2, "fov")
+        m = m.astype(bool)
+        pred, g = np.where(m, pred, 0), np.where(m, g, 0)
+    classes = list(range(0 if include_background else 1, num_classes))
+    rows = {c: _class_metrics(pred == c, g == c, spacing, betti_patch, nsd_tolerance) for c in classes}
+    out: dict[str, float] = {}
+    for key in rows[classes[0]]:
+        if len(classes) > 1:
+            out.update({f"{key}_{c}": rows[c][key] for c in classes})
+        out[key] = _mean([rows[c][key] for c in classes]) if len(classes) > 1 else rows[classes[0]][key]
+    if prob is not None:
+        cal_prob, cal_gt = (prob[1], g) if num_classes == 2 else (prob, g)
+        out["ece"] = expected_calibration_error(cal_prob, cal_gt, n_bins=n_bins, mask=m)
+        out["brier"] = brier_score(cal_prob, cal_gt, mask=m)
+    return out

@@ -1,0 +1,26 @@
+"""segbench DataModules. Importing the package registers every dataset.
+
+Adding a dataset is one file with a ``@register_dataset`` subclass of ``SegDataModule`` plus its
+module name in ``_DATASET_MODULES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from datamodules.base import Case, SegDataModule
+from datamodules.registry import DATASETS, create_datamodule, dataset_entry, list_datasets, register_dataset
+
+_DATASET_MODULES = ("synthetic",)
+for _mod in _DATASET_MODULES:
+    importlib.import_module(f"datamodules.{_mod}")
+
+__all__ = [
+    "DATASETS",
+    "Case",
+    "SegDataModule",
+    "create_datamodule",
+    "dataset_entry",
+    "list_datasets",
+    "register_dataset",
+]

@@ -1,0 +1,49 @@
+"""CHASE_DB1 retinal vessels (Fraz et al., IEEE TBME 2012; Owen et al., IOVS 2009).
+
+Release (``CHASEDB1.zip``, one flat folder): ``Image_NN{L,R}.jpg`` (999x960 RGB) with
+``Image_NN{L,R}_1stHO.png`` and ``_2ndHO.png`` (1-bit PNG, mode ``1``) from two observers.
+
+There are no FOV masks in the release: ``Case.fov`` is derived from the red channel
+(:func:`datamodules.readers.derive_fov`). There is no official split; the common convention,
+used here, puts subjects 01-10 (20 images) in training and 11-14 (8 images) in test, so both
+eyes of a child stay in the same split.
+"""
+
+from __future__ import annotations
+
+from datamodules.base import CaseRef, SegDataModule
+from datamodules.download import Resource
+from datamodules.registry import register_dataset
+
+_LAST_TRAIN_SUBJECT = 10
+
+
+@register_dataset("chase_db1")
+class ChaseDb1DataModule(SegDataModule):
+    """CHASE_DB1: 28 child fundus images, two annotators, derived FOV."""
+
+    task = "retinal vessels, 2D colour fundus (children)"
+    spatial_dims = 2
+    in_channels = 3
+    license = "public research dataset, licence not stated; cite Fraz et al. 2012"
+    default_patch_size = (128, 128)
+    folder = "CHASE_DB1"
+    num_cases = 28
+    annotators = ("1st", "2nd")
+    derive_missing_fov = True
+    split_note = "convention: subjects 01-10 train (20 images) / 11-14 test (8); FOV derived (none released)"
+    resources = (Resource("https://researchdata.kingston.ac.uk/96/1/CHASEDB1.zip", "CHASEDB1.zip"),)
+
+    def list_cases(self) -> list[CaseRef]:
+        refs = []
+        for img in self.find_files("Image_[0-9][0-9][LR].jpg"):
+            labels = {
+                who: img.with_name(f"{img.stem}_{who}HO.png")
+                for who in self.annotators
+                if img.with_name(f"{img.stem}_{who}HO.png").is_file()
+            }
+            if labels:
+                subject = int(img.stem[6:8])
+                split = "train" if subject <= _LAST_TRAIN_SUBJECT else "test"
+                refs.append(CaseRef(img.stem, split, {"image": img, "labels": labels}))
+        return refs

@@ -1,0 +1,216 @@
+"""Readers for release formats and the shared per-case conversions.
+
+Every reader turns a broken or unexpected file into :class:`CaseLoadError`, a ``ValueError``
+whose message names the file, so one bad case can be reported (and skipped) without hiding
+which file is at fault.
+
+- 2D images (PNG, JPEG, TIFF, GIF, PPM, also ``.gz``-compressed as in STARE) via PIL;
+  multi-page TIFF stacks via tifffile; NIfTI via nibabel (with voxel spacing).
+- Binary masks (labels and FOV) are read as 8-bit grey (``convert("L")``), which unifies PIL
+  modes ``1`` (CHASE_DB1), ``P`` (DRIVE 2nd observer), ``L`` and ``RGB`` (HRF FOV masks).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+_GREY_MAX = 255
+_HALF_GREY = 128
+
+
+class CaseLoadError(ValueError):
+    """A case could not be read or failed a check; the message names the file."""
+
+
+def _open_pil(path: Path) -> Image.Image:
+    try:
+        if path.suffix.lower() == ".gz":
+            with gzip.open(path, "rb") as f:
+                img = Image.open(io.BytesIO(f.read()))
+        else:
+            img = Image.open(path)
+        img.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as e:  # PIL raises all of these
+        raise CaseLoadError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
+    return img
+
+
+def read_image_2d(path: str | os.PathLike[str], mode: str = "RGB") -> np.ndarray:
+    """Read a 2D image as ``(C, H, W)`` float32 (C = 3 for ``mode="RGB"``, 1 for ``"L"``), values 0..255."""
+    path = Path(path)
+    if path.suffix.lower() in {".tif", ".tiff"}:
+        arr = _read_tiff(path)
+        if arr.ndim == 2:
+            arr = arr[..., None] if mode == "L" else np.repeat(arr[..., None], 3, axis=-1)
+        elif mode == "L":
+            arr = arr[..., :3].mean(-1, keepdims=True)
+        else:
+            arr = arr[..., :3]
+        return np.moveaxis(arr.astype(np.float32), -1, 0)
+    arr = np.asarray(_open_pil(path).convert(mode), dtype=np.float32)
+    return arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile
+
+    try:
+        return np.asarray(tifffile.imread(path))
+    except Exception as e:  # tifffile raises many types for a broken file
+        raise CaseLoadError(f"{path}: cannot read TIFF ({type(e).__name__}: {e})") from e
+
+
+def read_stack(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a multi-page TIFF stack as ``(pages, H, W)``."""
+    arr = _read_tiff(Path(path))
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise CaseLoadError(f"{path}: expected a stack of grey pages, got shape {arr.shape}")
+    return arr
+
+
+def read_grey(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a mask / grey image as ``(H, W)`` uint8 (PIL ``convert("L")``)."""
+    path = Path(path)
+    if path.suffix.lower() in {".tif", ".tiff"}:
+        try:
+            return np.asarray(_open_pil(path).convert("L"))
+        except CaseLoadError:
+            arr = _read_tiff(path)
+            return (arr[..., 0] if arr.ndim == 3 else arr).astype(np.uint8)
+    return np.asarray(_open_pil(path).convert("L"))
+
+
+def binary_label(raw: np.ndarray, path: str | os.PathLike[str], *, invert: bool = False) -> np.ndarray:
+    """Binary label from a ``{0, 255}`` or ``{0, 1}`` mask: ``(H, W)`` int64 in {0, 1}.
+
+    Raises:
+        CaseLoadError: the mask holds other values (names the file and the values found).
+    """
+    values = np.unique(raw)
+    if not (set(values.tolist()) <= {0, _GREY_MAX} or set(values.tolist()) <= {0, 1}):
+        shown = values[:10].tolist()
+        raise CaseLoadError(f"{path}: label values {shown} are outside the binary sets {{0,255}} / {{0,1}}")
+    fg = raw > 0
+    return (~fg if invert else fg).astype(np.int64)
+
+
+def read_binary_label(path: str | os.PathLike[str], *, invert: bool = False) -> np.ndarray:
+    """Read a binary label mask file as ``(H, W)`` int64 in {0, 1}."""
+    return binary_label(read_grey(path), path, invert=invert)
+
+
+def read_fov(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a field-of-view mask as ``(H, W)`` bool, thresholded at mid-grey (VEVIO masks are not binary)."""
+    return read_grey(path) >= _HALF_GREY
+
+
+def integer_label(
+    raw: np.ndarray, path: str | os.PathLike[str], num_classes: int
+) -> np.ndarray:
+    """Multi-class label map (any numeric dtype holding whole numbers) as int64 in ``[0, num_classes)``.
+
+    Raises:
+        CaseLoadError: non-integral values or values outside ``[0, num_classes)``.
+    """
+    if not np.issubdtype(raw.dtype, np.integer):
+        rounded = np.rint(raw)
+        if not np.array_equal(rounded, raw):
+            raise CaseLoadError(f"{path}: label holds non-integer values")
+        raw = rounded
+    label = raw.astype(np.int64)
+    values = np.unique(label)
+    bad = values[(values < 0) | (values >= num_classes)]
+    if bad.size:
+        raise CaseLoadError(
+            f"{path}: label values {bad[:10].tolist()} outside the expected set 0..{num_classes - 1}"
+        )
+    return label
+
+
+def read_nifti(path: str | os.PathLike[str]) -> tuple[np.ndarray, tuple[float, ...]]:
+    """Read a NIfTI file: ``(array (X, Y, Z[, C]) as stored, voxel spacing (3,))``."""
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj)
+    except Exception as e:  # nibabel raises several types for a broken file
+        raise CaseLoadError(f"{path}: cannot read NIfTI ({type(e).__name__}: {e})") from e
+    spacing = tuple(float(z) for z in img.header.get_zooms()[:3])
+    return data, spacing
+
+
+def check_same_shape(spatial: Sequence[int], other: np.ndarray, path: str | os.PathLike[str]) -> None:
+    """Raise :class:`CaseLoadError` naming ``path`` when ``other`` does not match the image size."""
+    if tuple(other.shape) != tuple(spatial):
+        raise CaseLoadError(f"{path}: size {tuple(other.shape)} does not match the image size {tuple(spatial)}")
+
+
+def zscore(image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per-channel z-score of ``image (C, *spatial)`` with statistics from ``mask (*spatial)`` (all voxels if None)."""
+    out = np.empty_like(image, dtype=np.float32)
+    for c in range(image.shape[0]):
+        vals = image[c][mask] if mask is not None and mask.any() else image[c]
+        out[c] = (image[c] - vals.mean()) / (vals.std() + 1e-8)
+    return out
+
+
+def derive_fov(image: np.ndarray, threshold: float = 0.1) -> np.ndarray:
+    """Field of view of a fundus image without a released mask: ``(H, W)`` bool.
+
+    The red channel (``image (C, H, W)``, 0..255) above ``threshold`` x its 99th percentile,
+    holes filled, largest connected component kept.
+    """
+    red = image[0]
+    fov = red > threshold * np.percentile(red, 99)
+    fov = ndimage.binary_opening(fov, iterations=2)
+    lab, n = ndimage.label(fov)
+    if n > 1:
+        sizes = ndimage.sum_labels(fov, lab, index=range(1, n + 1))
+        fov = lab == (int(np.argmax(sizes)) + 1)
+    return ndimage.binary_fill_holes(fov)
+
+
+def combine_annotators(labels: Sequence[np.ndarray], num_classes: int = 2) -> np.ndarray:
+    """Consensus of binary annotations ``[(*spatial) int64]``: strict majority (two annotators: intersection).
+
+    Raises:
+        ValueError: for multi-class labels (no consensus rule is defined for them).
+    """
+    if num_classes != 2:  # noqa: PLR2004 (binary)
+        raise ValueError("consensus of annotators is defined for binary labels only")
+    votes = np.sum([lab > 0 for lab in labels], axis=0)
+    return (votes * 2 > len(labels)).astype(np.int64)
+
+
+def rescale_case(
+    image: np.ndarray,
+    labels: dict[str, np.ndarray],
+    fov: np.ndarray | None,
+    spacing: Sequence[float],
+    scale: float,
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None, tuple[float, ...]]:
+    """Resize a case by ``scale``: image ``(C, *spatial)`` linear with anti-aliasing, labels / FOV nearest."""
+    from skimage.transform import resize
+
+    shape = tuple(max(1, round(n * scale)) for n in image.shape[1:])
+    img = np.stack(
+        [resize(ch, shape, order=1, anti_aliasing=scale < 1, preserve_range=True) for ch in image]
+    ).astype(np.float32)
+
+    def nearest(a: np.ndarray) -> np.ndarray:
+        return resize(a, shape, order=0, anti_aliasing=False, preserve_range=True).astype(a.dtype)
+
+    labs = {k: nearest(v) for k, v in labels.items()}
+    fov = nearest(fov) if fov is not None else None
+    return img, labs, fov, tuple(s / scale for s in spacing)

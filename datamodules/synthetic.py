@@ -1,0 +1,187 @@
+"""Embedded default data: synthetic branching vessel trees in 2D and 3D, no download.
+
+Each case is generated from ``(data_seed, index)`` alone, so every machine sees the same data.
+A case is a few vessel trees grown from the border (random-walk centrelines, bifurcations,
+radii tapering from a few voxels down to about one), plus anastomoses that join branches so
+the mask has loops (Betti-1 > 0), rendered as dark tubes (contrast falling with radius) on a
+textured, unevenly lit, noisy background. ``label`` is the tube mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from datamodules.base import Case, CaseRef, SegDataModule
+from datamodules.registry import register_dataset
+
+_MIN_RADIUS = 0.6
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / max(float(np.linalg.norm(v)), 1e-8)
+
+
+def _grow_tree(
+    rng: np.random.Generator, shape: np.ndarray, start: np.ndarray, direction: np.ndarray, radius: float
+) -> list[tuple[np.ndarray, float]]:
+    """Centreline samples ``(point, radius)`` of one tree, 0.5 voxel apart."""
+    samples: list[tuple[np.ndarray, float]] = []
+    stack = [(start.astype(float), _unit(direction), radius, 0)]
+    while stack and len(samples) < 40000:
+        p, d, r, depth = stack.pop()
+        length = 0.0
+        max_len = rng.uniform(0.5, 1.0) * float(shape.min()) * (0.85**depth)
+        while length < max_len and r >= _MIN_RADIUS:
+            d = _unit(d + rng.normal(0, 0.12, size=d.shape))
+            p = p + 0.5 * d
+            if np.any(p < 0) or np.any(p > shape - 1):
+                break
+            samples.append((p.copy(), r))
+            length += 0.5
+            r *= 0.997
+            if length > 4 and rng.random() < 0.03 and depth < 7:
+                child = _unit(d + rng.normal(0, 0.9, size=d.shape))
+                stack.append((p.copy(), child, r * rng.uniform(0.5, 0.75), depth + 1))
+                r *= rng.uniform(0.8, 0.95)
+    return samples
+
+
+def _anastomoses(
+    rng: np.random.Generator, samples: list[tuple[np.ndarray, float]], n: int
+) -> list[tuple[np.ndarray, float]]:
+    """Curved connections between pairs of centreline points 10-40 voxels apart (loops)."""
+    out: list[tuple[np.ndarray, float]] = []
+    if len(samples) < 50:
+        return out
+    pts = np.stack([p for p, _ in samples])
+    for _ in range(n):
+        for _try in range(30):
+            i, j = rng.integers(len(samples), size=2)
+            dist = float(np.linalg.norm(pts[i] - pts[j]))
+            if 10 <= dist <= 40 and abs(int(i) - int(j)) > 80:
+                break
+        else:
+            continue
+        a, b = pts[i], pts[j]
+        ctrl = (a + b) / 2 + rng.normal(0, dist / 4, size=a.shape)
+        r = max(_MIN_RADIUS, min(samples[i][1], samples[j][1], 1.5) * rng.uniform(0.7, 1.0))
+        for t in np.linspace(0, 1, int(dist * 3) + 2):
+            out.append(((1 - t) ** 2 * a + 2 * (1 - t) * t * ctrl + t**2 * b, r))
+    return out
+
+
+def _rasterise(shape: tuple[int, ...], samples: list[tuple[np.ndarray, float]]) -> np.ndarray:
+    """Union of balls around the samples; radius at least the voxel half-diagonal so lines stay connected."""
+    mask = np.zeros(shape, dtype=bool)
+    floor = 0.5 * np.sqrt(len(shape)) + 0.05
+    for p, r in samples:
+        r = max(r, floor)
+        lo = np.maximum(np.floor(p - r).astype(int), 0)
+        hi = np.minimum(np.ceil(p + r).astype(int) + 1, shape)
+        if np.any(hi <= lo):
+            continue
+        grids = np.ogrid[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+        d2 = sum((g - c) ** 2 for g, c in zip(grids, p, strict=True))
+        mask[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] |= d2 <= r * r
+    return mask
+
+
+def generate_vessels(shape: Sequence[int], seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic case.
+
+    Args:
+        shape: spatial size, 2 or 3 entries.
+        seed: data seed; ``(seed, index)`` fixes the case.
+        index: case index.
+
+    Returns:
+        ``image (*shape)`` float32, z-scored; ``label (*shape)`` int64 in {0, 1}.
+    """
+    shape = tuple(int(s) for s in shape)
+    dims = len(shape)
+    rng = np.random.default_rng([seed, index, dims])
+    size = np.array(shape, dtype=float)
+    samples: list[tuple[np.ndarray, float]] = []
+    for _ in range(int(rng.integers(2, 5))):
+        axis, side = int(rng.integers(dims)), int(rng.integers(2))
+        start = rng.uniform(0.15, 0.85, size=dims) * (size - 1)
+        start[axis] = side * (size[axis] - 1)
+        inward = (size - 1) / 2 - start + rng.normal(0, size.min() / 6, size=dims)
+        radius = (
+            rng.uniform(0.022, 0.032) * size.min() if dims == 2 else rng.uniform(0.03, 0.045) * size.min()
+        )
+        samples += _grow_tree(rng, size, start, inward, radius)
+    samples += _anastomoses(rng, samples, int(rng.integers(1, 4)))
+    mask = _rasterise(shape, samples)
+    radius_map = np.zeros(shape, dtype=np.float32)
+    for p, r in samples:
+        idx = tuple(np.clip(np.round(p).astype(int), 0, np.array(shape) - 1))
+        radius_map[idx] = max(radius_map[idx], r)
+    contrast = gaussian_filter(np.clip(0.1 + 0.12 * radius_map, 0, 0.45), 1.0)
+    contrast = np.where(mask, np.maximum(contrast, 0.1), 0)
+    tubes = gaussian_filter(mask.astype(np.float32) * contrast, 0.6)
+    texture = gaussian_filter(rng.normal(size=shape), size.min() / 12) * 8 + gaussian_filter(
+        rng.normal(size=shape), 1.5
+    )
+    ramp = _unit(rng.normal(size=dims))
+    coords = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij"))
+    light = 0.75 + 0.2 * np.tensordot(ramp, coords, axes=1) - 0.15 * (coords**2).sum(0) / dims
+    image = light * (0.6 + 0.08 * texture - tubes) + rng.normal(0, 0.035, size=shape)
+    image = (image - image.mean()) / (image.std() + 1e-8)
+    return image.astype(np.float32), mask.astype(np.int64)
+
+
+@register_dataset("synthetic_vessels")
+class SyntheticVesselsDataModule(SegDataModule):
+    """Synthetic 2D vessel trees (embedded default): fixed train/val/test splits by index."""
+
+    task = "synthetic vessel trees with loops, 2D (embedded, no download)"
+    spatial_dims = 2
+    license = "generated by segbench (CC0)"
+    default_patch_size = (64, 64)
+    default_size: tuple[int, ...] = (128, 128)
+    fixed_val_split = True
+
+    def __init__(
+        self,
+        root: Any = None,
+        *,
+        size: Sequence[int] | None = None,
+        num_train: int = 24,
+        num_val: int = 6,
+        num_test: int = 8,
+        data_seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(root, **kwargs)
+        self.size = tuple(size or self.default_size)
+        if len(self.size) != self.spatial_dims:
+            raise ValueError(f"{self.name}: size {self.size} needs {self.spatial_dims} entries")
+        self.counts = {"train": num_train, "val": num_val, "test": num_test}
+        self.data_seed = data_seed
+
+    def list_cases(self) -> list[CaseRef]:
+        refs, index = [], 0
+        for split, n in self.counts.items():
+            for _ in range(n):
+                refs.append(CaseRef(f"synth_{index:04d}", split, {"index": index}))
+                index += 1
+        return refs
+
+    def load_case(self, ref: CaseRef) -> Case:
+        image, label = generate_vessels(self.size, self.data_seed, ref.info["index"])
+        return Case(ref.case_id, image[None], label, spacing=(1.0,) * self.spatial_dims)
+
+
+@register_dataset("synthetic_vessels_3d")
+class SyntheticVessels3dDataModule(SyntheticVesselsDataModule):
+    """Synthetic 3D vessel trees (embedded): same generator in a 64³ volume."""
+
+    task = "synthetic vessel trees with loops, 3D (embedded, no download)"
+    spatial_dims = 3
+    default_patch_size = (32, 32, 32)
+    default_size = (64, 64, 64)

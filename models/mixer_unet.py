@@ -1,0 +1,87 @@
+"""A residual U-Net skeleton with pluggable token mixers on chosen levels (shared by families).
+
+The encoder is a stack of MONAI ``UnetResBlock`` (stride 2 from level 1 on), the decoder MONAI
+``UnetrUpBlock`` (transposed-conv upsampling, residual block) and a ``UnetOutBlock`` head — one
+implementation for 2D and 3D. A *mixer* is any module mapping a feature map
+``(B, C, *spatial)`` to the same shape (a Vision-LSTM stack, a graph convolution over the grid,
+...). Mixers are placed by key:
+
+- ``"enc{j}"``: after encoder level ``j`` (the last level is the bottleneck), before its skip;
+- ``"dec{j}"``: after the decoder block that outputs level ``j`` (``j < len(features) - 1``).
+
+Used by :mod:`models.xlstm_unet` (ViL mixers) and :mod:`models.graph` (graph mixers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from monai.networks.blocks import UnetOutBlock, UnetrUpBlock, UnetResBlock
+from torch import nn
+
+
+class MixerUNet(nn.Module):
+    """Residual U-Net whose levels may carry extra feature-map mixers.
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels, out_channels: image channels and classes (incl. background).
+        features: channels per level; level ``j > 0`` halves the resolution.
+        mixers: ``{"enc{j}" | "dec{j}": module}`` (see the module docstring); each module must
+            keep the shape ``(B, features[j], *spatial_j)``.
+        norm: MONAI norm name of the convolution blocks.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        features: Sequence[int] = (16, 32, 64, 128),
+        mixers: Mapping[str, nn.Module] | None = None,
+        norm: str = "instance",
+    ) -> None:
+        super().__init__()
+        feats = list(features)
+        last = len(feats) - 1
+        mixers = dict(mixers or {})
+        valid = {f"enc{j}" for j in range(last + 1)} | {f"dec{j}" for j in range(last)}
+        if set(mixers) - valid:
+            raise ValueError(f"mixer keys {sorted(set(mixers) - valid)} not in {sorted(valid)}")
+        self.factor = 2**last
+        self.encoder = nn.ModuleList(
+            UnetResBlock(spatial_dims, cin, cout, kernel_size=3, stride=1 if j == 0 else 2,
+                         norm_name=norm)
+            for j, (cin, cout) in enumerate(zip([in_channels, *feats[:-1]], feats))
+        )
+        self.decoder = nn.ModuleList(
+            UnetrUpBlock(spatial_dims, feats[j + 1], feats[j], kernel_size=3,
+                         upsample_kernel_size=2, norm_name=norm, res_block=True)
+            for j in reversed(range(last))
+        )
+        self.mixers = nn.ModuleDict(mixers)
+        self.head = UnetOutBlock(spatial_dims, feats[0], out_channels)
+
+    def _mix(self, key: str, x: torch.Tensor) -> torch.Tensor:
+        return self.mixers[key](x) if key in self.mixers else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, in_channels, *spatial)`` -> logits ``(B, out_channels, *spatial)``.
+
+        Spatial sizes that are not multiples of ``2 ** (len(features) - 1)`` are zero-padded on
+        the high side and the logits cropped back.
+        """
+        spatial = x.shape[2:]
+        pad = [(-s) % self.factor for s in spatial]
+        if any(pad):
+            x = F.pad(x, [p for d in reversed(pad) for p in (0, d)])
+        skips = []
+        for j, block in enumerate(self.encoder):
+            x = self._mix(f"enc{j}", block(x))
+            skips.append(x)
+        for j, (block, skip) in zip(reversed(range(len(skips) - 1)), zip(self.decoder, reversed(skips[:-1]))):
+            x = self._mix(f"dec{j}", block(x, skip))
+        logits = self.head(x)
+        return logits[(..., *(slice(0, s) for s in spatial))]

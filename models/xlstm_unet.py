@@ -1,0 +1,111 @@
+"""xLSTM family: a residual U-Net with Vision-LSTM (mLSTM) blocks on its coarse feature maps.
+
+xLSTM-UNet: Chen et al., "xLSTM-UNet can be an Effective 2D & 3D Medical Image Segmentation
+Backbone with Vision-LSTM (ViL) better than its Mamba Counterpart", 2024,
+https://arxiv.org/abs/2407.01530. A CNN residual encoder/decoder (MONAI blocks, one
+implementation for 2D and 3D: :class:`models.mixer_unet.MixerUNet`) with ViL stacks
+(:mod:`models.mlstm`) over the flattened spatial tokens of the bottleneck and, optionally, after
+chosen encoder levels. The mLSTM runs in pure PyTorch (its parallel form) and switches to the
+``mlstm_kernels`` CUDA kernel (the ``xlstm`` package's) when it is installed and inputs are on
+CUDA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from models.mixer_unet import MixerUNet
+from models.mlstm import ViLStack
+from models.registry import register_model
+
+
+def build_xlstm_unet(
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    features: Sequence[int] = (16, 32, 64, 128),
+    vil_stages: Sequence[int] = (),
+    vil_depth: int = 2,
+    num_heads: int = 4,
+    expansion: int = 2,
+    norm: str = "instance",
+    dropout: float = 0.0,
+    backend: str = "auto",
+) -> MixerUNet:
+    """Residual U-Net with ViL stacks in the bottleneck and after the ``vil_stages`` levels.
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels, out_channels: image channels and classes (incl. background).
+        features: channels per level; level ``j > 0`` halves the resolution, the last level is
+            the bottleneck.
+        vil_stages: extra encoder levels (indices into ``features`` below the bottleneck) that
+            get a ViL stack. The PyTorch mLSTM costs the square of the token count of a level,
+            so keep to coarse levels.
+        vil_depth: mLSTM blocks per ViL stack (scan direction alternates block to block).
+        num_heads: mLSTM heads per block.
+        expansion: mLSTM inner width factor.
+        norm: MONAI norm name of the convolution blocks.
+        dropout: dropout in the ViL blocks.
+        backend: mLSTM backend (``auto``, ``torch``, ``kernel``; see :func:`models.mlstm.mlstm`).
+    """
+    last = len(features) - 1
+    if any(not 0 <= s < last for s in vil_stages):
+        raise ValueError(f"vil_stages {tuple(vil_stages)} must index encoder levels 0..{last - 1}")
+    mixers = {
+        f"enc{j}": ViLStack(features[j], depth=vil_depth, num_heads=num_heads,
+                            expansion=expansion, dropout=dropout, backend=backend)
+        for j in sorted({*vil_stages, last})
+    }
+    return MixerUNet(spatial_dims, in_channels, out_channels, features=features, mixers=mixers,
+                     norm=norm)
+
+
+@register_model(
+    "xlstm_unet",
+    family="xlstm",
+    dims=(2, 3),
+    description="xLSTM-UNet (bottleneck): residual U-Net + Vision-LSTM blocks in the bottleneck",
+    paper="https://arxiv.org/abs/2407.01530",
+)
+def xlstm_unet(
+    *,
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    features: Sequence[int] = (16, 32, 64, 128),
+    vil_stages: Sequence[int] = (),
+    vil_depth: int = 2,
+    num_heads: int = 4,
+    **kwargs,
+) -> nn.Module:
+    """xLSTM-UNet with ViL only at the bottleneck (``vil_stages`` adds encoder levels)."""
+    return build_xlstm_unet(spatial_dims, in_channels, out_channels, features=features,
+                            vil_stages=vil_stages, vil_depth=vil_depth, num_heads=num_heads,
+                            **kwargs)
+
+
+@register_model(
+    "xlstm_unet_enc",
+    family="xlstm",
+    dims=(2, 3),
+    description="xLSTM-UNet (encoder): ViL blocks after encoder level 2 and in the bottleneck",
+    paper="https://arxiv.org/abs/2407.01530",
+)
+def xlstm_unet_enc(
+    *,
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    features: Sequence[int] = (16, 32, 64, 128),
+    vil_stages: Sequence[int] = (2,),
+    vil_depth: int = 2,
+    num_heads: int = 4,
+    **kwargs,
+) -> nn.Module:
+    """xLSTM-UNet with ViL after encoder level 2 (1/4 resolution) as well as the bottleneck."""
+    return build_xlstm_unet(spatial_dims, in_channels, out_channels, features=features,
+                            vil_stages=vil_stages, vil_depth=vil_depth, num_heads=num_heads,
+                            **kwargs)

@@ -1,0 +1,137 @@
+"""evaluate_case contract, CaseMetrics and a property-based robustness test."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from shapes import crossing_vessels_2d, vessel_3d
+
+from bench.metrics import CaseMetrics, cldice, dice, evaluate_case, expected_calibration_error, hd95
+
+BASE_2D = {"dice", "iou", "cldice", "betti0_err", "betti1_err", "hd95", "nsd"}
+
+
+def _probs(labels: np.ndarray, c: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(c, *labels.shape)) + 3 * np.eye(c)[labels].transpose(-1, *range(labels.ndim))
+    e = np.exp(logits)
+    return (e / e.sum(0)).astype(np.float32)
+
+
+def test_binary_2d_keys_and_values():
+    gt = crossing_vessels_2d().astype(np.int64)
+    prob = _probs(gt, 2)
+    out = evaluate_case(prob, gt, betti_patch=16)
+    patch_keys = {"betti0_err_patch", "betti1_err_patch"}
+    assert set(out) == BASE_2D | {"ece", "brier"} | patch_keys
+    assert all(isinstance(v, float) for v in out.values())
+    pred = prob.argmax(0)
+    assert out["dice"] == pytest.approx(float(dice(pred == 1, gt == 1)))
+    assert out["cldice"] == pytest.approx(cldice(pred == 1, gt == 1))
+    assert out["ece"] == pytest.approx(expected_calibration_error(prob[1], gt))
+    assert set(evaluate_case(pred, gt)) == BASE_2D  # label map: no calibration keys
+
+
+def test_binary_3d_has_betti2_and_uses_spacing():
+    gt = vessel_3d(16).astype(np.int64)
+    pred = np.roll(gt, 1, axis=1)
+    out = evaluate_case(torch.as_tensor(pred), torch.as_tensor(gt), spacing=(1.0, 2.0, 1.0))
+    assert set(out) == BASE_2D | {"betti2_err"}
+    assert out["hd95"] == pytest.approx(hd95(pred, gt, spacing=(1.0, 2.0, 1.0)))
+
+
+def test_multiclass_keys_are_per_class_plus_mean():
+    rng = np.random.default_rng(0)
+    gt = rng.integers(0, 3, (12, 12, 12))
+    out = evaluate_case(_probs(gt, 3), gt)
+    assert {"dice_1", "dice_2", "dice", "betti2_err_1", "ece", "brier"} <= set(out)
+    assert "dice_0" not in out and "ece_1" not in out
+    assert out["dice"] == pytest.approx((out["dice_1"] + out["dice_2"]) / 2)
+    with_bg = evaluate_case(gt, gt, include_background=True)
+    assert with_bg["dice_0"] == 1.0
+
+
+def test_multiclass_mean_skips_nan_class():
+    gt = np.zeros((10, 10), int)
+    gt[2:5, 2:5] = 1
+    prob = np.zeros((3, 10, 10), np.float32)
+    prob[0], prob[1] = gt == 0, gt == 1  # class 2 absent from prediction and truth
+    out = evaluate_case(prob, gt)
+    assert np.isnan(out["dice_2"]) and out["dice_1"] == 1.0
+    assert out["dice"] == 1.0  # NaN classes are skipped in the mean
+
+
+def test_fov_sets_outside_to_background():
+    gt = np.zeros((16, 16), int)
+    gt[4:8, 4:8] = 1
+    pred = gt.copy()
+    pred[0:2, 0:2] = 1  # false positive outside the FOV
+    fov = np.zeros((16, 16), bool)
+    fov[3:, 3:] = True
+    assert evaluate_case(pred, gt, fov=fov)["dice"] == 1.0
+    assert evaluate_case(pred, gt)["dice"] < 1.0
+    prob = _probs(gt, 2)
+    out = evaluate_case(prob, gt, fov=fov)
+    assert out["ece"] == pytest.approx(expected_calibration_error(prob[1][fov], gt[fov]))
+
+
+def test_empty_case():
+    z = np.zeros((8, 8), int)
+    out = evaluate_case(z, z)
+    assert np.isnan(out["dice"]) and np.isnan(out["cldice"]) and np.isnan(out["hd95"])
+    assert out["betti0_err"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("x", "gt", "match"),
+    [
+        (np.full((2, 4, 4), np.nan, np.float32), np.zeros((4, 4), int), "prob_or_pred"),
+        (np.full((2, 4, 4), 1.5, np.float32), np.zeros((4, 4), int), r"\[0, 1\]"),
+        (np.full((2, 4, 5), 0.5, np.float32), np.zeros((4, 4), int), "same shape"),
+        (np.full((1, 4, 4), 1.0, np.float32), np.zeros((4, 4), int), "C >= 2"),
+        (np.full((2, 4, 4), 0.5, np.float32), np.full((4, 4), 2), "gt"),
+        (np.zeros((4,), int), np.zeros((4,), int), "gt"),
+    ],
+)
+def test_evaluate_case_validation(x, gt, match):
+    with pytest.raises(ValueError, match=match):
+        evaluate_case(x, gt)
+
+
+def test_case_metrics_accumulator():
+    acc = CaseMetrics(betti_patch=8)
+    gt = crossing_vessels_2d(16).astype(int)
+    rows = [acc.update("a", gt, gt), acc.update("b", np.zeros_like(gt), gt)]
+    mean = acc.compute()
+    assert mean["dice"] == pytest.approx((rows[0]["dice"] + rows[1]["dice"]) / 2)
+    assert [r["case_id"] for r in acc.rows] == ["a", "b"]
+    assert mean["hd95"] == np.inf
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ndim=st.sampled_from([2, 3]),
+    side=st.integers(1, 7),
+    classes=st.integers(2, 3),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    data=st.data(),
+)
+def test_property_finite_or_documented(ndim, side, classes, dtype, data):
+    shape = (side,) * ndim
+    gt = data.draw(arrays(np.int64, shape, elements=st.integers(0, classes - 1)))
+    prob = data.draw(arrays(dtype, (classes, *shape), elements=st.floats(-0.5, 1.5, width=32) | st.just(np.nan)))
+    try:
+        out = evaluate_case(prob, gt, betti_patch=3)
+    except ValueError as err:
+        bad = np.isnan(prob).any() or (prob < 0).any() or (prob > 1).any()
+        assert bad, f"unexpected ValueError: {err}"
+        return
+    for key, v in out.items():
+        if key.startswith(("betti", "ece", "brier")):
+            assert np.isfinite(v), key
+        elif key.startswith(("dice", "iou", "cldice", "nsd")):
+            assert np.isnan(v) or 0.0 <= v <= 1.0, key
+        else:
+            assert np.isnan(v) or v >= 0, key
