@@ -170,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--no-leaderboard", action="store_true", help="do not render leaderboard.md")
     r.add_argument("--print-default", action="store_true", help="print the built-in sweep file and exit")
+    r.add_argument(
+        "--no-wandb",
+        dest="override",
+        action="append_const",
+        const="tracking.wandb=false",
+        help="switch wandb tracking off (same as -o tracking.wandb=false); CSV logs are kept",
+    )
 
     lb = sub.add_parser("leaderboard", help="render leaderboard.md from the records")
     lb.add_argument("--results", default="results")
@@ -186,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--n-trials", type=int, default=None)
     t.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     t.add_argument("--quiet", action="store_true")
+    t.add_argument(
+        "--no-wandb",
+        dest="override",
+        action="append_const",
+        const="tracking.wandb=false",
+        help="switch wandb tracking off (same as -o tracking.wandb=false)",
+    )
 
     b = sub.add_parser("bench", help="speed benchmarks: `segbench bench metrics|models [args]`")
     b.add_argument("what", choices=["metrics", "models"])

@@ -11,6 +11,7 @@ Validation happens once, while building: an unknown key, a wrong type or a bad v
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import hashlib
@@ -106,6 +107,60 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class ParamSpace:
+    """Search space of one hyperparameter (an Optuna distribution).
+
+    ``type``: ``float`` / ``int`` (``low``, ``high``, optional ``log`` or ``step``) or
+    ``categorical`` (``choices``; lists or mappings are allowed and passed to Optuna as JSON).
+    YAML reads ``1e-4`` as a string, so numeric strings in ``low``/``high``/``step`` are accepted.
+    """
+
+    type: str
+    low: float | str | None = None
+    high: float | str | None = None
+    log: bool = False
+    step: float | str | None = None
+    choices: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("low", "high", "step"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                with contextlib.suppress(ValueError):  # else validation names the field
+                    object.__setattr__(self, name, float(value))
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """One objective: a ``val_*`` metric and its direction (``maximize``/``minimize``)."""
+
+    metric: str = "val_dice"
+    direction: str = "maximize"
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """Optuna study settings of ``segbench tune`` (see ``docs/sweeps.md``).
+
+    ``space`` maps dotted ``RunConfig`` paths (``optim.lr``, ``data.batch_size``,
+    ``model.kwargs.channels``, ``loss.weights.<term>``) to :class:`ParamSpace`.
+    """
+
+    space: dict[str, ParamSpace] = field(default_factory=dict)
+    n_trials: int = 20
+    objectives: tuple[ObjectiveSpec, ...] = (ObjectiveSpec(),)
+    sampler: str = "tpe"
+    sampler_kwargs: dict[str, Any] = field(default_factory=dict)
+    pruner: str = "median"
+    pruner_kwargs: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = 0
+    heartbeat_interval: int = 60
+    grace_period: int | None = None
+    max_retry: int = 1
+    evaluate_best: bool = True
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that defines one run; its hash is the run's identity."""
 
@@ -153,7 +208,7 @@ class SweepConfig:
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    tune: dict[str, Any] = field(default_factory=dict)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def expand(self) -> list[RunConfig]:
         """All runs: datasets × models × losses × seeds × folds, in that nesting order."""
@@ -176,6 +231,8 @@ def _component(value: Any, where: str) -> ComponentSpec:
     if isinstance(value, str):
         return ComponentSpec(value)
     if isinstance(value, Mapping) and isinstance(value.get("name"), str):
+        if set(value) == {"name", "kwargs"} and isinstance(value["kwargs"], Mapping):
+            return ComponentSpec(value["name"], dict(value["kwargs"]))  # RunConfig.to_dict() form
         kwargs = {k: v for k, v in value.items() if k != "name"}
         return ComponentSpec(value["name"], dict(kwargs))
     _fail(where, f"expected a name or a mapping with 'name', got {value!r}")
@@ -245,6 +302,10 @@ def _build(cls: type, data: Any, where: str) -> Any:
 _CHOICES = {
     ("OptimConfig", "optimizer"): ("adamw", "adam", "sgd"),
     ("OptimConfig", "scheduler"): ("poly", "cosine", "none"),
+    ("ParamSpace", "type"): ("float", "int", "categorical"),
+    ("ObjectiveSpec", "direction"): ("maximize", "minimize"),
+    ("TuneConfig", "sampler"): ("tpe", "random", "grid"),
+    ("TuneConfig", "pruner"): ("median", "successive_halving", "hyperband", "none"),
 }
 _POSITIVE = {("TrainerConfig", "max_steps"), ("DataConfig", "batch_size"), ("OptimConfig", "lr")}
 
@@ -260,10 +321,43 @@ def _check_values(obj: Any, where: str) -> None:
         unlimited = f.name == "max_steps" and value == -1
         if (cls, f.name) in _POSITIVE and value is not None and value <= 0 and not unlimited:
             _fail(path, f"must be > 0, got {value!r}")
+    if cls in ("ParamSpace", "TuneConfig"):
+        _check_tune(obj, where)
     if cls == "SweepConfig":
         for key in ("datasets", "models", "losses", "seeds", "folds"):
             if not getattr(obj, key):
                 _fail(key, "must list at least one entry")
+
+
+_TUNE_ROOTS = ("dataset", "model", "loss", "seed", "fold", "trainer", "optim", "data", "eval")
+
+
+def _check_tune(obj: Any, where: str) -> None:
+    """Search spaces: bounds for numbers, choices for categoricals; paths start at a RunConfig field."""
+    if isinstance(obj, ParamSpace):
+        if obj.type == "categorical":
+            if not obj.choices:
+                _fail(f"{where}.choices", "a categorical space needs at least one choice")
+            return
+        for name in ("low", "high", "step"):
+            value = getattr(obj, name)
+            if value is not None and not isinstance(value, (int, float)):
+                _fail(f"{where}.{name}", f"expected a number, got {value!r}")
+        if obj.low is None or obj.high is None or obj.low > obj.high:
+            _fail(where, f"a {obj.type} space needs low <= high, got low={obj.low!r} high={obj.high!r}")
+        if obj.log and (obj.low <= 0 or obj.step is not None):
+            _fail(where, "log=true needs low > 0 and no step")
+        return
+    for path in obj.space:
+        if path.split(".")[0] not in _TUNE_ROOTS:
+            _fail(f"{where}.space.{path}", f"the path must start with one of {', '.join(_TUNE_ROOTS)}")
+    if obj.n_trials <= 0:
+        _fail(f"{where}.n_trials", f"must be > 0, got {obj.n_trials}")
+    if not obj.objectives:
+        _fail(f"{where}.objectives", "must list at least one objective")
+    if obj.sampler == "grid" and any(p.type != "categorical" for p in obj.space.values()):
+        bad = [k for k, p in obj.space.items() if p.type != "categorical"]
+        _fail(f"{where}.space", f"the grid sampler needs categorical spaces; not: {', '.join(bad)}")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

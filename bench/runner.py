@@ -4,10 +4,16 @@ sweep goes on; a done record is skipped on the next invocation (resume)."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import inspect
+import json
 import math
+import os
 import resource
 import shutil
+import socket
+import subprocess
 import sys
 import time
 import traceback
@@ -23,7 +29,7 @@ from lightning.pytorch.loggers import CSVLogger
 from tqdm.auto import tqdm
 
 from bench.callbacks import CaseMetricsCallback
-from bench.config import RunConfig, SweepConfig, TrackingConfig
+from bench.config import RunConfig, SweepConfig, TrackingConfig, run_from_dict
 from bench.provenance import device_info, git_state, package_versions
 from bench.store import claim, is_done, read_record, record_path, write_json_atomic
 from datamodules import create_datamodule, dataset_entry
@@ -141,6 +147,47 @@ def _peak_memory_mb(accelerator: str) -> dict[str, float]:
     return out
 
 
+def _global_rank() -> int:
+    """This process's global rank (0 outside distributed runs), as Lightning sees it."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
+def _device_count(devices: int | str) -> int:
+    if isinstance(devices, int):
+        return devices if devices > 0 else 2  # -1: all devices; treat as several
+    if devices.isdigit():
+        return int(devices)
+    return len([d for d in devices.split(",") if d.strip()]) if "," in devices else 2
+
+
+def needs_launch(trainer: Any) -> bool:
+    """True when a run needs several processes that segbench starts itself (strategy ``ddp``).
+
+    Lightning's ``ddp`` strategy re-runs the launching command once per extra rank, so every
+    rank must execute exactly the same code. ``run_one`` therefore runs such a run in a fresh
+    ``python -m bench.runner JOB`` process whose only job is that one run: its re-launched ranks
+    mirror it, and the sweep process (which holds the run's claim) only waits. Already inside a
+    launched rank (``SEGBENCH_LAUNCHED``, or ``LOCAL_RANK`` set by torchrun/SLURM) nothing is launched.
+    """
+    multi = trainer.num_nodes > 1 or _device_count(trainer.devices) > 1
+    launched = "SEGBENCH_LAUNCHED" in os.environ or "LOCAL_RANK" in os.environ
+    return multi and str(trainer.strategy).startswith("ddp") and not launched
+
+
+_SPAWN_STRATEGIES = ("ddp_spawn", "ddp_fork", "ddp_notebook")
+
+
+def _count_start(work_dir: Path) -> int:
+    """Append this start to ``work_dir/starts.log``; returns how many times the run started."""
+    path = work_dir / "starts.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "at": _now()}) + "\n")
+    return len(path.read_text().splitlines())
+
+
 def run_one(
     cfg: RunConfig,
     results: Path,
@@ -149,9 +196,17 @@ def run_one(
     progress: bool = True,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run one configuration and write its record. Returns the record (status done or failed)."""
+    """Run one configuration and write its record. Returns the record (status done or failed).
+
+    Under DDP every rank trains and evaluates its share of the test cases; the per-case rows
+    are gathered once (:class:`CaseMetricsCallback`) and only global rank 0 writes the record.
+    Multi-process ``ddp`` runs are executed in a child process (see :func:`needs_launch`).
+    """
     results = Path(results)
+    if needs_launch(cfg.trainer):
+        return _run_launched(cfg, results, tracking=tracking, progress=progress, extra=extra)
     work_dir = results / ".work" / cfg.run_id
+    rank = _global_rank()
     record: dict[str, Any] = {
         "schema": 1,
         "run_id": cfg.run_id,
@@ -159,12 +214,21 @@ def run_one(
         "config": cfg.to_dict(),
         "status": "running",
         "started_at": _now(),
+        "attempt": _count_start(work_dir) if rank == 0 else None,
+        "worker": {"pid": os.getpid(), "host": socket.gethostname()},
         "git": git_state(),
         "versions": package_versions(),
         "device": device_info(cfg.trainer.accelerator),
         **(extra or {}),
     }
+    wandb_logger = None
+    trainer = None
     try:
+        if cfg.trainer.strategy in _SPAWN_STRATEGIES:
+            raise ValueError(
+                f"strategy {cfg.trainer.strategy!r} is not supported: spawned ranks cannot hand the "
+                "per-case metrics back; use strategy: ddp"
+            )
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
@@ -173,14 +237,18 @@ def run_one(
         module = build_module(cfg, dm)
         record["params"] = count_parameters(module.net)
         record["split"] = dm.split_info()
+        wandb_on = tracking is not None and tracking.wandb
         metrics_cb = CaseMetricsCallback(
-            betti_patch=cfg.eval.betti_patch, nsd_tolerance=cfg.eval.nsd_tolerance
+            betti_patch=cfg.eval.betti_patch,
+            nsd_tolerance=cfg.eval.nsd_tolerance,
+            examples=tracking.log_images if wandb_on else 0,
         )
         loggers: list[Any] = [CSVLogger(work_dir, name="csv", version="")]
-        if tracking is not None and tracking.wandb:
-            from bench.tracking import wandb_logger
+        if wandb_on and rank == 0:
+            from bench.tracking import wandb_logger as make_wandb_logger
 
-            loggers.append(wandb_logger(cfg, tracking, work_dir))
+            wandb_logger = make_wandb_logger(cfg, tracking, work_dir)
+            loggers.append(wandb_logger)
         trainer = build_trainer(cfg, work_dir, [metrics_cb], loggers, progress)
         last = work_dir / "checkpoints" / "last.ckpt"
         start = time.perf_counter()
@@ -192,24 +260,74 @@ def run_one(
         record["test_seconds"] = time.perf_counter() - start
         record["infer_seconds"] = module.infer_seconds
         record["steps"] = trainer.global_step
-        if not trainer.is_global_zero:
-            return record
+        record["world_size"] = trainer.world_size
         record["cases"] = metrics_cb.rows
         record["aggregates"] = aggregate(metrics_cb.rows)
         record["memory"] = _peak_memory_mb(cfg.trainer.accelerator)
         record["status"] = "done"
-        if tracking is not None and tracking.wandb:
+        if wandb_logger is not None:
             from bench.tracking import log_record
 
-            log_record(loggers[-1], record)
+            log_record(wandb_logger, record, metrics_cb.examples)
     except Exception as exc:  # noqa: BLE001 - a failed run is recorded, the sweep goes on
         record["status"] = "failed"
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["traceback"] = traceback.format_exc()
+    finally:
+        if wandb_logger is not None:
+            from bench.tracking import finish
+
+            finish(wandb_logger, failed=record["status"] != "done")
+    if trainer is not None:
+        rank = trainer.global_rank
+    if rank != 0:
+        return record  # only global rank 0 writes the record
     record["finished_at"] = _now()
     write_json_atomic(record_path(results, cfg.run_id), record)
     if record["status"] == "done":
         shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
+    return record
+
+
+def _run_launched(
+    cfg: RunConfig,
+    results: Path,
+    *,
+    tracking: TrackingConfig | None,
+    progress: bool,
+    extra: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Run ``cfg`` in ``python -m bench.runner JOB`` (Lightning re-launches it per rank); read its record."""
+    work_dir = results / ".work" / cfg.run_id
+    job = work_dir / "job.json"
+    payload = {
+        "config": cfg.to_dict(),
+        "tracking": None if tracking is None else dataclasses.asdict(tracking),
+        "progress": progress,
+        "extra": extra or {},
+    }
+    write_json_atomic(job, payload)
+    before = read_record(record_path(results, cfg.run_id))
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "RANK")}
+    env["SEGBENCH_LAUNCHED"] = "1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.runner", str(job.resolve()), "--results", str(results.resolve())],
+        env=env,
+        check=False,
+    )
+    record = read_record(record_path(results, cfg.run_id))
+    if record is None or record == before:
+        record = {
+            "schema": 1,
+            "run_id": cfg.run_id,
+            "config_hash": cfg.config_hash,
+            "config": cfg.to_dict(),
+            "status": "failed",
+            "error": f"distributed run process exited with code {proc.returncode} without a record",
+            "finished_at": _now(),
+            **(extra or {}),
+        }
+        write_json_atomic(record_path(results, cfg.run_id), record)
     return record
 
 
@@ -224,6 +342,34 @@ def _supersede(results: Path, run_id: str) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     path.replace(dest)
     shutil.rmtree(results / ".work" / run_id, ignore_errors=True)
+
+
+def run_claimed(
+    cfg: RunConfig,
+    results: Path,
+    *,
+    tracking: TrackingConfig | None = None,
+    progress: bool = True,
+    extra: dict[str, Any] | None = None,
+    force: bool = False,
+) -> dict[str, Any] | None:
+    """Run ``cfg`` unless it is done or claimed by another worker; returns the new record or None.
+
+    The claim (an ``flock``) is held for the whole run and the done-check is repeated under it,
+    so of several workers on one results folder exactly one executes the run.
+    """
+    results = Path(results)
+    if is_done(results, cfg.run_id) and not force:
+        return None
+    held = claim(results, cfg.run_id)
+    if held is None:
+        return None
+    with held:
+        if is_done(results, cfg.run_id) and not force:
+            return None
+        if force:
+            _supersede(results, cfg.run_id)
+        return run_one(cfg, results, tracking=tracking, progress=progress, extra=extra)
 
 
 def run_sweep(
@@ -245,19 +391,36 @@ def run_sweep(
     bar = tqdm(runs, desc=f"sweep {sweep.name}", unit="run", disable=not progress, position=0)
     for cfg in bar:
         bar.set_postfix_str(cfg.run_id[:60])
-        if is_done(results, cfg.run_id) and not force:
-            continue
-        held = claim(results, cfg.run_id)
-        if held is None:
-            continue  # another worker has it
-        with held:
-            if is_done(results, cfg.run_id):
-                if not force:
-                    continue
-            if force:
-                _supersede(results, cfg.run_id)
-            record = run_one(cfg, results, tracking=sweep.tracking, progress=progress)
-            written.append(record)
-            if record["status"] == "failed":
-                tqdm.write(f"run {cfg.run_id} failed: {record['error']}")
+        record = run_claimed(cfg, results, tracking=sweep.tracking, progress=progress, force=force)
+        if record is None:
+            continue  # done already, or another worker has it
+        written.append(record)
+        if record["status"] == "failed":
+            tqdm.write(f"run {cfg.run_id} failed: {record['error']}")
     return written
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m bench.runner JOB.json --results DIR``: one run from a job file (see ``needs_launch``).
+
+    Every rank of a distributed run executes this same command; global rank 0 writes the record.
+    It is also the entry point for multi-node runs started by an external launcher.
+    """
+    p = argparse.ArgumentParser(prog="python -m bench.runner", description=_main.__doc__)
+    p.add_argument("job", help="job JSON: {config, tracking, progress, extra}")
+    p.add_argument("--results", required=True)
+    args = p.parse_args(argv)
+    job = json.loads(Path(args.job).read_text())
+    tracking = TrackingConfig(**job["tracking"]) if job.get("tracking") else None
+    record = run_one(
+        run_from_dict(job["config"]),
+        Path(args.results),
+        tracking=tracking,
+        progress=bool(job.get("progress", False)),
+        extra=job.get("extra") or None,
+    )
+    return 0 if record["status"] == "done" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -11,7 +11,17 @@ import importlib
 from datamodules.base import Case, SegDataModule
 from datamodules.registry import DATASETS, create_datamodule, dataset_entry, list_datasets, register_dataset
 
-_DATASET_MODULES = ("synthetic",)
+_DATASET_MODULES = (
+    "synthetic",
+    "drive",
+    "chase_db1",
+    "stare",
+    "hrf",
+    "vevio",
+    "isbi2012_em",
+    "cxr_landmarks",
+    "msd",
+)
 for _mod in _DATASET_MODULES:
     importlib.import_module(f"datamodules.{_mod}")
 

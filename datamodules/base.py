@@ -38,7 +38,6 @@ from typing import Any, ClassVar
 
 import lightning as L
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.download import Resource, fetch_resources
@@ -53,7 +52,7 @@ from datamodules.readers import (
     rescale_case,
     zscore,
 )
-from datamodules.sampling import PatchSampler, build_augmentation
+from datamodules.sampling import CaseDataset, PatchSampler, build_augmentation
 
 CONSENSUS = "consensus"
 _BAD_CASE_POLICIES = ("skip", "raise")
@@ -245,7 +244,7 @@ class SegDataModule(L.LightningDataModule):
         }
 
     def prepare_data(self) -> None:
-        """Download, verify and extract ``resources`` into ``root`` when ``download`` is set and data is missing."""
+        """Download, verify and extract ``resources`` into ``root`` when ``download`` and no data."""
         if not self.download or self.root is None or self.is_present(self.root):
             return
         if not self.resources:
@@ -255,7 +254,7 @@ class SegDataModule(L.LightningDataModule):
         fetch_resources(self.resources, self.root)
 
     def find_files(self, pattern: str) -> list[Path]:
-        """Sorted files matching ``pattern`` under ``root``, or under one wrapping folder (archives often add one)."""
+        """Sorted files matching ``pattern`` under ``root`` or one wrapping folder (as archives add)."""
         if self.root is None or not self.root.is_dir():
             return []
         return sorted(self.root.glob(pattern)) or sorted(self.root.glob(f"*/{pattern}"))
@@ -394,7 +393,7 @@ class SegDataModule(L.LightningDataModule):
         return {"train": train, "val": val, "test": test}
 
     def good_case_ids(self, split: str) -> list[str]:
-        """Case ids of ``split`` that load; bad ones are skipped with a warning (or raise, see ``on_bad_case``)."""
+        """Case ids of ``split`` that load; bad ones are skipped with a warning (see ``on_bad_case``)."""
         good, bad = [], {}
         for cid in self.splits[split]:
             if cid in self.skipped:
@@ -451,28 +450,3 @@ def make_folds(pool: list[str], num_folds: int, seed: int, val_fraction: float) 
     if num_folds > len(pool):
         raise ValueError(f"num_folds={num_folds} exceeds the {len(pool)} non-test cases")
     return [sorted(shuffled[k::num_folds]) for k in range(num_folds)]
-
-
-class CaseDataset(Dataset):
-    """Whole cases for validation / test, one per item."""
-
-    def __init__(self, dm: SegDataModule, case_ids: list[str]) -> None:
-        self.dm = dm
-        self.case_ids = case_ids
-
-    def __len__(self) -> int:
-        return len(self.case_ids)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        case = self.dm.case(self.case_ids[i])
-        item: dict[str, Any] = {
-            "image": torch.from_numpy(np.ascontiguousarray(case.image, dtype=np.float32)),
-            "label": torch.from_numpy(np.ascontiguousarray(case.label, dtype=np.int64))[None],
-            "case_id": case.case_id,
-            "spacing": torch.tensor(case.spacing or (1.0,) * self.dm.spatial_dims),
-        }
-        if case.fov is not None:
-            item["fov"] = torch.from_numpy(np.ascontiguousarray(case.fov, dtype=bool))[None]
-        for key in self.dm.batch_extras:
-            item[key] = torch.as_tensor(np.asarray(case.extras[key], dtype=np.float32))
-        return item

@@ -124,7 +124,7 @@ def download_file(url: str, dest: str | os.PathLike[str], checksum: str | None =
         dest.unlink()
     part = dest.with_name(dest.name + ".part")
     try:
-        with urllib.request.urlopen(url) as response, open(part, "wb") as f:  # noqa: S310 (declared URLs)
+        with urllib.request.urlopen(url) as response, open(part, "wb") as f:
             shutil.copyfileobj(response, f, _CHUNK)
         if checksum is None:
             digest = file_digest(part)
@@ -158,7 +158,9 @@ def _safe_members_tar(tf: tarfile.TarFile, archive: Path) -> list[tarfile.TarInf
     for m in members:
         _check_member_name(m.name, archive)
         if not (m.isfile() or m.isdir()):
-            raise UnsafeArchiveError(f"{archive}: refusing member {m.name!r} (links and devices are not allowed)")
+            raise UnsafeArchiveError(
+                f"{archive}: refusing member {m.name!r} (links and devices are not allowed)"
+            )
     return members
 
 

@@ -19,11 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageSequence
 from scipy import ndimage
 
 _GREY_MAX = 255
 _HALF_GREY = 128
+_BINARY_TOLERANCE = 32
+_TIFF = {".tif", ".tiff"}
 
 
 class CaseLoadError(ValueError):
@@ -44,19 +46,22 @@ def _open_pil(path: Path) -> Image.Image:
 
 
 def read_image_2d(path: str | os.PathLike[str], mode: str = "RGB") -> np.ndarray:
-    """Read a 2D image as ``(C, H, W)`` float32 (C = 3 for ``mode="RGB"``, 1 for ``"L"``), values 0..255."""
+    """Read a 2D image as ``(C, H, W)`` float32 (C = 3 for ``mode="RGB"``, 1 for ``"L"``), values 0..255.
+
+    PIL first (it decodes LZW TIFFs without extra codecs), tifffile for TIFFs PIL cannot open.
+    """
     path = Path(path)
-    if path.suffix.lower() in {".tif", ".tiff"}:
-        arr = _read_tiff(path)
-        if arr.ndim == 2:
-            arr = arr[..., None] if mode == "L" else np.repeat(arr[..., None], 3, axis=-1)
-        elif mode == "L":
-            arr = arr[..., :3].mean(-1, keepdims=True)
-        else:
-            arr = arr[..., :3]
-        return np.moveaxis(arr.astype(np.float32), -1, 0)
-    arr = np.asarray(_open_pil(path).convert(mode), dtype=np.float32)
-    return arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
+    try:
+        arr = np.asarray(_open_pil(path).convert(mode), dtype=np.float32)
+    except CaseLoadError:
+        if path.suffix.lower() not in _TIFF:
+            raise
+        arr = _read_tiff(path).astype(np.float32)
+        if arr.ndim == 3:  # (H, W, C)
+            arr = arr[..., :3].mean(-1) if mode == "L" else arr[..., :3]
+        elif mode != "L":
+            arr = np.repeat(arr[..., None], 3, axis=-1)
+    return arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)  # (H, W)
 
 
 def _read_tiff(path: Path) -> np.ndarray:
@@ -69,11 +74,16 @@ def _read_tiff(path: Path) -> np.ndarray:
 
 
 def read_stack(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a multi-page TIFF stack as ``(pages, H, W)``."""
-    arr = _read_tiff(Path(path))
-    if arr.ndim == 2:
+    """Read a multi-page TIFF stack as ``(pages, H, W)`` (tifffile, PIL page by page as fallback)."""
+    path = Path(path)
+    try:
+        arr = _read_tiff(path)
+    except CaseLoadError:
+        img = _open_pil(path)
+        arr = np.stack([np.asarray(page.convert("L")) for page in ImageSequence.Iterator(img)])
+    if arr.ndim == 2:  # (one page)
         arr = arr[None]
-    if arr.ndim != 3:
+    if arr.ndim != 3:  # (pages, H, W)
         raise CaseLoadError(f"{path}: expected a stack of grey pages, got shape {arr.shape}")
     return arr
 
@@ -81,26 +91,35 @@ def read_stack(path: str | os.PathLike[str]) -> np.ndarray:
 def read_grey(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a mask / grey image as ``(H, W)`` uint8 (PIL ``convert("L")``)."""
     path = Path(path)
-    if path.suffix.lower() in {".tif", ".tiff"}:
-        try:
-            return np.asarray(_open_pil(path).convert("L"))
-        except CaseLoadError:
-            arr = _read_tiff(path)
-            return (arr[..., 0] if arr.ndim == 3 else arr).astype(np.uint8)
-    return np.asarray(_open_pil(path).convert("L"))
+    try:
+        return np.asarray(_open_pil(path).convert("L"))
+    except CaseLoadError:
+        if path.suffix.lower() not in _TIFF:
+            raise
+        arr = _read_tiff(path)
+        return (arr[..., 0] if arr.ndim == 3 else arr).astype(np.uint8)  # (H, W, C)
 
 
 def binary_label(raw: np.ndarray, path: str | os.PathLike[str], *, invert: bool = False) -> np.ndarray:
-    """Binary label from a ``{0, 255}`` or ``{0, 1}`` mask: ``(H, W)`` int64 in {0, 1}.
+    """Binary label from a grey mask: ``(H, W)`` int64 in {0, 1}.
+
+    A mask whose values are all 0 or 1 uses 1 as foreground; otherwise every value must lie
+    within ``_BINARY_TOLERANCE`` of black or white (palette GIFs such as DRIVE's 2nd observer
+    convert to {3, 253}) and foreground is white.
 
     Raises:
-        CaseLoadError: the mask holds other values (names the file and the values found).
+        CaseLoadError: mid-grey values (names the file and the values found).
     """
-    values = np.unique(raw)
-    if not (set(values.tolist()) <= {0, _GREY_MAX} or set(values.tolist()) <= {0, 1}):
-        shown = values[:10].tolist()
-        raise CaseLoadError(f"{path}: label values {shown} are outside the binary sets {{0,255}} / {{0,1}}")
-    fg = raw > 0
+    if raw.max() <= 1:
+        fg = raw > 0
+    else:
+        ambiguous = (raw > _BINARY_TOLERANCE) & (raw < _GREY_MAX - _BINARY_TOLERANCE)
+        if ambiguous.any():
+            shown = np.unique(raw[ambiguous])[:10].tolist()
+            raise CaseLoadError(
+                f"{path}: label values {shown} are not binary (expected near 0 / 255, or 0 / 1)"
+            )
+        fg = raw >= _HALF_GREY
     return (~fg if invert else fg).astype(np.int64)
 
 
@@ -114,9 +133,7 @@ def read_fov(path: str | os.PathLike[str]) -> np.ndarray:
     return read_grey(path) >= _HALF_GREY
 
 
-def integer_label(
-    raw: np.ndarray, path: str | os.PathLike[str], num_classes: int
-) -> np.ndarray:
+def integer_label(raw: np.ndarray, path: str | os.PathLike[str], num_classes: int) -> np.ndarray:
     """Multi-class label map (any numeric dtype holding whole numbers) as int64 in ``[0, num_classes)``.
 
     Raises:
@@ -153,11 +170,13 @@ def read_nifti(path: str | os.PathLike[str]) -> tuple[np.ndarray, tuple[float, .
 def check_same_shape(spatial: Sequence[int], other: np.ndarray, path: str | os.PathLike[str]) -> None:
     """Raise :class:`CaseLoadError` naming ``path`` when ``other`` does not match the image size."""
     if tuple(other.shape) != tuple(spatial):
-        raise CaseLoadError(f"{path}: size {tuple(other.shape)} does not match the image size {tuple(spatial)}")
+        raise CaseLoadError(
+            f"{path}: size {tuple(other.shape)} does not match the image size {tuple(spatial)}"
+        )
 
 
 def zscore(image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Per-channel z-score of ``image (C, *spatial)`` with statistics from ``mask (*spatial)`` (all voxels if None)."""
+    """Per-channel z-score of ``image (C, *spatial)``; statistics inside ``mask (*spatial)`` (all if None)."""
     out = np.empty_like(image, dtype=np.float32)
     for c in range(image.shape[0]):
         vals = image[c][mask] if mask is not None and mask.any() else image[c]
@@ -187,7 +206,7 @@ def combine_annotators(labels: Sequence[np.ndarray], num_classes: int = 2) -> np
     Raises:
         ValueError: for multi-class labels (no consensus rule is defined for them).
     """
-    if num_classes != 2:  # noqa: PLR2004 (binary)
+    if num_classes != 2:  # (binary)
         raise ValueError("consensus of annotators is defined for binary labels only")
     votes = np.sum([lab > 0 for lab in labels], axis=0)
     return (votes * 2 > len(labels)).astype(np.int64)

@@ -1,4 +1,5 @@
-"""Training patches: random crops with foreground oversampling (nnU-Net) and MONAI augmentation."""
+"""Training patches (random crops, foreground oversampling as in nnU-Net, MONAI augmentation) and
+whole-case validation / test items."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from monai.transforms import (
 from torch.utils.data import Dataset, get_worker_info
 
 if TYPE_CHECKING:
-    from datamodules.base import Case
+    from datamodules.base import Case, SegDataModule
 
 _KEYS = ["image", "label"]
 
@@ -134,3 +135,28 @@ def _pad_to(image: np.ndarray, label: np.ndarray, patch: Sequence[int]) -> tuple
     if not any(a or b for a, b in pads):
         return image, label
     return np.pad(image, [(0, 0), *pads]), np.pad(label, pads)
+
+
+class CaseDataset(Dataset):
+    """Whole cases for validation / test, one per item."""
+
+    def __init__(self, dm: SegDataModule, case_ids: list[str]) -> None:
+        self.dm = dm
+        self.case_ids = case_ids
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        case = self.dm.case(self.case_ids[i])
+        item: dict[str, Any] = {
+            "image": torch.from_numpy(np.ascontiguousarray(case.image, dtype=np.float32)),
+            "label": torch.from_numpy(np.ascontiguousarray(case.label, dtype=np.int64))[None],
+            "case_id": case.case_id,
+            "spacing": torch.tensor(case.spacing or (1.0,) * self.dm.spatial_dims),
+        }
+        if case.fov is not None:
+            item["fov"] = torch.from_numpy(np.ascontiguousarray(case.fov, dtype=bool))[None]
+        for key in self.dm.batch_extras:
+            item[key] = torch.as_tensor(np.asarray(case.extras[key], dtype=np.float32))
+        return item

@@ -55,9 +55,7 @@ def polygon_signed_distance(vertices: torch.Tensor, shape: Sequence[int]) -> tor
         ay, by = a[:, None, :, 1], b[:, None, :, 1]
         px, py = p[..., 0], p[..., 1]
         straddle = (ay > py) != (by > py)
-        x_cross = a[:, None, :, 0] + (py - ay) * (b[:, None, :, 0] - a[:, None, :, 0]) / (
-            by - ay + _EPS
-        )
+        x_cross = a[:, None, :, 0] + (py - ay) * (b[:, None, :, 0] - a[:, None, :, 0]) / (by - ay + _EPS)
         inside = (straddle & (px < x_cross)).sum(-1) % 2 == 1
     return torch.where(inside, dist, -dist).view(-1, h, w)
 

@@ -121,8 +121,9 @@ class HybridGNet(nn.Module):
         self.blocks = nn.ModuleList(GraphResBlock(c, cheb_order) for c in graph_channels)
         self.pos_heads = nn.ModuleList(ChebGraphConv(c, 2, cheb_order) for c in graph_channels)
         self.merges = nn.ModuleList(
-            ChebGraphConv(graph_channels[lv - 1] + features[self.skip_levels[lv]] + 2,
-                          graph_channels[lv], cheb_order)
+            ChebGraphConv(
+                graph_channels[lv - 1] + features[self.skip_levels[lv]] + 2, graph_channels[lv], cheb_order
+            )
             for lv in range(1, levels)
         )
         for lv, lsizes in enumerate(self.level_sizes):
@@ -138,7 +139,9 @@ class HybridGNet(nn.Module):
 
     def _positions(self, lv: int, h: torch.Tensor) -> torch.Tensor:
         """Node positions ``(B, N_l, 2)`` in (0, 1): the template moved by the level's head."""
-        return torch.sigmoid(getattr(self, f"template{lv}") + self.pos_heads[lv](h, getattr(self, f"edges{lv}")))
+        return torch.sigmoid(
+            getattr(self, f"template{lv}") + self.pos_heads[lv](h, getattr(self, f"edges{lv}"))
+        )
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``x (B, in_channels, H, W)`` -> ``{"logits": (B, out_channels, H, W),
@@ -149,8 +152,20 @@ class HybridGNet(nn.Module):
             h = block(h)
             feats.append(h)
         latent = self.act(self.to_latent(self.pool(h).flatten(1)))
-        h = self.act(self.to_nodes(latent)).view(x.shape[0], -1, self.blocks[0].conv1.K and 0 or 0)
-        return h
+        h = self.act(self.to_nodes(latent)).view(x.shape[0], sum(self.level_sizes[0]), -1)
+        h = self.blocks[0](h, self.edges0)
+        for lv in range(1, len(self.blocks)):
+            unpool, edges = getattr(self, f"unpool{lv}"), getattr(self, f"edges{lv}")
+            pos = unpool @ self._positions(lv - 1, h)  # coarse positions, interpolated
+            h = unpool @ h
+            skip = _sample(feats[self.skip_levels[lv]], pos)
+            h = self.act(self.merges[lv - 1](torch.cat([h, skip, pos], dim=-1), edges))
+            h = self.blocks[lv](h, edges)
+        landmarks = self._positions(len(self.blocks) - 1, h)
+        logits = contours_to_logits(
+            landmarks, self.sizes, self.classes, self.out_channels, x.shape[-2:], self.temperature
+        )
+        return {"logits": logits, "landmarks": landmarks}
 
     def aux_loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         """``landmark_weight`` x mean squared landmark error when ``batch["landmarks"]`` exists.
@@ -171,3 +186,73 @@ class HybridGNet(nn.Module):
             return pred.new_zeros(())
         err = (pred - torch.nan_to_num(target)).pow(2)
         return self.landmark_weight * err[valid].mean()
+
+
+@register_model(
+    "hybridgnet",
+    family="gnn",
+    dims=(2,),
+    description="HybridGNet: CNN encoder + Chebyshev graph decoder of organ contours (soft-rasterised)",
+    paper="https://arxiv.org/abs/2203.10977",
+)
+def hybridgnet(
+    *,
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    contour_sizes: Sequence[int] | None = None,
+    contour_classes: Sequence[int] | None = None,
+    nodes_per_contour: int = 64,
+    features: Sequence[int] = (16, 32, 64, 64),
+    latent_dim: int = 64,
+    graph_channels: Sequence[int] = (32, 32, 16),
+    **kwargs: Any,
+) -> nn.Module:
+    """HybridGNet with image-to-graph skips; one 64-node contour per foreground class by default."""
+    if spatial_dims != 2:
+        raise ValueError("hybridgnet is 2D only")
+    return HybridGNet(
+        in_channels,
+        out_channels,
+        contour_sizes=contour_sizes,
+        contour_classes=contour_classes,
+        nodes_per_contour=nodes_per_contour,
+        features=features,
+        latent_dim=latent_dim,
+        graph_channels=graph_channels,
+        **kwargs,
+    )
+
+
+@register_model(
+    "hybridgnet_dense",
+    family="gnn",
+    dims=(2, 3),
+    description="Residual U-Net whose coarsest feature grids run through Chebyshev graph convs",
+    paper="https://arxiv.org/abs/2203.10977",
+)
+def hybridgnet_dense(
+    *,
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    features: Sequence[int] = (16, 32, 64, 128),
+    graph_levels: int = 2,
+    graph_depth: int = 2,
+    cheb_order: int = 3,
+    graph: str = "grid",
+    knn_k: int = 8,
+    norm: str = "instance",
+) -> nn.Module:
+    """Dense graph U-Net: graph residual blocks on the bottleneck grid and the next
+    ``graph_levels - 1`` decoder grids (nodes = grid cells, ``graph`` = ``grid`` or ``knn``)."""
+    last = len(features) - 1
+    if not 1 <= graph_levels <= last + 1:
+        raise ValueError(f"graph_levels must be in 1..{last + 1}")
+    keys = [f"enc{last}"] + [f"dec{j}" for j in range(last - 1, last - graph_levels, -1)]
+    level = [last] + list(range(last - 1, last - graph_levels, -1))
+    mixers = {
+        key: GridGraphMixer(features[j], depth=graph_depth, K=cheb_order, graph=graph, knn_k=knn_k)
+        for key, j in zip(keys, level)
+    }
+    return MixerUNet(spatial_dims, in_channels, out_channels, features=features, mixers=mixers, norm=norm)

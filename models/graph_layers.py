@@ -212,8 +212,9 @@ class GridGraphMixer(nn.Module):
         knn_k: neighbours for ``graph="knn"``.
     """
 
-    def __init__(self, channels: int, depth: int = 2, K: int = 3, graph: str = "grid",
-                 knn_k: int = 8) -> None:
+    def __init__(
+        self, channels: int, depth: int = 2, K: int = 3, graph: str = "grid", knn_k: int = 8
+    ) -> None:
         super().__init__()
         if graph not in ("grid", "knn"):
             raise ValueError(f"graph must be 'grid' or 'knn', not {graph!r}")

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.networks.blocks import UnetOutBlock, UnetrUpBlock, UnetResBlock
+from monai.networks.blocks import UnetOutBlock, UnetResBlock, UnetrUpBlock
 from torch import nn
 
 
@@ -52,13 +52,19 @@ class MixerUNet(nn.Module):
             raise ValueError(f"mixer keys {sorted(set(mixers) - valid)} not in {sorted(valid)}")
         self.factor = 2**last
         self.encoder = nn.ModuleList(
-            UnetResBlock(spatial_dims, cin, cout, kernel_size=3, stride=1 if j == 0 else 2,
-                         norm_name=norm)
+            UnetResBlock(spatial_dims, cin, cout, kernel_size=3, stride=1 if j == 0 else 2, norm_name=norm)
             for j, (cin, cout) in enumerate(zip([in_channels, *feats[:-1]], feats))
         )
         self.decoder = nn.ModuleList(
-            UnetrUpBlock(spatial_dims, feats[j + 1], feats[j], kernel_size=3,
-                         upsample_kernel_size=2, norm_name=norm, res_block=True)
+            UnetrUpBlock(
+                spatial_dims,
+                feats[j + 1],
+                feats[j],
+                kernel_size=3,
+                upsample_kernel_size=2,
+                norm_name=norm,
+                res_block=True,
+            )
             for j in reversed(range(last))
         )
         self.mixers = nn.ModuleDict(mixers)

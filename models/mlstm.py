@@ -32,6 +32,11 @@ def _scaled(q: torch.Tensor) -> torch.Tensor:
     return q / math.sqrt(q.shape[-1])
 
 
+def _acc(t: torch.Tensor) -> torch.Tensor:
+    """Accumulate in at least float32 (half-precision inputs are upcast)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def mlstm_parallel(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -53,16 +58,16 @@ def mlstm_parallel(
         ``(B, NH, S, DV)`` hidden states ``h_t``.
     """
     s = q.shape[-2]
-    log_f = F.logsigmoid(fgate.float())
+    log_f = F.logsigmoid(_acc(fgate))
     cum = torch.cumsum(log_f, dim=-1)  # F_t = sum_{l<=t} log f_l
     # log D_tj = F_t - F_j + i_j for j <= t (decay from step j to t times input gate at j)
-    log_d = cum.unsqueeze(-1) - cum.unsqueeze(-2) + igate.float().unsqueeze(-2)
+    log_d = cum.unsqueeze(-1) - cum.unsqueeze(-2) + _acc(igate).unsqueeze(-2)
     causal = torch.ones(s, s, dtype=torch.bool, device=q.device).tril()
     log_d = log_d.masked_fill(~causal, float("-inf"))
     m = log_d.amax(dim=-1, keepdim=True)  # (B, NH, S, 1) stabiliser, finite (diagonal is finite)
-    scores = (_scaled(q.float()) @ k.float().transpose(-1, -2)) * torch.exp(log_d - m)
+    scores = (_scaled(_acc(q)) @ _acc(k).transpose(-1, -2)) * torch.exp(log_d - m)
     norm = torch.maximum(scores.sum(-1, keepdim=True).abs(), torch.exp(-m)) + eps
-    return ((scores / norm) @ v.float()).to(v.dtype)
+    return ((scores / norm) @ _acc(v)).to(v.dtype)
 
 
 def mlstm_recurrent(
@@ -80,23 +85,24 @@ def mlstm_recurrent(
     ``f'_t = exp(log f_t + m_{t-1} - m_t)``; ``h_t = C_t^T q_t / (max(|n_t^T q_t|, exp(-m_t)) + eps)``.
     """
     b, nh, s, dk = q.shape
-    q, k, v = _scaled(q.float()), k.float(), v.float()
-    log_f = F.logsigmoid(fgate.float())
+    v_dtype = v.dtype
+    q, k, v, igate = _scaled(_acc(q)), _acc(k), _acc(v), _acc(igate)
+    log_f = F.logsigmoid(_acc(fgate))
     c = q.new_zeros(b, nh, dk, v.shape[-1])
     n = q.new_zeros(b, nh, dk)
     m = q.new_full((b, nh), float("-inf"))
     out = []
     for t in range(s):
-        m_new = torch.maximum(log_f[..., t] + m, igate[..., t].float())
+        m_new = torch.maximum(log_f[..., t] + m, igate[..., t])
         f_t = torch.exp(log_f[..., t] + m - m_new)
-        i_t = torch.exp(igate[..., t].float() - m_new)
+        i_t = torch.exp(igate[..., t] - m_new)
         c = f_t[..., None, None] * c + i_t[..., None, None] * (k[..., t, :, None] * v[..., t, None, :])
         n = f_t[..., None] * n + i_t[..., None] * k[..., t, :]
         num = (q[..., t, :, None] * c).sum(-2)  # (B, NH, DV)
         den = torch.maximum((q[..., t, :] * n).sum(-1).abs(), torch.exp(-m_new)) + eps
         out.append(num / den[..., None])
         m = m_new
-    return torch.stack(out, dim=-2)
+    return torch.stack(out, dim=-2).to(v_dtype)
 
 
 @functools.cache
@@ -206,7 +212,7 @@ class MLSTMLayer(nn.Module):
         ig, fg = self.igate(qkv).transpose(1, 2), self.fgate(qkv).transpose(1, 2)  # (B, NH, S)
         h = mlstm(self._heads(q), self._heads(k), self._heads(v), ig, fg, backend=self.backend)
         h = h.transpose(1, 2).reshape(b, s, -1)
-        h = self.out_norm(h.transpose(1, 2)).transpose(1, 2) + self.skip * x_c
+        h = self.out_norm(h.reshape(b * s, -1)).view(b, s, -1) + self.skip * x_c  # per token, head
         return x + self.drop(self.proj_down(h * F.silu(z)))
 
 

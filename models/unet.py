@@ -53,8 +53,13 @@ def resenc_unet(
     filters: Sequence[int] = (16, 32, 64, 128),
     norm: str = "instance",
 ) -> nn.Module:
-    """Residual-encoder U-Net with 3×3(×3) kernels and stride-2 downsampling per level."""
+    """Residual-encoder U-Net with 3×3(×3) kernels and stride-2 downsampling per level.
+
+    ``filters`` needs at least three levels (MONAI DynUNet's minimum).
+    """
     n = len(filters)
+    if n < 3:
+        raise ValueError(f"resenc_unet: filters needs at least 3 levels, got {tuple(filters)}")
     kernels = [[3] * spatial_dims] * n
     strides = [[1] * spatial_dims] + [[2] * spatial_dims] * (n - 1)
     return DynUNet(

@@ -55,12 +55,17 @@ def build_xlstm_unet(
     if any(not 0 <= s < last for s in vil_stages):
         raise ValueError(f"vil_stages {tuple(vil_stages)} must index encoder levels 0..{last - 1}")
     mixers = {
-        f"enc{j}": ViLStack(features[j], depth=vil_depth, num_heads=num_heads,
-                            expansion=expansion, dropout=dropout, backend=backend)
+        f"enc{j}": ViLStack(
+            features[j],
+            depth=vil_depth,
+            num_heads=num_heads,
+            expansion=expansion,
+            dropout=dropout,
+            backend=backend,
+        )
         for j in sorted({*vil_stages, last})
     }
-    return MixerUNet(spatial_dims, in_channels, out_channels, features=features, mixers=mixers,
-                     norm=norm)
+    return MixerUNet(spatial_dims, in_channels, out_channels, features=features, mixers=mixers, norm=norm)
 
 
 @register_model(
@@ -82,9 +87,16 @@ def xlstm_unet(
     **kwargs,
 ) -> nn.Module:
     """xLSTM-UNet with ViL only at the bottleneck (``vil_stages`` adds encoder levels)."""
-    return build_xlstm_unet(spatial_dims, in_channels, out_channels, features=features,
-                            vil_stages=vil_stages, vil_depth=vil_depth, num_heads=num_heads,
-                            **kwargs)
+    return build_xlstm_unet(
+        spatial_dims,
+        in_channels,
+        out_channels,
+        features=features,
+        vil_stages=vil_stages,
+        vil_depth=vil_depth,
+        num_heads=num_heads,
+        **kwargs,
+    )
 
 
 @register_model(
@@ -106,6 +118,13 @@ def xlstm_unet_enc(
     **kwargs,
 ) -> nn.Module:
     """xLSTM-UNet with ViL after encoder level 2 (1/4 resolution) as well as the bottleneck."""
-    return build_xlstm_unet(spatial_dims, in_channels, out_channels, features=features,
-                            vil_stages=vil_stages, vil_depth=vil_depth, num_heads=num_heads,
-                            **kwargs)
+    return build_xlstm_unet(
+        spatial_dims,
+        in_channels,
+        out_channels,
+        features=features,
+        vil_stages=vil_stages,
+        vil_depth=vil_depth,
+        num_heads=num_heads,
+        **kwargs,
+    )

@@ -7,12 +7,11 @@ All metrics accept ``numpy.ndarray`` or ``torch.Tensor`` inputs. Array-based met
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 import numpy as np
 import torch
 
-ArrayLike = Union[np.ndarray, torch.Tensor]
+ArrayLike = np.ndarray | torch.Tensor
 
 
 def to_numpy(x: ArrayLike, name: str) -> np.ndarray:
@@ -76,29 +75,38 @@ def check_spatial(a: np.ndarray, name: str) -> None:
         raise ValueError(f"`{name}` must not be empty, got shape {tuple(a.shape)}.")
 
 
-def check_probabilities(p: torch.Tensor, name: str) -> None:
-    """Raises ``ValueError`` unless ``p`` is a floating tensor of finite values in [0, 1]."""
-    if not torch.is_floating_point(p):
+def _is_float(x: ArrayLike) -> bool:
+    return x.is_floating_point() if isinstance(x, torch.Tensor) else x.dtype.kind == "f"
+
+
+def _all_finite(x: ArrayLike) -> bool:
+    return bool(torch.isfinite(x).all()) if isinstance(x, torch.Tensor) else bool(np.isfinite(x).all())
+
+
+def check_probabilities(p: ArrayLike, name: str) -> None:
+    """Raises ``ValueError`` unless ``p`` is a floating array of finite values in [0, 1]."""
+    if not _is_float(p):
         raise ValueError(f"`{name}` must hold floating-point probabilities, got dtype {p.dtype}.")
-    if p.numel() == 0:
+    if p.shape.numel() == 0 if isinstance(p, torch.Tensor) else p.size == 0:
         return
-    if not bool(torch.isfinite(p).all()):
+    lo, hi = float(p.min()), float(p.max())  # NaN propagates through min/max
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ValueError(f"`{name}` contains NaN or inf values.")
-    lo, hi = torch.aminmax(p)
     if lo < 0 or hi > 1:
-        raise ValueError(f"`{name}` must be probabilities in [0, 1], got range [{float(lo)}, {float(hi)}].")
+        raise ValueError(f"`{name}` must be probabilities in [0, 1], got range [{lo}, {hi}].")
 
 
-def check_labels(t: torch.Tensor, num_classes: int, name: str) -> None:
+def check_labels(t: ArrayLike, num_classes: int, name: str) -> None:
     """Raises ``ValueError`` unless ``t`` holds integer class labels in ``[0, num_classes)``."""
-    if torch.is_floating_point(t):
-        if not bool(torch.isfinite(t).all()) or not bool((t == t.round()).all()):
-            raise ValueError(f"`{name}` must hold integer class labels, got non-integer values.")
-    if t.numel() == 0:
+    if not isinstance(t, torch.Tensor) and t.dtype.kind not in "biuf":
+        raise ValueError(f"`{name}` must hold integer class labels, got dtype {t.dtype}.")
+    if _is_float(t) and not (_all_finite(t) and bool((t == t.round()).all())):
+        raise ValueError(f"`{name}` must hold integer class labels, got non-integer values.")
+    if t.shape.numel() == 0 if isinstance(t, torch.Tensor) else t.size == 0:
         return
-    lo, hi = torch.aminmax(t) if t.dtype != torch.bool else (t.min(), t.max())
+    lo, hi = t.min().item(), t.max().item()
     if lo < 0 or hi >= num_classes:
-        raise ValueError(f"`{name}` labels must be in [0, {num_classes}), got range [{lo.item()}, {hi.item()}].")
+        raise ValueError(f"`{name}` labels must be in [0, {num_classes}), got range [{lo}, {hi}].")
 
 
 def spacing_tuple(spacing: float | Sequence[float] | None, ndim: int) -> tuple[float, ...]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from bench.metrics._convert import ArrayLike, check_labels, check_probabilities, check_same_shape, to_numpy
 from bench.metrics.calibration import brier_score, expected_calibration_error
-from bench.metrics.distance import hd95, normalized_surface_dice
+from bench.metrics.distance import _hd95_compute, _nsd_compute, surface_distances
 from bench.metrics.functional import dice, iou
 from bench.metrics.topology import betti_errors, cldice
 
@@ -21,11 +20,11 @@ def _split_input(prob_or_pred: ArrayLike, gt: np.ndarray) -> tuple[np.ndarray, n
         check_same_shape(x[0], gt, "prob_or_pred[0]", "gt")
         if x.shape[0] < 2:
             raise ValueError(f"`prob_or_pred` probabilities need C >= 2 channels, got shape {x.shape}.")
-        check_probabilities(torch.from_numpy(np.ascontiguousarray(x)), "prob_or_pred")
+        check_probabilities(x, "prob_or_pred")
         return np.argmax(x, axis=0), x, int(x.shape[0])
     check_same_shape(x, gt, "prob_or_pred", "gt")
     if x.dtype.kind == "f":
-        check_labels(torch.from_numpy(np.ascontiguousarray(x)), np.iinfo(np.int64).max, "prob_or_pred")
+        check_labels(x, np.iinfo(np.int64).max, "prob_or_pred")
         x = x.astype(np.int64)
     elif x.dtype.kind not in "biu":
         raise ValueError(f"`prob_or_pred` label map must be integer, got dtype {x.dtype}.")
@@ -44,8 +43,9 @@ def _class_metrics(
 ) -> dict[str, float]:
     row = {"dice": float(dice(p, g)), "iou": float(iou(p, g)), "cldice": cldice(p, g)}
     row.update(betti_errors(p, g, patch=betti_patch))
-    row["hd95"] = hd95(p, g, spacing=spacing)
-    row["nsd"] = normalized_surface_dice(p, g, nsd_tolerance, spacing=spacing)
+    distances = surface_distances(p, g, spacing=spacing)  # shared by hd95 and nsd
+    row["hd95"] = _hd95_compute(*distances)
+    row["nsd"] = _nsd_compute(*distances, nsd_tolerance)
     return row
 
 
@@ -95,14 +95,16 @@ def evaluate_case(
     g = to_numpy(gt, "gt")
     if g.ndim not in (2, 3) or g.size == 0:
         raise ValueError(f"`gt` must be a non-empty 2D or 3D label map, got shape {g.shape}.")
+    if not np.isfinite(nsd_tolerance) or nsd_tolerance < 0:
+        raise ValueError(f"`nsd_tolerance` must be finite and >= 0, got {nsd_tolerance}.")
     pred, prob, num_classes = _split_input(prob_or_pred, g)
-    check_labels(torch.from_numpy(np.ascontiguousarray(g)), num_classes, "gt")
+    check_labels(g, num_classes, "gt")
     g = g.astype(np.int64, copy=False)
     m = None
     if fov is not None:
         m = to_numpy(fov, "fov")
         check_same_shape(m, g, "fov", "gt")
-        check_labels(torch.from_numpy(np.ascontiguousarray(m)), 2, "fov")
+        check_labels(m, 2, "fov")
         m = m.astype(bool)
         pred, g = np.where(m, pred, 0), np.where(m, g, 0)
     classes = list(range(0 if include_background else 1, num_classes))

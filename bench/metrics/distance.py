@@ -79,9 +79,7 @@ def _percentile(d: np.ndarray, q: float) -> float:
     return float(np.quantile(d.astype(np.float64), q / 100))
 
 
-def hd95(
-    preds: ArrayLike, target: ArrayLike, *, spacing: float | Sequence[float] | None = None
-) -> float:
+def hd95(preds: ArrayLike, target: ArrayLike, *, spacing: float | Sequence[float] | None = None) -> float:
     """Symmetric 95th-percentile Hausdorff distance (MONAI's definition).
 
     ``max(q95(d(∂P → ∂G)), q95(d(∂G → ∂P)))`` with linear-interpolation quantiles.
@@ -98,7 +96,11 @@ def hd95(
     Returns:
         HD95 in the units of ``spacing``.
     """
-    d_pg, d_gp = surface_distances(preds, target, spacing=spacing)
+    return _hd95_compute(*surface_distances(preds, target, spacing=spacing))
+
+
+def _hd95_compute(d_pg: np.ndarray, d_gp: np.ndarray) -> float:
+    """HD95 from the two directed surface-distance arrays (empty rules included)."""
     if len(d_pg) == 0 and len(d_gp) == 0:
         return float("nan")
     if len(d_pg) == 0 or len(d_gp) == 0:
@@ -130,7 +132,11 @@ def normalized_surface_dice(
     """
     if not np.isfinite(tolerance) or tolerance < 0:
         raise ValueError(f"`tolerance` must be finite and >= 0, got {tolerance}.")
-    d_pg, d_gp = surface_distances(preds, target, spacing=spacing)
+    return _nsd_compute(*surface_distances(preds, target, spacing=spacing), tolerance)
+
+
+def _nsd_compute(d_pg: np.ndarray, d_gp: np.ndarray, tolerance: float) -> float:
+    """NSD from the two directed surface-distance arrays (empty rules included)."""
     total = len(d_pg) + len(d_gp)
     if total == 0:
         return float("nan")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.metrics._convert import ArrayLike, check_labels, check_same_shape
+from bench.metrics._convert import ArrayLike, check_labels, check_same_shape, to_numpy
 from bench.metrics.calibration import brier_score, expected_calibration_error, reliability_diagram
 from bench.metrics.distance import hd95, normalized_surface_dice
 from bench.metrics.topology import betti_errors, betti_numbers, cldice
@@ -33,30 +33,31 @@ __all__ = [
 ]
 
 
-def _as_tensor(x: ArrayLike, name: str, device: torch.device | None = None) -> torch.Tensor:
+def _binary(x: ArrayLike, name: str) -> ArrayLike:
+    """Boolean view of a 0/1 mask (numpy stays numpy, torch stays torch on its device)."""
     if isinstance(x, torch.Tensor):
-        return x if device is None else x.to(device)
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(x)).to(device or "cpu")
-    raise ValueError(f"`{name}` must be a numpy array or torch tensor, got {type(x).__name__}.")
-
-
-def _binary_tensor(x: torch.Tensor, name: str) -> torch.Tensor:
-    if x.dtype == torch.bool:
-        return x
-    if x.is_complex():
-        raise ValueError(f"`{name}` must be a real-valued binary mask.")
-    if x.numel():
-        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-            raise ValueError(f"`{name}` must be a binary mask with values in {{0, 1}}; got NaN/inf.")
-        lo, hi = torch.aminmax(x)
-        if lo < 0 or hi > 1 or (x.is_floating_point() and not bool(((x == 0) | (x == 1)).all())):
+        if x.dtype == torch.bool:
+            return x
+        if x.is_complex():
+            raise ValueError(f"`{name}` must be a real-valued binary mask.")
+        empty, is_float = x.numel() == 0, x.is_floating_point()
+    else:
+        if x.dtype == np.bool_:
+            return x
+        if x.dtype.kind not in "iuf":
+            raise ValueError(f"`{name}` must be a numeric or bool mask, got dtype {x.dtype}.")
+        empty, is_float = x.size == 0, x.dtype.kind == "f"
+    if not empty:
+        ok = bool(((x == 0) | (x == 1)).all()) if is_float else bool(x.min() >= 0) and bool(x.max() <= 1)
+        if not ok:
             raise ValueError(f"`{name}` must be a binary mask with values in {{0, 1}}; got other values.")
     return x != 0
 
 
-def _count_dtype(device: torch.device) -> torch.dtype:
-    return torch.float32 if device.type == "mps" else torch.float64
+def _count_dtype(x: ArrayLike) -> torch.dtype | type:
+    if isinstance(x, np.ndarray):
+        return np.float64
+    return torch.float32 if x.device.type == "mps" else torch.float64
 
 
 def stat_scores(
@@ -65,7 +66,7 @@ def stat_scores(
     *,
     num_classes: int | None = None,
     include_background: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[ArrayLike, ArrayLike, ArrayLike]:
     """Sufficient statistics (true positives, predicted and target volume) for overlap metrics.
 
     Two input forms:
@@ -82,16 +83,16 @@ def stat_scores(
         include_background: keep class 0 (label-map input only).
 
     Returns:
-        ``(tp, pred_sum, target_sum)`` as integer tensors on ``preds``' device.
+        ``(tp, pred_sum, target_sum)`` integer counts: tensors on ``preds``' device for
+        tensor input, numpy arrays for numpy input.
 
     Raises:
         ValueError: on shape mismatch, non-binary masks or out-of-range labels.
     """
-    p = _as_tensor(preds, "preds")
-    t = _as_tensor(target, "target", p.device)
+    p, t = _same_kind(preds, target)
     check_same_shape(p, t, "preds", "target")
     if num_classes is None:
-        p, t = _binary_tensor(p, "preds"), _binary_tensor(t, "target")
+        p, t = _binary(p, "preds"), _binary(t, "target")
         if p.ndim in (2, 3):
             dims: tuple[int, ...] = tuple(range(p.ndim))
         elif p.ndim in (4, 5):
@@ -103,31 +104,44 @@ def stat_scores(
         return (p & t).sum(dims), p.sum(dims), t.sum(dims)
     if num_classes < 1:
         raise ValueError(f"`num_classes` must be >= 1, got {num_classes}.")
-    check_labels(p, num_classes, "preds")
-    check_labels(t, num_classes, "target")
     k = int(num_classes)
-    idx = t.reshape(-1).long() * k + p.reshape(-1).long()
-    conf = torch.bincount(idx, minlength=k * k).reshape(k, k)  # rows: target, cols: preds
+    check_labels(p, k, "preds")
+    check_labels(t, k, "target")
+    if isinstance(p, torch.Tensor):
+        conf = torch.bincount(t.reshape(-1).long() * k + p.reshape(-1).long(), minlength=k * k).reshape(k, k)
+    else:
+        idx = t.reshape(-1).astype(np.intp) * k + p.reshape(-1).astype(np.intp)
+        conf = np.bincount(idx, minlength=k * k).reshape(k, k)  # rows: target, cols: preds
     tp, pred_sum, target_sum = conf.diagonal(), conf.sum(0), conf.sum(1)
     if not include_background:
         tp, pred_sum, target_sum = tp[1:], pred_sum[1:], target_sum[1:]
     return tp, pred_sum, target_sum
 
 
-def _dice_compute(tp: torch.Tensor, pred_sum: torch.Tensor, target_sum: torch.Tensor) -> torch.Tensor:
+def _ratio(num: ArrayLike, den: ArrayLike) -> ArrayLike:
+    if isinstance(num, torch.Tensor):
+        dt = _count_dtype(num)
+        return num.to(dt) / den.to(dt)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(num, np.float64) / np.asarray(den, np.float64)
+
+
+def _dice_compute(tp: ArrayLike, pred_sum: ArrayLike, target_sum: ArrayLike) -> ArrayLike:
     """``2 tp / (|P| + |G|)``; NaN where both are empty (0 / 0)."""
-    dt = _count_dtype(tp.device)
-    return 2 * tp.to(dt) / (pred_sum + target_sum).to(dt)
+    return _ratio(2 * tp, pred_sum + target_sum)
 
 
-def _iou_compute(tp: torch.Tensor, pred_sum: torch.Tensor, target_sum: torch.Tensor) -> torch.Tensor:
+def _iou_compute(tp: ArrayLike, pred_sum: ArrayLike, target_sum: ArrayLike) -> ArrayLike:
     """``tp / |P ∪ G|``; NaN where both are empty (0 / 0)."""
-    dt = _count_dtype(tp.device)
-    return tp.to(dt) / (pred_sum + target_sum - tp).to(dt)
+    return _ratio(tp, pred_sum + target_sum - tp)
 
 
-def _like_input(value: torch.Tensor, preds: ArrayLike) -> ArrayLike:
-    return value if isinstance(preds, torch.Tensor) else value.cpu().numpy()
+def _same_kind(preds: ArrayLike, target: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
+    """Both as tensors on ``preds``' device if ``preds`` is a tensor, else both numpy."""
+    if isinstance(preds, torch.Tensor):
+        t = target if isinstance(target, torch.Tensor) else torch.from_numpy(to_numpy(target, "target"))
+        return preds, t.to(preds.device)
+    return to_numpy(preds, "preds"), to_numpy(target, "target")
 
 
 def dice(
@@ -161,7 +175,7 @@ def dice(
         ValueError: on shape mismatch, non-binary masks or out-of-range labels.
     """
     stats = stat_scores(preds, target, num_classes=num_classes, include_background=include_background)
-    return _like_input(_dice_compute(*stats), preds)
+    return _dice_compute(*stats)
 
 
 def iou(
@@ -176,4 +190,4 @@ def iou(
     Same input forms, output types and empty rule as :func:`dice` (NaN when both are empty).
     """
     stats = stat_scores(preds, target, num_classes=num_classes, include_background=include_background)
-    return _like_input(_iou_compute(*stats), preds)
+    return _iou_compute(*stats)

@@ -22,12 +22,9 @@ def gudhi_betti(mask: np.ndarray, dual: bool = False) -> tuple[int, ...]:
     """
     f = np.where(mask.astype(bool), 0.0, 1.0)
     cc = gudhi.CubicalComplex(vertices=f) if dual else gudhi.CubicalComplex(top_dimensional_cells=f)
-    cc.compute_persistence(homology_coeff_field=2, min_persistence=-1)
-    counts = [0] * mask.ndim
-    for dim, (birth, death) in cc.persistence(homology_coeff_field=2, min_persistence=-1):
-        if dim < mask.ndim and birth <= 0 < death:
-            counts[dim] += 1
-    return tuple(counts)
+    cc.compute_persistence(homology_coeff_field=2, min_persistence=0)
+    # classes born at or before 0 and still alive after 0 (deaths at 1 or never)
+    return tuple(int(b) for b in cc.persistent_betti_numbers(0.0, 0.0)[: mask.ndim])
 
 
 def paper_cldice(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -64,7 +61,9 @@ def torchmetrics_ece(prob: np.ndarray, gt: np.ndarray, n_bins: int = 15) -> floa
     if p.ndim == t.ndim:
         return float(binary_calibration_error(p.reshape(-1), t.reshape(-1), n_bins=n_bins))
     c = p.shape[0]
-    return float(multiclass_calibration_error(p.reshape(c, -1).T, t.reshape(-1), num_classes=c, n_bins=n_bins))
+    return float(
+        multiclass_calibration_error(p.reshape(c, -1).T, t.reshape(-1), num_classes=c, n_bins=n_bins)
+    )
 
 
 def _onehot_pair(pred: np.ndarray, gt: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,7 +81,9 @@ def monai_hd95(pred: np.ndarray, gt: np.ndarray, spacing: tuple[float, ...] | No
     p, g = _onehot_pair(pred, gt)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return float(compute_hausdorff_distance(p, g, include_background=True, percentile=95, spacing=spacing))
+        return float(
+            compute_hausdorff_distance(p, g, include_background=True, percentile=95, spacing=spacing)
+        )
 
 
 def monai_nsd(

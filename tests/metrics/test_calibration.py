@@ -93,4 +93,28 @@ def test_invalid_inputs(p, g, match):
 
 def test_accepts_torch():
     p, g = torch.rand(50, dtype=torch.float64), torch.randint(0, 2, (50,))
-    assert expected_calibration_error(p, g) == pytest.approx(torchmetrics_ece(p.numpy(), g.numpy()), abs=1e-12)
+    assert expected_calibration_error(p, g) == pytest.approx(
+        torchmetrics_ece(p.numpy(), g.numpy()), abs=1e-12
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bin_index_equals_torch_bucketize_at_edges(dtype):
+    from bench.metrics.calibration import _bin_index
+
+    for n_bins in (1, 3, 7, 10, 15, 20, 33, 100):
+        edges = torch.linspace(0, 1, n_bins + 1, dtype=dtype)
+        near = torch.cat(
+            [edges, torch.nextafter(edges, torch.ones_like(edges)), torch.nextafter(edges, -edges)]
+        )
+        conf = torch.cat([near.clamp(0, 1), torch.rand(2000, dtype=dtype)])
+        expected = torch.bucketize(conf, edges, right=True) - 1
+        np.testing.assert_array_equal(_bin_index(conf.numpy(), n_bins), expected.numpy())
+
+
+@pytest.mark.parametrize("positive_rate", [0.0, 0.05, 0.95, 1.0])
+def test_ece_mostly_hits_or_misses(positive_rate):
+    rng = np.random.default_rng(4)
+    p = rng.random((40, 40))
+    g = (rng.random((40, 40)) < positive_rate).astype(int)
+    assert expected_calibration_error(p, g) == pytest.approx(torchmetrics_ece(p, g), abs=1e-12)

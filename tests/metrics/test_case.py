@@ -6,7 +6,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from shapes import crossing_vessels_2d, vessel_3d
+from metric_shapes import crossing_vessels_2d, vessel_3d
 
 from bench.metrics import CaseMetrics, cldice, dice, evaluate_case, expected_calibration_error, hd95
 
@@ -121,7 +121,9 @@ def test_case_metrics_accumulator():
 def test_property_finite_or_documented(ndim, side, classes, dtype, data):
     shape = (side,) * ndim
     gt = data.draw(arrays(np.int64, shape, elements=st.integers(0, classes - 1)))
-    prob = data.draw(arrays(dtype, (classes, *shape), elements=st.floats(-0.5, 1.5, width=32) | st.just(np.nan)))
+    prob = data.draw(
+        arrays(dtype, (classes, *shape), elements=st.floats(-0.5, 1.5, width=32) | st.just(np.nan))
+    )
     try:
         out = evaluate_case(prob, gt, betti_patch=3)
     except ValueError as err:

@@ -59,7 +59,10 @@ def test_label_maps_per_class():
 def test_accumulator_uses_same_function():
     gen = torch.Generator().manual_seed(1)
     acc = DiceAccumulator()
-    batches = [(torch.rand(2, 2, 8, 8, generator=gen) < 0.5, torch.rand(2, 2, 8, 8, generator=gen) < 0.5) for _ in range(3)]
+    batches = [
+        (torch.rand(2, 2, 8, 8, generator=gen) < 0.5, torch.rand(2, 2, 8, 8, generator=gen) < 0.5)
+        for _ in range(3)
+    ]
     for p, g in batches:
         acc.update(p, g)
     expected = torch.cat([dice(p, g) for p, g in batches])

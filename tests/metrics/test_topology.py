@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
+from metric_shapes import crossing_vessels_2d, hollow_sphere, ring, solid_torus, vessel_3d
 from scipy import ndimage
-from shapes import crossing_vessels_2d, hollow_sphere, ring, solid_torus, vessel_3d
 
 from bench.metrics import betti_errors, betti_numbers, cldice
 from bench.metrics.topology import skeleton

@@ -1,0 +1,71 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from bench.cli import main
+from bench.config import DEFAULT_SWEEP
+from tests.conftest import tiny_sweep_dict
+
+
+def test_print_default_prints_the_packaged_sweep(capsys):
+    assert main(["run", "--print-default"]) == 0
+    assert capsys.readouterr().out == DEFAULT_SWEEP.read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "missing.yaml"], "missing.yaml: no such sweep file"),
+        (["run", "-o", "trainer.max_steps=ten"], "trainer.max_steps: expected int, got 'ten'"),
+        (["run", "-o", "models=[unett]"], "unknown model 'unett'; known: "),
+        (["run", "-o", "losses=[dice+nope]"], "unknown loss 'nope'; known: "),
+        (["run", "-o", "datasets=[nope]"], "unknown dataset 'nope'; known: "),
+    ],
+)
+def test_bad_input_gives_one_clear_line(capsys, argv, message, tmp_path):
+    assert main([*argv, "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and err.startswith("segbench run: error:")
+
+
+def test_listings(capsys):
+    assert main(["losses"]) == 0
+    out = capsys.readouterr().out
+    assert "dice_ce" in out and "cross-entropy" in out
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic_vessels_3d" in out and "embedded" in out
+
+
+def test_models_listing_shows_family_dims_and_params(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("unet "))
+    assert "cnn" in line and "2D/3D" in line and " M" in line
+
+
+def test_run_then_leaderboard_through_the_console_script(tmp_path):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump(tiny_sweep_dict(losses=["dice", "dice_ce"])))
+    board = tmp_path / "leaderboard.md"
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.cli",
+        "run",
+        str(sweep),
+        "--results",
+        str(tmp_path / "r"),
+        "--leaderboard",
+        str(board),
+        "--quiet",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "2 run(s) executed, 0 failed" in out.stdout
+    rows = [x for x in board.read_text().splitlines() if x.startswith("| unet |")]
+    assert len(rows) == 2
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert "0 run(s) executed" in again.stdout

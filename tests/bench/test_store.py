@@ -1,0 +1,84 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from bench import store
+
+
+def test_atomic_write_leaves_old_file_when_rename_fails(tmp_path, monkeypatch):
+    path = tmp_path / "r.json"
+    store.write_json_atomic(path, {"run_id": "a", "status": "done"})
+
+    def boom(src, dst):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(store.os, "replace", boom)
+    with pytest.raises(OSError):
+        store.write_json_atomic(path, {"run_id": "a", "status": "failed", "big": list(range(10000))})
+    assert json.loads(path.read_text())["status"] == "done"
+
+
+def test_kill_9_never_leaves_a_half_written_record(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {os.getcwd()!r})
+        from pathlib import Path
+        from bench.store import write_json_atomic
+        i = 0
+        while True:
+            write_json_atomic(Path({str(tmp_path)!r}) / f"r{{i % 5}}.json",
+                              {{"run_id": str(i), "payload": list(range(20000))}})
+            i += 1
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    records = list(tmp_path.glob("r*.json"))
+    assert records, "the writer wrote nothing before it was killed"
+    for path in records:
+        data = json.loads(path.read_text())  # every visible record parses completely
+        assert len(data["payload"]) == 20000
+    assert len(list(store.iter_records(tmp_path))) == len(records)
+
+
+def test_claims_are_exclusive_and_expire_with_their_process(tmp_path):
+    held = store.claim(tmp_path, "run-a")
+    assert held is not None
+    code = (
+        f"import sys; sys.path.insert(0, {os.getcwd()!r}); from bench.store import claim; "
+        f"print(claim({str(tmp_path)!r}, 'run-a') is None)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"  # another process cannot take it
+    held.release()
+    # a worker that dies while holding the claim releases it (kill -9)
+    hold = (
+        f"import sys, time; sys.path.insert(0, {os.getcwd()!r}); from bench.store import claim; "
+        f"c = claim({str(tmp_path)!r}, 'run-a'); print('held', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    assert store.claim(tmp_path, "run-a") is None
+    holder.kill()
+    holder.wait()
+    again = store.claim(tmp_path, "run-a")
+    assert again is not None
+    again.release()
+
+
+def test_iter_records_skips_hidden_folders_and_non_records(tmp_path):
+    store.write_json_atomic(tmp_path / "a.json", {"run_id": "a"})
+    store.write_json_atomic(tmp_path / ".superseded" / "b.json", {"run_id": "b"})
+    (tmp_path / "junk.json").write_text("{not json")
+    (tmp_path / "other.json").write_text(json.dumps({"x": 1}))
+    assert [r["run_id"] for r in store.iter_records(tmp_path)] == ["a"]
+    assert store.is_done(tmp_path, "a") is False

@@ -1,0 +1,50 @@
+"""Fixtures shared by every test area: isolated caches, offline tracking, a tiny sweep."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+# Tiny test tensors run fastest on one thread, and several pytest processes or subprocesses
+# sharing two cores must not oversubscribe them (OpenMP spinning costs 10-20x here).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Split files, wandb runs and caches go to a temp folder; nothing tries the network."""
+    root = tmp_path_factory.mktemp("segbench-env")
+    os.environ.setdefault("SEGBENCH_CACHE", str(root / "cache"))
+    os.environ["WANDB_MODE"] = "offline"
+    os.environ.setdefault("WANDB_DIR", str(root / "wandb"))
+    os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def tiny_sweep_dict(**updates: Any) -> dict[str, Any]:
+    """A sweep that trains a 3-level U-Net for a few steps on 64×64 synthetic vessels."""
+    sweep: dict[str, Any] = {
+        "name": "tiny",
+        "datasets": [
+            {"name": "synthetic_vessels", "size": [64, 64], "num_train": 4, "num_val": 2, "num_test": 2}
+        ],
+        "models": [{"name": "unet", "channels": [4, 8, 16]}],
+        "losses": ["dice_ce"],
+        "seeds": [0],
+        "trainer": {"max_steps": 2, "log_every_n_steps": 1},
+        "data": {"batch_size": 2, "patch_size": [32, 32], "samples_per_epoch": 4},
+        "eval": {"sw_batch_size": 4, "betti_patch": 32},
+    }
+    sweep.update(updates)
+    return sweep
+
+
+@pytest.fixture
+def tiny_sweep() -> dict[str, Any]:
+    return tiny_sweep_dict()

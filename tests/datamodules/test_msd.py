@@ -1,0 +1,70 @@
+"""MSD Task04 hippocampus (shared copy: no dataset.json, mixed dtypes) and a dataset.json mini task."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+
+from datamodules import create_datamodule
+
+from .conftest import shared_root, train_one_step
+
+
+def test_msd_hippocampus(cache_dir):
+    root = shared_root("MSD_Task04_Hippocampus")
+    dm = create_datamodule(
+        "msd_hippocampus",
+        root=root,
+        cache_dir=cache_dir,
+        num_folds=5,
+        patch_size=(16, 16, 16),
+        batch_size=2,
+        samples_per_epoch=2,
+        limit_cases=3,
+    )
+    refs = dm.list_cases()
+    assert len(refs) == dm.num_cases == 260
+    dm.setup()
+    full = create_datamodule("msd_hippocampus", root=root, cache_dir=cache_dir, num_folds=5)
+    full.setup()
+    assert (len(full.splits["train"]), len(full.splits["val"])) == (208, 52)
+    for cid in ("hippocampus_003", "hippocampus_243", dm.splits["train"][0]):  # 003 / 243: float labels
+        case = full.case(cid)
+        assert case.image.ndim == 4 and case.image.shape[0] == 1 and case.image.dtype == np.float32
+        assert case.label.shape == case.image.shape[1:] and case.label.dtype == np.int64
+        assert set(np.unique(case.label)) == {0, 1, 2}
+        assert case.spacing == (1.0, 1.0, 1.0)
+        assert abs(float(case.image.mean())) < 1e-3
+        # the crops are centred on the hippocampus: its centre of mass lies in the middle of the volume
+        com = np.argwhere(case.label > 0).mean(0) / np.array(case.label.shape)
+        assert np.all((com > 0.2) & (com < 0.8))
+    train_one_step(dm)
+    batch = next(iter(dm.val_dataloader()))
+    assert batch["spacing"].shape == (1, 3) and batch["image"].ndim == 5
+
+
+def test_msd_dataset_json_and_spacing(tmp_path, cache_dir):
+    task = tmp_path / "Task09_Spleen"
+    rng = np.random.default_rng(0)
+    entries = []
+    for i in range(3):
+        for sub in ("imagesTr", "labelsTr"):
+            (task / sub).mkdir(parents=True, exist_ok=True)
+        img = rng.normal(0, 200, (12, 10, 8)).astype(np.int16)
+        lab = np.zeros((12, 10, 8), np.uint8)
+        lab[3:7, 3:6, 2:5] = 1
+        affine = np.diag([0.8, 0.8, 2.5, 1.0])
+        nib.save(nib.Nifti1Image(img, affine), task / "imagesTr" / f"spleen_{i}.nii.gz")
+        nib.save(nib.Nifti1Image(lab, affine), task / "labelsTr" / f"spleen_{i}.nii.gz")
+        entries.append({"image": f"./imagesTr/spleen_{i}.nii.gz", "label": f"./labelsTr/spleen_{i}.nii.gz"})
+    (task / "imagesTr" / "._spleen_0.nii.gz").write_bytes(b"macOS resource fork")
+    (task / "dataset.json").write_text(json.dumps({"training": entries[:2]}))
+    dm = create_datamodule("msd_spleen", root=tmp_path, cache_dir=cache_dir)
+    assert [r.case_id for r in dm.list_cases()] == ["spleen_0", "spleen_1"]  # dataset.json decides
+    case = dm.load_case(dm.list_cases()[0])
+    np.testing.assert_allclose(case.spacing, (0.8, 0.8, 2.5), rtol=1e-6)
+    assert case.label.sum() == 4 * 3 * 3
+    (task / "dataset.json").unlink()
+    assert [r.case_id for r in dm.list_cases()] == ["spleen_0", "spleen_1", "spleen_2"]  # ._ files ignored

@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from skimage.measure import euler_number
+
+from datamodules import create_datamodule
+from datamodules.synthetic import generate_vessels
+
+
+def betti_2d(mask: np.ndarray) -> tuple[int, int]:
+    """Independent β0/β1: 8-connected foreground components, holes = 4-connected background
+    components not touching the border."""
+    b0 = ndimage.label(mask, structure=np.ones((3, 3)))[1]
+    background, n_bg = ndimage.label(np.pad(~mask.astype(bool), 1, constant_values=True))
+    return b0, n_bg - 1
+
+
+def test_generation_is_deterministic_per_seed_and_index():
+    a_img, a_lab = generate_vessels((64, 64), seed=3, index=5)
+    b_img, b_lab = generate_vessels((64, 64), seed=3, index=5)
+    c_img, c_lab = generate_vessels((64, 64), seed=3, index=6)
+    d_img, _ = generate_vessels((64, 64), seed=4, index=5)
+    np.testing.assert_array_equal(a_img, b_img)
+    np.testing.assert_array_equal(a_lab, b_lab)
+    assert not np.array_equal(a_lab, c_lab)
+    assert not np.array_equal(a_img, d_img)
+
+
+def test_masks_have_loops_thin_vessels_and_dark_tubes():
+    betti1, thin_fraction = [], []
+    for index in range(8):
+        image, label = generate_vessels((128, 128), seed=0, index=index)
+        assert image.shape == label.shape == (128, 128)
+        assert image.dtype == np.float32 and label.dtype == np.int64
+        assert set(np.unique(label)) <= {0, 1} and 0.01 < label.mean() < 0.4
+        b0, b1 = betti_2d(label.astype(bool))
+        assert b1 == b0 - euler_number(label, connectivity=2)  # two independent routes agree
+        betti1.append(b1)
+        dist = ndimage.distance_transform_edt(label)
+        thin_fraction.append(float((dist[label > 0] <= 1).mean()))
+        assert image[label > 0].mean() < image[label == 0].mean() - 0.3  # vessels are darker
+    assert sum(b > 0 for b in betti1) >= 4  # loops are common, not an accident
+    assert max(thin_fraction) > 0.3  # plenty of vessel pixels one pixel from the border
+
+
+def test_3d_cases_have_vessels_and_loops():
+    loops = 0
+    for index in range(3):
+        image, label = generate_vessels((48, 48, 48), seed=0, index=index)
+        assert image.shape == label.shape == (48, 48, 48) and label.sum() > 100
+        b0 = ndimage.label(label, structure=np.ones((3, 3, 3)))[1]
+        chi = euler_number(label, connectivity=3)
+        loops += (b0 - chi) > 0  # β1 - β2 > 0 means at least one tunnel
+    assert loops >= 1
+
+
+def test_fixed_splits_and_batches():
+    dm = create_datamodule(
+        "synthetic_vessels",
+        size=(64, 64),
+        num_train=4,
+        num_val=2,
+        num_test=3,
+        batch_size=2,
+        patch_size=(32, 32),
+        samples_per_epoch=4,
+    )
+    dm.setup("fit")
+    assert [len(dm.splits[k]) for k in ("train", "val", "test")] == [4, 2, 3]
+    assert not set(dm.splits["train"]) & set(dm.splits["test"])
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (2, 1, 32, 32) and batch["label"].shape == (2, 1, 32, 32)
+    assert batch["label"].dtype == torch.int64
+    case = next(iter(dm.test_dataloader()))
+    assert case["image"].shape == (1, 1, 64, 64) and case["case_id"] == [dm.splits["test"][0]]
+    dm3 = create_datamodule(
+        "synthetic_vessels_3d",
+        size=(32, 32, 32),
+        num_train=2,
+        num_val=1,
+        num_test=1,
+        patch_size=(16, 16, 16),
+        batch_size=1,
+        samples_per_epoch=2,
+    )
+    dm3.setup("fit")
+    assert next(iter(dm3.train_dataloader()))["image"].shape == (1, 1, 16, 16, 16)
+
+
+def test_bad_sizes_are_named():
+    with pytest.raises(ValueError, match="size"):
+        create_datamodule("synthetic_vessels", size=(64, 64, 64))
+    with pytest.raises(ValueError, match="patch_size"):
+        create_datamodule("synthetic_vessels", patch_size=(32, 32, 32))
