@@ -106,20 +106,19 @@ def _datasets(args: argparse.Namespace) -> int:
     rows = []
     for e in DATASETS:
         cls = e.factory
-        present = getattr(cls, "is_present", None)
-        local = (
-            "embedded"
-            if cls.__module__.endswith("synthetic")
-            else (("yes" if present() else "no") if callable(present) else "?")
-        )
+        root = Path(args.root) / cls.folder if args.root and getattr(cls, "folder", "") else None
+        info = cls.dataset_info(root)
+        embedded = not info["urls"] and not getattr(cls, "folder", "")
+        local = "embedded" if embedded else ("yes" if info["present"] else "no")
+        licence = info["license"] or "–"
         rows.append(
             (
                 e.name,
-                f"{cls.spatial_dims}D",
-                str(getattr(cls, "num_cases", "–")),
+                f"{info['spatial_dims']}D",
+                str(info["num_cases"] or "–"),
                 local,
-                cls.license or "–",
-                cls.task,
+                licence if len(licence) <= 50 else licence[:49] + "…",
+                info["task"],
             )
         )
     _table(("dataset", "dims", "cases", "local", "license", "task"), rows)
@@ -184,7 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list registered models with family, dims and parameter count")
     sub.add_parser("losses", help="list registered losses")
-    sub.add_parser("datasets", help="list datasets with task, dims, cases, licence, local presence")
+    ds = sub.add_parser("datasets", help="list datasets with task, dims, cases, licence, local presence")
+    ds.add_argument(
+        "--root",
+        default=None,
+        help="a folder holding release folders (DRIVE/, HRF/ ...) to check presence in; "
+        "default: each dataset's default root ($SEGBENCH_DATA/<folder>)",
+    )
 
     t = sub.add_parser("tune", help="Optuna hyperparameter search over a sweep's search space")
     t.add_argument("sweep", nargs="?", default=None)

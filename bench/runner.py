@@ -147,11 +147,18 @@ def _peak_memory_mb(accelerator: str) -> dict[str, float]:
     return out
 
 
-def _global_rank() -> int:
-    """This process's global rank (0 outside distributed runs), as Lightning sees it."""
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
+def _global_rank(trainer: Any) -> int:
+    """This process's global rank before the Trainer exists (0 outside distributed runs).
 
-    return int(getattr(rank_zero_only, "rank", 0) or 0)
+    ``RANK`` / ``SLURM_PROCID`` when a launcher sets them, else ``NODE_RANK * devices + LOCAL_RANK``
+    (what Lightning's launcher sets for the ranks it starts).
+    """
+    for key in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    node = int(os.environ.get("NODE_RANK", "0") or 0)
+    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    return node * _device_count(trainer.devices) + local
 
 
 def _device_count(devices: int | str) -> int:
@@ -206,7 +213,7 @@ def run_one(
     if needs_launch(cfg.trainer):
         return _run_launched(cfg, results, tracking=tracking, progress=progress, extra=extra)
     work_dir = results / ".work" / cfg.run_id
-    rank = _global_rank()
+    rank = _global_rank(cfg.trainer)
     record: dict[str, Any] = {
         "schema": 1,
         "run_id": cfg.run_id,
@@ -310,6 +317,8 @@ def _run_launched(
     before = read_record(record_path(results, cfg.run_id))
     env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "RANK")}
     env["SEGBENCH_LAUNCHED"] = "1"
+    root = str(Path(__file__).resolve().parents[1])  # `bench` importable from any working folder
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
     proc = subprocess.run(
         [sys.executable, "-m", "bench.runner", str(job.resolve()), "--results", str(results.resolve())],
         env=env,

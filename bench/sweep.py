@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import random
 import shutil
 import time
 import warnings
@@ -48,6 +49,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 _ALIVE = (*FINISHED, TrialState.RUNNING)
 _PRIMITIVE = (type(None), bool, int, float, str)
 _WAIT_SECONDS = 2.0
+_STORAGE_ATTEMPTS = 5
 
 
 class BudgetReached(Exception):
@@ -116,14 +118,18 @@ def apply_params(cfg: RunConfig, params: dict[str, Any]) -> RunConfig:
 # ---- sampler, pruner, storage ------------------------------------------------------------
 
 
-def make_sampler(tune: TuneConfig) -> optuna.samplers.BaseSampler:
-    """``tpe`` (default; multi-objective capable), ``random`` or ``grid`` (categorical spaces)."""
+def make_sampler(tune: TuneConfig, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """``tpe`` (default; multi-objective capable), ``random`` or ``grid`` (categorical spaces).
+
+    ``seed`` defaults to ``tune.seed``; :class:`Objective` reseeds per trial (see there).
+    """
     kw = dict(tune.sampler_kwargs)
+    seed = tune.seed if seed is None else seed
     if tune.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=tune.seed, **kw)
+        return optuna.samplers.RandomSampler(seed=seed, **kw)
     if tune.sampler == "grid":
-        return optuna.samplers.GridSampler(_grid_space(tune), seed=tune.seed, **kw)
-    return optuna.samplers.TPESampler(seed=tune.seed, **kw)
+        return optuna.samplers.GridSampler(_grid_space(tune), seed=seed, **kw)
+    return optuna.samplers.TPESampler(seed=seed, **kw)
 
 
 def make_pruner(tune: TuneConfig) -> optuna.pruners.BasePruner:
@@ -154,18 +160,33 @@ def storage_url(url: str) -> str:
 
 
 def make_storage(url: str, tune: TuneConfig) -> optuna.storages.RDBStorage:
-    """RDB storage with heartbeats: a trial whose worker died is failed and retried."""
+    """RDB storage with heartbeats: a trial whose worker died is failed and retried.
+
+    Optuna 4.9+ names the retry ``RetryHeartbeatStaleTrialCallback`` (passed as
+    ``heartbeat_stale_trial_callback``; the older ``RetryFailedTrialCallback`` /
+    ``failed_trial_callback`` are deprecated aliases). Workers that start together on a fresh
+    database race to create the tables; the loser retries.
+    """
     url = storage_url(url)
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in use
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=tune.heartbeat_interval,
-            grace_period=tune.grace_period,
-            heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=tune.max_retry),
-        )
+    for attempt in range(_STORAGE_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=tune.heartbeat_interval,
+                    grace_period=tune.grace_period,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=tune.max_retry
+                    ),
+                )
+        except Exception:  # noqa: BLE001 - concurrent schema creation; retried, then raised
+            if attempt == _STORAGE_ATTEMPTS - 1:
+                raise
+            time.sleep(_WAIT_SECONDS * random.random())
+    raise AssertionError("unreachable")
 
 
 def public_url(url: str) -> str:
@@ -264,6 +285,10 @@ class Objective:
         if over_budget(trial.study, trial.number, self.n_trials):
             raise BudgetReached(f"trial {trial.number}: the study already has {self.n_trials} trials")
         self.started.append(trial.number)
+        if self.tune.seed is not None and self.tune.sampler != "grid":
+            # draws depend on (seed, trial number), not on the worker: workers sharing a study
+            # do not repeat each other's draws, and a one-worker study is reproducible
+            trial.study.sampler = make_sampler(self.tune, seed=self.tune.seed + trial.number)
         try:
             return self._run(trial)
         except ConfigError as e:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import importlib
 
-from datamodules.base import Case, SegDataModule
+from datamodules.base import Case, CaseRef, SegDataModule
+from datamodules.readers import CaseLoadError
 from datamodules.registry import DATASETS, create_datamodule, dataset_entry, list_datasets, register_dataset
 
 _DATASET_MODULES = (
@@ -28,6 +29,8 @@ for _mod in _DATASET_MODULES:
 __all__ = [
     "DATASETS",
     "Case",
+    "CaseLoadError",
+    "CaseRef",
     "SegDataModule",
     "create_datamodule",
     "dataset_entry",

@@ -376,12 +376,15 @@ class SegDataModule(L.LightningDataModule):
             val = sorted(r.case_id for r in refs if r.split == "val")
             return {"train": train, "val": val, "test": test}
         pool = sorted(r.case_id for r in refs if r.split != "test")
-        key = hashlib.sha256(json.dumps([pool, test]).encode()).hexdigest()[:10]
+        groups = {r.case_id: str(r.info.get("group", r.case_id)) for r in refs if r.split != "test"}
+        grouped = any(g != c for c, g in groups.items())
+        key_src = [pool, test, [groups[c] for c in pool]] if grouped else [pool, test]
+        key = hashlib.sha256(json.dumps(key_src).encode()).hexdigest()[:10]
         path = self.cache_dir / "splits" / f"{self.name}-seed{self.split_seed}-k{self.num_folds}-{key}.json"
         if path.exists():
             folds = json.loads(path.read_text())["folds"]
         else:
-            folds = make_folds(pool, self.num_folds, self.split_seed, self.val_fraction)
+            folds = make_folds(pool, self.num_folds, self.split_seed, self.val_fraction, groups)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{os.getpid()}")
             tmp.write_text(json.dumps({"pool": pool, "test": test, "folds": folds}, indent=1))
@@ -440,13 +443,28 @@ class SegDataModule(L.LightningDataModule):
         return DataLoader(self._dataset("test"), batch_size=1, num_workers=self.num_workers)
 
 
-def make_folds(pool: list[str], num_folds: int, seed: int, val_fraction: float) -> list[list[str]]:
-    """Seeded k-fold partition of ``pool`` (``num_folds == 1``: one held-out fraction)."""
-    order = list(np.random.default_rng(seed).permutation(len(pool)))
-    shuffled = [pool[i] for i in order]
+def make_folds(
+    pool: list[str],
+    num_folds: int,
+    seed: int,
+    val_fraction: float,
+    groups: dict[str, str] | None = None,
+) -> list[list[str]]:
+    """Seeded k-fold partition of ``pool`` (``num_folds == 1``: one held-out fraction).
+
+    With ``groups`` (case id -> group, e.g. the subject of both eyes) whole groups are assigned
+    to folds, so no group is split between training and validation.
+    """
+    groups = groups or {}
+    members: dict[str, list[str]] = {}
+    for c in pool:
+        members.setdefault(groups.get(c, c), []).append(c)
+    units = sorted(members)
+    order = list(np.random.default_rng(seed).permutation(len(units)))
+    shuffled = [units[i] for i in order]
     if num_folds <= 1:
-        n_val = max(1, round(val_fraction * len(pool)))
-        return [sorted(shuffled[:n_val])]
-    if num_folds > len(pool):
-        raise ValueError(f"num_folds={num_folds} exceeds the {len(pool)} non-test cases")
-    return [sorted(shuffled[k::num_folds]) for k in range(num_folds)]
+        n_val = max(1, round(val_fraction * len(units)))
+        return [sorted(c for u in shuffled[:n_val] for c in members[u])]
+    if num_folds > len(units):
+        raise ValueError(f"num_folds={num_folds} exceeds the {len(units)} non-test cases (or groups)")
+    return [sorted(c for u in shuffled[k::num_folds] for c in members[u]) for k in range(num_folds)]

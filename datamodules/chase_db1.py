@@ -6,7 +6,7 @@ Release (``CHASEDB1.zip``, one flat folder): ``Image_NN{L,R}.jpg`` (999x960 RGB)
 There are no FOV masks in the release: ``Case.fov`` is derived from the red channel
 (:func:`datamodules.readers.derive_fov`). There is no official split; the common convention,
 used here, puts subjects 01-10 (20 images) in training and 11-14 (8 images) in test, so both
-eyes of a child stay in the same split.
+eyes of a child stay in the same split; the validation folds also keep a child's eyes together.
 """
 
 from __future__ import annotations
@@ -45,5 +45,6 @@ class ChaseDb1DataModule(SegDataModule):
             if labels:
                 subject = int(img.stem[6:8])
                 split = "train" if subject <= _LAST_TRAIN_SUBJECT else "test"
-                refs.append(CaseRef(img.stem, split, {"image": img, "labels": labels}))
+                info = {"image": img, "labels": labels, "group": f"subject_{subject:02d}"}
+                refs.append(CaseRef(img.stem, split, info))
         return refs

@@ -59,7 +59,7 @@ class Isbi2012EmDataModule(SegDataModule):
         refs = []
         for img in self.find_files("train/image/*.png"):
             label = img.parent.parent / "label" / img.name
-            if label.is_file():
+            if img.stem.isdigit() and label.is_file():
                 info = {"image": img, "labels": {"manual": label}, "invert_label": True}
                 refs.append(CaseRef(f"slice_{int(img.stem):02d}", None, info))
         return sorted(refs, key=lambda r: r.case_id)

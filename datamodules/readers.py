@@ -26,6 +26,7 @@ _GREY_MAX = 255
 _HALF_GREY = 128
 _BINARY_TOLERANCE = 32
 _TIFF = {".tif", ".tiff"}
+_HIGH_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I", "F"}
 
 
 class CaseLoadError(ValueError):
@@ -46,13 +47,19 @@ def _open_pil(path: Path) -> Image.Image:
 
 
 def read_image_2d(path: str | os.PathLike[str], mode: str = "RGB") -> np.ndarray:
-    """Read a 2D image as ``(C, H, W)`` float32 (C = 3 for ``mode="RGB"``, 1 for ``"L"``), values 0..255.
+    """Read a 2D image as ``(C, H, W)`` float32 (C = 3 for ``mode="RGB"``, 1 for ``"L"``).
+
+    Values are 0..255, except 16-bit / float grey images read with ``mode="L"``, which keep theirs.
 
     PIL first (it decodes LZW TIFFs without extra codecs), tifffile for TIFFs PIL cannot open.
     """
     path = Path(path)
     try:
-        arr = np.asarray(_open_pil(path).convert(mode), dtype=np.float32)
+        img = _open_pil(path)
+        if mode == "L" and img.mode in _HIGH_DEPTH_MODES:  # keep 16-bit / float grey values
+            arr = np.asarray(img, dtype=np.float32)
+        else:
+            arr = np.asarray(img.convert(mode), dtype=np.float32)
     except CaseLoadError:
         if path.suffix.lower() not in _TIFF:
             raise

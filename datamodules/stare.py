@@ -28,7 +28,7 @@ class StareDataModule(SegDataModule):
     task = "retinal vessels, 2D colour fundus"
     spatial_dims = 2
     in_channels = 3
-    license = "free for research use (STARE project page); cite Hoover et al. 2000"
+    license = "terms not stated on the release page; cite Hoover et al. 2000"
     default_patch_size = (128, 128)
     folder = "STARE"
     num_cases = 20

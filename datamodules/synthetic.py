@@ -145,6 +145,7 @@ class SyntheticVesselsDataModule(SegDataModule):
     default_patch_size = (64, 64)
     default_size: tuple[int, ...] = (128, 128)
     fixed_val_split = True
+    num_cases = 38  # default num_train + num_val + num_test
 
     def __init__(
         self,

@@ -7,8 +7,8 @@
     mosaics/neoNNod1_m.png    mosaics_manual_01_bw/bw_neoNNod1_m_black.png  mosaics_masks/mask_neoNNod1_m.png
 
 Vessel = 255 in the labels. Gotcha: 6 frame FOV masks are not binary (grey levels), read
-thresholded at 128. ``subset`` picks ``frames`` (default), ``mosaics`` or ``both`` (a frame and
-the mosaic of the same eye may then land in different splits). No official split (seeded).
+thresholded at 128. ``subset`` picks ``frames`` (default), ``mosaics`` or ``both`` (the frame
+and the mosaic of one eye then stay in the same fold). No official split (seeded).
 """
 
 from __future__ import annotations
@@ -60,5 +60,6 @@ class VevioDataModule(SegDataModule):
                 }
                 if labels:
                     fov = base / f"{sub}_masks" / f"mask_{img.stem}.png"
-                    refs.append(CaseRef(img.stem, None, {"image": img, "labels": labels, "fov": fov}))
+                    info = {"image": img, "labels": labels, "fov": fov, "group": img.stem.rsplit("_", 1)[0]}
+                    refs.append(CaseRef(img.stem, None, info))
         return refs

@@ -19,6 +19,8 @@ import torch
 # Logit of a class that no contour draws (finite, so no loss turns it into NaN).
 _ABSENT_LOGIT = -1e4
 _EPS = 1e-8
+# Pixels per block when searching the nearest edge (bounds the memory of large images).
+_PIXEL_CHUNK = 16384
 
 
 def _pixel_centres(shape: Sequence[int], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -30,33 +32,57 @@ def _pixel_centres(shape: Sequence[int], device: torch.device, dtype: torch.dtyp
     return torch.stack([gx.flatten(), gy.flatten()], dim=-1)
 
 
-def polygon_signed_distance(vertices: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+def _segment_distance2(p: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared distance from points ``p`` to segments ``a``-``b`` (broadcast, last dim ``(x, y)``)."""
+    ab, ap = b - a, p - a
+    t = ((ap * ab).sum(-1) / ((ab * ab).sum(-1) + _EPS)).clamp(0, 1)
+    return (ap - t[..., None] * ab).pow(2).sum(-1)
+
+
+@torch.no_grad()
+def _nearest_edge_and_inside(
+    p: torch.Tensor, a: torch.Tensor, b: torch.Tensor, chunk: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index of the nearest edge ``(B, P)`` and the even-odd inside test ``(B, P)`` bool,
+    ``chunk`` pixels at a time (no autograd graph, so memory is ``O(B * chunk * V)``)."""
+    idx, inside = [], []
+    a_, b_ = a[:, None], b[:, None]  # (B, 1, V, 2)
+    for start in range(0, p.shape[0], chunk):
+        pc = p[start : start + chunk, None]  # (Pc, 1, 2)
+        idx.append(_segment_distance2(pc, a_, b_).argmin(-1))
+        px, py = pc[..., 0], pc[..., 1]  # a horizontal ray to +x crossing an odd number of edges
+        ay, by = a_[..., 1], b_[..., 1]
+        x_cross = a_[..., 0] + (py - ay) * (b_[..., 0] - a_[..., 0]) / (by - ay + _EPS)
+        inside.append((((ay > py) != (by > py)) & (px < x_cross)).sum(-1) % 2 == 1)
+    return torch.cat(idx, dim=1), torch.cat(inside, dim=1)
+
+
+def polygon_signed_distance(
+    vertices: torch.Tensor, shape: Sequence[int], chunk: int = _PIXEL_CHUNK
+) -> torch.Tensor:
     """Signed distance (pixels, positive inside) from every pixel centre to one closed polygon.
+
+    The nearest edge and the inside test are found without autograd; only the distance to the
+    nearest edge keeps a graph, so memory for backward is ``O(B * H * W)`` (the gradient of a
+    minimum flows to its argmin anyway).
 
     Args:
         vertices: ``(B, V, 2)`` polygon vertices ``(x, y)`` in ``[0, 1]`` image coordinates,
             in order along the contour (either orientation); the last joins the first.
         shape: ``(H, W)`` of the output grid.
+        chunk: pixels per block of the edge search.
 
     Returns:
         ``(B, H, W)`` signed distances in pixel units.
     """
     h, w = shape
-    scale = vertices.new_tensor([w, h])
-    a = vertices * scale  # (B, V, 2)
+    a = vertices * vertices.new_tensor([w, h])  # (B, V, 2) in pixel units
     b = torch.roll(a, -1, dims=1)
-    p = _pixel_centres(shape, vertices.device, vertices.dtype)[None, :, None]  # (1, P, 1, 2)
-    ab = (b - a)[:, None]  # (B, 1, V, 2)
-    ap = p - a[:, None]  # (B, P, V, 2)
-    t = ((ap * ab).sum(-1) / ((ab * ab).sum(-1) + _EPS)).clamp(0, 1)
-    dist2 = (ap - t[..., None] * ab).pow(2).sum(-1).amin(-1)  # (B, P)
+    p = _pixel_centres(shape, vertices.device, vertices.dtype)  # (P, 2)
+    idx, inside = _nearest_edge_and_inside(p, a.detach(), b.detach(), chunk)
+    gather = idx[..., None].expand(-1, -1, 2)
+    dist2 = _segment_distance2(p[None], a.gather(1, gather), b.gather(1, gather))  # (B, P)
     dist = torch.sqrt(dist2 + _EPS)
-    with torch.no_grad():  # even-odd rule: a horizontal ray to +x crosses an odd number of edges
-        ay, by = a[:, None, :, 1], b[:, None, :, 1]
-        px, py = p[..., 0], p[..., 1]
-        straddle = (ay > py) != (by > py)
-        x_cross = a[:, None, :, 0] + (py - ay) * (b[:, None, :, 0] - a[:, None, :, 0]) / (by - ay + _EPS)
-        inside = (straddle & (px < x_cross)).sum(-1) % 2 == 1
     return torch.where(inside, dist, -dist).view(-1, h, w)
 
 

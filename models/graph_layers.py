@@ -208,7 +208,7 @@ class GridGraphMixer(nn.Module):
         depth: graph residual blocks.
         K: Chebyshev order.
         graph: ``"grid"`` (4-neighbourhood in 2D, 6 in 3D) or ``"knn"`` (k nearest neighbours
-            in feature space, rebuilt per sample and block input).
+            in the feature space of the mixer's input, built per sample and forward pass).
         knn_k: neighbours for ``graph="knn"``.
     """
 

@@ -227,7 +227,7 @@ class SaunaLoss(nn.Module):
 
 @register_loss(
     "sauna",
-    description="soft Jaccard vs SAUNA soft labels from boundary distance + vessel thickness (Dang et al. 2024)",
+    description="Jaccard metric loss vs SAUNA soft labels (boundary distance + thickness; Dang et al. 2024)",
 )
 def sauna_loss(kernel_ratio: float = 2.0, include_background: bool = False) -> nn.Module:
     """SAUNA soft-label loss. Mode: multiclass-softmax; see :class:`SaunaLoss`."""

@@ -170,9 +170,7 @@ def focal_loss(gamma: float = 2.0, alpha: list[float] | None = None) -> nn.Modul
         gamma: focusing exponent.
         alpha: optional per-class balancing weights ``(C,)``.
     """
-    return FocalLoss(
-        include_background=True, to_onehot_y=True, gamma=gamma, alpha=alpha, use_softmax=True
-    )
+    return FocalLoss(include_background=True, to_onehot_y=True, gamma=gamma, alpha=alpha, use_softmax=True)
 
 
 class DiceFocalLoss(nn.Module):
@@ -204,9 +202,7 @@ class DiceFocalLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``logits (B, C, *spatial)``, ``target (B, 1, *spatial)`` -> scalar."""
-        return self.lambda_dice * self.dice(logits, target) + self.lambda_focal * self.focal(
-            logits, target
-        )
+        return self.lambda_dice * self.dice(logits, target) + self.lambda_focal * self.focal(logits, target)
 
 
 @register_loss("dice_focal", description="soft Dice + softmax focal loss (MONAI DiceLoss + FocalLoss)")
@@ -223,9 +219,7 @@ def dice_focal_loss(
 @register_loss(
     "tversky", description="Tversky loss, FP/FN-weighted Dice (Salehi et al. 2017; MONAI TverskyLoss)"
 )
-def tversky_loss(
-    include_background: bool = False, alpha: float = 0.3, beta: float = 0.7
-) -> nn.Module:
+def tversky_loss(include_background: bool = False, alpha: float = 0.3, beta: float = 0.7) -> nn.Module:
     """Tversky loss (Salehi et al. 2017, https://arxiv.org/abs/1706.05721).
 
     Mode: multiclass-softmax. ``logits (B, C, *spatial)``, ``target (B, 1, *spatial)`` int64 ->

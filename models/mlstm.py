@@ -8,10 +8,12 @@
   https://arxiv.org/abs/2406.04303 — mLSTM layers over flattened patch tokens whose scan
   direction alternates from block to block (forward, reversed, forward, ...).
 
-The cell is written twice in pure PyTorch: :func:`mlstm_parallel` (quadratic, attention-like,
-used for training) and :func:`mlstm_recurrent` (the step-by-step recurrence, the reference the
-tests compare against). On CUDA, when the optional ``mlstm_kernels`` package (the kernels of the
-``xlstm`` package) is importable, :func:`mlstm` uses its chunkwise Triton kernel instead.
+The cell is written three times in pure PyTorch: :func:`mlstm_parallel` (quadratic,
+attention-like), :func:`mlstm_chunkwise` (parallel inside chunks, recurrent between them: memory
+linear in the sequence length, used for long token sequences) and :func:`mlstm_recurrent` (the
+step-by-step recurrence, the reference the tests compare against). On CUDA, when the optional
+``mlstm_kernels`` package (the kernels of the ``xlstm`` package) is importable, :func:`mlstm`
+uses its chunkwise Triton kernel instead.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 _CUDA_KERNEL = "chunkwise--triton_limit_chunk"
+_IGATE_BIAS_STD = 0.1  # input-gate bias init (xLSTM reference init)
 
 
 def _scaled(q: torch.Tensor) -> torch.Tensor:
@@ -48,7 +51,7 @@ def mlstm_parallel(
     """Stabilised parallel (quadratic) form of the mLSTM cell.
 
     Args:
-        q, k: ``(B, NH, S, DK)`` queries and keys (keys are scaled by ``1/sqrt(DK)``).
+        q, k: ``(B, NH, S, DK)`` queries and keys (``q . k`` is scaled by ``1/sqrt(DK)``).
         v: ``(B, NH, S, DV)`` values.
         igate: ``(B, NH, S)`` input-gate pre-activations (the gate is ``exp(igate)``).
         fgate: ``(B, NH, S)`` forget-gate pre-activations (the gate is ``sigmoid(fgate)``).
@@ -105,6 +108,55 @@ def mlstm_recurrent(
     return torch.stack(out, dim=-2).to(v_dtype)
 
 
+def mlstm_chunkwise(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    igate: torch.Tensor,
+    fgate: torch.Tensor,
+    chunk_size: int = 256,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Chunkwise form: the parallel form inside chunks, the recurrence between them.
+
+    Same I/O and result as :func:`mlstm_parallel`, with memory linear in ``S``
+    (``O(S * chunk_size)`` instead of ``O(S^2)``). The stabilised state ``(C, n, m)`` entering a
+    chunk contributes ``exp(b_t + m - m_t) q_t^T C`` where ``b_t`` is the log forget-gate sum
+    from the chunk start to ``t``.
+    """
+    b, nh, s, dk = q.shape
+    q, k, v = _scaled(_acc(q)), _acc(k), _acc(v)
+    log_f, igate = F.logsigmoid(_acc(fgate)), _acc(igate)
+    c = q.new_zeros(b, nh, dk, v.shape[-1])
+    n = q.new_zeros(b, nh, dk, 1)
+    m = q.new_full((b, nh, 1, 1), float("-inf"))
+    out = []
+    for start in range(0, s, chunk_size):
+        sl = slice(start, start + chunk_size)
+        qc, kc, vc = q[..., sl, :], k[..., sl, :], v[..., sl, :]
+        cum = torch.cumsum(log_f[..., sl], dim=-1)  # b_t
+        length = cum.shape[-1]
+        log_d = cum.unsqueeze(-1) - cum.unsqueeze(-2) + igate[..., sl].unsqueeze(-2)
+        causal = torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
+        log_d = log_d.masked_fill(~causal, float("-inf"))
+        log_inter = cum.unsqueeze(-1) + m  # (B, NH, L, 1) weight of the carried state
+        m_t = torch.maximum(log_d.amax(-1, keepdim=True), log_inter)
+        scores = (qc @ kc.transpose(-1, -2)) * torch.exp(log_d - m_t)
+        inter = torch.exp(log_inter - m_t)
+        num = scores @ vc + inter * (qc @ c)
+        den = scores.sum(-1, keepdim=True) + inter * (qc @ n)
+        out.append(num / (torch.maximum(den.abs(), torch.exp(-m_t)) + eps))
+        # carry the state to the chunk end (row of the last step)
+        decay = (cum[..., -1:] - cum + igate[..., sl]).unsqueeze(-1)  # (B, NH, L, 1)
+        m_new = m_t[..., -1:, :]
+        w = torch.exp(decay - m_new)
+        carry = torch.exp(cum[..., -1:, None] + m - m_new)
+        c = carry * c + (kc * w).transpose(-1, -2) @ vc
+        n = carry * n + (kc * w).sum(-2, keepdim=True).transpose(-1, -2)
+        m = m_new
+    return torch.cat(out, dim=-2).to(v.dtype)
+
+
 @functools.cache
 def _cuda_kernel() -> Callable[..., torch.Tensor] | None:
     """The chunkwise Triton kernel of ``mlstm_kernels`` (shipped with ``xlstm``), if importable."""
@@ -125,13 +177,16 @@ def mlstm(
     igate: torch.Tensor,
     fgate: torch.Tensor,
     backend: str = "auto",
+    chunk_size: int = 256,
 ) -> torch.Tensor:
     """mLSTM cell, shapes as :func:`mlstm_parallel`.
 
     Args:
-        backend: ``"torch"`` (pure PyTorch parallel form), ``"kernel"`` (the ``mlstm_kernels``
-            CUDA kernel, error if unavailable) or ``"auto"`` (the kernel for CUDA inputs when it
-            is importable, else PyTorch; a kernel failure falls back to PyTorch with a warning).
+        backend: ``"torch"`` (pure PyTorch), ``"kernel"`` (the ``mlstm_kernels`` CUDA kernel,
+            error if unavailable) or ``"auto"`` (the kernel for CUDA inputs when it is
+            importable, else PyTorch; a kernel failure falls back to PyTorch with a warning).
+        chunk_size: PyTorch uses the parallel form up to this many tokens and the chunkwise
+            form (memory linear in ``S``) beyond.
     """
     if backend not in ("auto", "torch", "kernel"):
         raise ValueError(f"unknown mLSTM backend {backend!r}")
@@ -145,7 +200,9 @@ def mlstm(
             if backend == "kernel":
                 raise
             warnings.warn(f"mLSTM CUDA kernel failed ({err}); using the PyTorch form", stacklevel=2)
-    return mlstm_parallel(q, k, v, igate, fgate)
+    if q.shape[-2] <= chunk_size:
+        return mlstm_parallel(q, k, v, igate, fgate)
+    return mlstm_chunkwise(q, k, v, igate, fgate, chunk_size=chunk_size)
 
 
 class MLSTMLayer(nn.Module):
@@ -162,7 +219,7 @@ class MLSTMLayer(nn.Module):
         conv_kernel: causal depthwise convolution size.
         forget_bias: ``(low, high)`` range of the initial forget-gate biases (long memory).
         dropout: on the block output.
-        backend: see :func:`mlstm`.
+        backend, chunk_size: see :func:`mlstm`.
     """
 
     def __init__(
@@ -174,12 +231,13 @@ class MLSTMLayer(nn.Module):
         forget_bias: tuple[float, float] = (3.0, 6.0),
         dropout: float = 0.0,
         backend: str = "auto",
+        chunk_size: int = 256,
     ) -> None:
         super().__init__()
         inner = expansion * dim
         if inner % num_heads:
             raise ValueError(f"inner width {inner} is not divisible by num_heads={num_heads}")
-        self.num_heads, self.backend = num_heads, backend
+        self.num_heads, self.backend, self.chunk_size = num_heads, backend, chunk_size
         self.norm = nn.LayerNorm(dim)
         self.proj_up = nn.Linear(dim, 2 * inner)
         self.conv = nn.Conv1d(inner, inner, conv_kernel, padding=conv_kernel - 1, groups=inner)
@@ -194,7 +252,7 @@ class MLSTMLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
         for gate in (self.igate, self.fgate):
             nn.init.zeros_(gate.weight)
-        nn.init.normal_(self.igate.bias, std=0.1)
+        nn.init.normal_(self.igate.bias, std=_IGATE_BIAS_STD)
         with torch.no_grad():
             self.fgate.bias.copy_(torch.linspace(*forget_bias, num_heads))
 
@@ -210,7 +268,7 @@ class MLSTMLayer(nn.Module):
         q, k, v = self.q_proj(x_c), self.k_proj(x_c), self.v_proj(x_m)
         qkv = torch.cat([q, k, v], dim=-1)
         ig, fg = self.igate(qkv).transpose(1, 2), self.fgate(qkv).transpose(1, 2)  # (B, NH, S)
-        h = mlstm(self._heads(q), self._heads(k), self._heads(v), ig, fg, backend=self.backend)
+        h = mlstm(self._heads(q), self._heads(k), self._heads(v), ig, fg, self.backend, self.chunk_size)
         h = h.transpose(1, 2).reshape(b, s, -1)
         h = self.out_norm(h.reshape(b * s, -1)).view(b, s, -1) + self.skip * x_c  # per token, head
         return x + self.drop(self.proj_down(h * F.silu(z)))
@@ -221,7 +279,7 @@ class ViLStack(nn.Module):
 
     Block ``j`` reads the tokens in raster order when ``j`` is even and in reversed order when it
     is odd. Cost of the PyTorch form is quadratic in the number of tokens ``prod(spatial)``: put
-    it on coarse feature maps.
+    it on coarse feature maps (past ``chunk_size`` tokens the chunkwise form bounds memory).
 
     Args:
         dim: channels ``C`` of the feature map (= token width).

@@ -122,7 +122,7 @@ def simple_point_map(padded: torch.Tensor, stride: int = 1) -> torch.Tensor:
     boundary = F.hardtanh(n_bg_faces, min_val=0.0, max_val=1.0)
     simple = euler_ok * boundary
     if d == 3:  # in 2D the Euler test alone is exact; in 3D tunnels can offset a split
-        simple = simple * _one_component(padded, stride)
+        simple = simple * _one_component(padded, stride, candidates=simple.detach() > 0.5)
     return _straight_through(simple)
 
 
@@ -138,129 +138,35 @@ def _neighbourhood_graph(spatial_dims: int) -> tuple[torch.Tensor, torch.Tensor]
 
 
 @torch.no_grad()
-def _one_component(padded: torch.Tensor, stride: int) -> torch.Tensor:
+def _one_component(padded: torch.Tensor, stride: int, candidates: torch.Tensor) -> torch.Tensor:
     """1 where the foreground of the punctured neighbourhood is a single 8/26-component.
 
     Label propagation from the first foreground neighbour inside each ``3^d`` window, with
-    matrix products over the fixed neighbour adjacency; stops when nothing changes.
+    matrix products over the fixed neighbour adjacency; stops when nothing changes. Only the
+    ``candidates`` (points that passed the cheaper tests) are propagated; others get 0.
 
     Args:
         padded: ``(N, 1, *spatial)`` binary image padded by one voxel.
         stride: as in :func:`simple_point_map`.
+        candidates: ``(N, 1, *out)`` bool mask of the windows to test.
 
     Returns:
         ``(N, 1, *out)`` in {0, 1}.
     """
     pick, adj = _neighbourhood_graph(padded.dim() - 2)
-    nb = (_conv(padded, pick, stride) > 0.5).to(padded.dtype)  # (N, K, *out)
+    nb = _conv(padded, pick, stride) > 0.5  # (N, K, *out)
     k = nb.shape[1]
-    x = nb.movedim(1, -1).reshape(-1, k)
-    first = torch.cumsum(x, dim=1)
-    reached = x * (first == 1).to(x.dtype)
+    flat = candidates.reshape(-1)
+    rows = torch.nonzero(flat).squeeze(1)
+    x = nb.movedim(1, -1).reshape(-1, k)[rows].to(padded.dtype)
+    reached = x * (torch.cumsum(x, dim=1) == 1).to(x.dtype)
     adj = adj.to(x)
     for _ in range(k):
         grown = x * ((reached + reached @ adj) > 0).to(x.dtype)
         if torch.equal(grown, reached):
             break
         reached = grown
-    ok = ((reached.sum(1) == x.sum(1)) & (x.sum(1) > 0)).to(padded.dtype)
-    return ok.reshape(nb.shape[0], *nb.shape[2:]).unsqueeze(1)
-
-
-def stochastic_binarize(prob: torch.Tensor, beta: float, tau: float) -> torch.Tensor:
-    """Binarise probabilities with logistic (Gumbel-difference) noise and a straight-through step.
-
-    Args:
-        prob: ``(N, 1, *spatial)`` foreground probabilities in ``[0, 1]``.
-        beta: noise scale (0 gives a deterministic threshold at 0.5).
-        tau: temperature of the relaxed Bernoulli.
-
-    Returns:
-        Binary tensor of the same shape whose gradient is that of the relaxed sample.
-    """
-    logit = torch.log(prob + _EPS) - torch.log(1.0 - prob + _EPS)
-    u = torch.empty_like(prob).uniform_(_EPS, 1.0 - _EPS)
-    noise = torch.log(u) - torch.log(1.0 - u)
-    return _straight_through(torch.sigmoid((logit + beta * noise) / tau))
-
-
-def skeletonize(
-    img: torch.Tensor,
-    num_iter: int = 5,
-    probabilistic: bool = True,
-    beta: float = 0.33,
-    tau: float = 1.0,
-    shuffle_subfields: bool = False,
-) -> torch.Tensor:
-    """Differentiable topology-preserving skeleton of a binary or probability map.
-
-    Args:
-        img: ``(N, 1, H, W)`` or ``(N, 1, H, W, D)`` values in ``[0, 1]``.
-        num_iter: peeling iterations; each removes at most about one voxel layer, so use at
-            least the largest expected radius (in voxels) of the structures.
-        probabilistic: binarise ``img`` stochastically (reparameterisation trick); if False it
-            is thresholded at 0.5 (still straight-through).
-        beta: logistic-noise scale of the stochastic binarisation.
-        tau: temperature of the stochastic binarisation.
-        shuffle_subfields: visit the ``2^d`` subfields in a random order each iteration instead
-            of the fixed raster order.
-
-    Returns:
-        Skeleton, same shape as ``img``, binary in the forward pass.
-    """
-    d = img.dim() - 2
-    if d not in (2, 3) or img.shape[1] != 1:
-        raise ValueError(f"expected (N, 1, H, W[, D]), got {tuple(img.shape)}")
-    img = stochastic_binarize(img, beta, tau) if probabilistic else _straight_through(img)
-    offsets = list(itertools.product((0, 1), repeat=d))
-    for _ in range(num_iter):
-        frozen = endpoint_map(img)
-        order = torch.randperm(len(offsets)).tolist() if shuffle_subfields else range(len(offsets))
-        for i in order:
-            off = offsets[i]
-            padded = F.pad(img, (1, 1) * d)
-            sub = (slice(None), slice(None), *(slice(o, None) for o in off))
-            simple = simple_point_map(padded[sub], stride=2)
-            field = (slice(None), slice(None), *(slice(o, None, 2) for o in off))
-            delete = simple * (1.0 - frozen[field])
-            img = img.clone()
-            img[field] = torch.minimum(img[field].clone(), 1.0 - delete)
-    return img
-
-
-class Skeletonize(nn.Module):
-    """``nn.Module`` around :func:`skeletonize` (Menten et al., ICCV 2023).
-
-    Args:
-        num_iter: peeling iterations (>= the largest structure radius in voxels).
-        probabilistic: stochastic binarisation of soft inputs (paper default True).
-        beta: logistic-noise scale.
-        tau: relaxation temperature.
-        shuffle_subfields: random subfield order per iteration.
-    """
-
-    def __init__(
-        self,
-        num_iter: int = 5,
-        probabilistic: bool = True,
-        beta: float = 0.33,
-        tau: float = 1.0,
-        shuffle_subfields: bool = False,
-    ) -> None:
-        super().__init__()
-        self.num_iter = num_iter
-        self.probabilistic = probabilistic
-        self.beta = beta
-        self.tau = tau
-        self.shuffle_subfields = shuffle_subfields
-
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        """``img (N, 1, *spatial)`` in ``[0, 1]`` -> binary skeleton of the same shape."""
-        return skeletonize(
-            img,
-            num_iter=self.num_iter,
-            probabilistic=self.probabilistic,
-            beta=self.beta,
-            tau=self.tau,
-            shuffle_subfields=self.shuffle_subfields,
-        )
+    ok = (reached.sum(1) == x.sum(1)) & (x.sum(1) > 0)
+    out = torch.zeros(flat.shape, dtype=padded.dtype, device=padded.device)
+    out[rows] = ok.to(padded.dtype)
+    return out.reshape(candidates.shape)

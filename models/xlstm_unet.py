@@ -33,6 +33,7 @@ def build_xlstm_unet(
     norm: str = "instance",
     dropout: float = 0.0,
     backend: str = "auto",
+    chunk_size: int = 256,
 ) -> MixerUNet:
     """Residual U-Net with ViL stacks in the bottleneck and after the ``vil_stages`` levels.
 
@@ -42,14 +43,16 @@ def build_xlstm_unet(
         features: channels per level; level ``j > 0`` halves the resolution, the last level is
             the bottleneck.
         vil_stages: extra encoder levels (indices into ``features`` below the bottleneck) that
-            get a ViL stack. The PyTorch mLSTM costs the square of the token count of a level,
-            so keep to coarse levels.
+            get a ViL stack. The mLSTM's compute grows with the square of a level's token
+            count (memory linearly past ``chunk_size``), so keep to coarse levels.
         vil_depth: mLSTM blocks per ViL stack (scan direction alternates block to block).
         num_heads: mLSTM heads per block.
         expansion: mLSTM inner width factor.
         norm: MONAI norm name of the convolution blocks.
         dropout: dropout in the ViL blocks.
         backend: mLSTM backend (``auto``, ``torch``, ``kernel``; see :func:`models.mlstm.mlstm`).
+        chunk_size: token count above which the PyTorch mLSTM switches from the parallel to
+            the chunkwise form (linear memory).
     """
     last = len(features) - 1
     if any(not 0 <= s < last for s in vil_stages):
@@ -62,6 +65,7 @@ def build_xlstm_unet(
             expansion=expansion,
             dropout=dropout,
             backend=backend,
+            chunk_size=chunk_size,
         )
         for j in sorted({*vil_stages, last})
     }

@@ -158,8 +158,8 @@ def dice(
     input's device, cheap enough for validation steps); integer label maps with
     ``num_classes=K`` give one value per class ``(K,)`` or ``(K - 1,)``.
 
-    Empty rule: NaN when prediction and target are both empty (undefined, like MONAI's
-    ``ignore_empty``); 0 when exactly one is empty.
+    Empty rule: NaN when prediction and target are both empty (0 / 0, undefined; MONAI and
+    MetricsReloaded differ here, see ``docs/metrics.md``); 0 when exactly one is empty.
 
     Args:
         preds: predicted mask(s) or label map.

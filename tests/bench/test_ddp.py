@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-import yaml
+import torch
 
-from bench.config import TrainerConfig
-from bench.runner import needs_launch
+from bench.config import TrainerConfig, sweep_from_dict
+from bench.runner import needs_launch, run_sweep
 from bench.store import iter_records
 from tests.conftest import tiny_sweep_dict
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_needs_launch_only_for_multi_process_ddp(monkeypatch):
@@ -29,28 +22,22 @@ def test_needs_launch_only_for_multi_process_ddp(monkeypatch):
     assert not needs_launch(TrainerConfig(strategy="ddp", devices=2))
 
 
-@pytest.mark.skipif(not __import__("torch").distributed.is_available(), reason="no torch.distributed")
-def test_ddp_two_cpu_ranks_write_one_correct_record(tmp_path):
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_ddp_two_cpu_ranks_write_one_correct_record(tmp_path, monkeypatch, capfd):
+    """``run_sweep`` starts the run in ``python -m bench.runner``; Lightning adds rank 1."""
+    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "SEGBENCH_LAUNCHED"):
+        monkeypatch.delenv(key, raising=False)
     sweep = tiny_sweep_dict(name="ddp")
     sweep["trainer"].update(strategy="ddp", accelerator="cpu", devices=2, max_steps=2)
     sweep["datasets"][0]["num_test"] = 3  # odd: the distributed sampler repeats one case
-    path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(sweep))
     results = tmp_path / "results"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "SEGBENCH_LAUNCHED"):
-        env.pop(key, None)
-    cmd = [sys.executable, "-m", "bench.cli", "run", str(path), "--results", str(results)]
-    proc = subprocess.run(
-        [*cmd, "--quiet", "--no-leaderboard"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "GLOBAL_RANK: 1" in proc.stderr  # a second rank really ran
+    written = run_sweep(sweep_from_dict(sweep), results, progress=False)
+    assert "GLOBAL_RANK: 1" in capfd.readouterr().err  # a second rank really ran
 
     records = list(iter_records(results))
-    assert len(records) == 1
+    assert len(written) == len(records) == 1
     rec = records[0]
-    assert rec["status"] == "done", rec.get("traceback")
+    assert rec["status"] == "done", rec.get("traceback") or rec.get("error")
     assert rec["world_size"] == 2 and rec["steps"] == 2 and rec["attempt"] == 1
     ids = [c["case_id"] for c in rec["cases"]]
     assert ids == sorted(rec["split"]["test"]) and len(ids) == 3  # gathered, deduplicated, once

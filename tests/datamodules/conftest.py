@@ -8,9 +8,11 @@ is unset and the folder is absent, the test is skipped.
 from __future__ import annotations
 
 import gzip
+import http.server
 import io
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +130,29 @@ def ring_contrast(
     inside = np.ones_like(fg) if fov is None else fov
     ring = ndimage.binary_dilation(fg, iterations=width) & ~fg & inside
     return float(channel[fg & inside].mean() - channel[ring].mean())
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path, list[str]]]:
+    """A local HTTP server on 127.0.0.1 serving ``tmp_path/srv``; yields (base URL, folder, request log)."""
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    log: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(srv), **kw)
+
+        def do_GET(self):  # noqa: N802 (http.server API)
+            log.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/", srv, log
+    httpd.shutdown()
+    httpd.server_close()

@@ -155,3 +155,15 @@ def test_shared_data_fails_when_env_is_set_and_folder_missing(tmp_path, monkeypa
     monkeypatch.setattr(sys.modules[shared_root.__module__], "REPO", tmp_path / "repo")
     with pytest.raises(pytest.skip.Exception, match="absent"):
         shared_root("NOPE")
+
+
+def test_make_folds_keeps_groups_together():
+    from datamodules.base import make_folds
+
+    pool = [f"s{i // 2}_{'LR'[i % 2]}" for i in range(12)]
+    groups = {c: c.split("_")[0] for c in pool}
+    folds = make_folds(pool, 3, seed=1, val_fraction=0.2, groups=groups)
+    assert sorted(c for f in folds for c in f) == sorted(pool)
+    for f in folds:
+        assert all(f"{groups[c]}_L" in f and f"{groups[c]}_R" in f for c in f)
+    assert make_folds(pool, 3, 1, 0.2, groups) == folds  # stable

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import tarfile
-import threading
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,32 +31,6 @@ def _tar(path: Path, members: dict[str, bytes]) -> Path:
 
 def _sha(path: Path) -> str:
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, Path, list[str]]]:
-    """A local HTTP server on 127.0.0.1 serving ``tmp_path/srv``; yields (base URL, folder, request log)."""
-    srv = tmp_path / "srv"
-    srv.mkdir()
-    log: list[str] = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(srv), **kw)
-
-        def do_GET(self):  # noqa: N802 (http.server API)
-            log.append(self.path)
-            super().do_GET()
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/", srv, log
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def test_fetch_verifies_extracts_and_never_downloads_twice(server, tmp_path):

@@ -65,6 +65,7 @@ def test_chase_db1(cache_dir):
     assert len(dm.splits["test"]) == 8 and len(dm.splits["train"]) + len(dm.splits["val"]) == 20
     subjects = {split: {c[6:8] for c in dm.splits[split]} for split in ("train", "val", "test")}
     assert subjects["test"] == {"11", "12", "13", "14"} and not subjects["test"] & subjects["train"]
+    assert not subjects["val"] & subjects["train"]  # both eyes of a child share a fold
     case = dm.case("Image_11L")
     _check_fundus_case(case, (960, 999))
     assert {"label_1st", "label_2nd"} <= set(case.extras)
@@ -123,3 +124,6 @@ def test_vevio(subset, cache_dir):
         assert len(shapes) > 1  # mosaics differ in size
     both = create_datamodule("vevio", root=shared_root("VEVIO"), cache_dir=cache_dir, subset="both")
     assert len(both.list_cases()) == 32
+    both.setup()
+    eyes = {split: {c[:-2] for c in both.splits[split]} for split in ("train", "val")}
+    assert not eyes["train"] & eyes["val"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import tarfile
 
 import nibabel as nib
 import numpy as np
@@ -68,3 +70,34 @@ def test_msd_dataset_json_and_spacing(tmp_path, cache_dir):
     assert case.label.sum() == 4 * 3 * 3
     (task / "dataset.json").unlink()
     assert [r.case_id for r in dm.list_cases()] == ["spleen_0", "spleen_1", "spleen_2"]  # ._ files ignored
+
+
+def test_msd_download_from_local_server(server, tmp_path, cache_dir, monkeypatch):
+    """The tar is fetched over HTTP, md5-verified, unpacked (one wrapping folder) and indexed."""
+    from datamodules.download import Resource
+    from datamodules.msd import MsdHippocampusDataModule
+
+    url, srv, log = server
+    task = tmp_path / "build" / "Task04_Hippocampus"
+    for sub in ("imagesTr", "labelsTr"):
+        (task / sub).mkdir(parents=True)
+    for i in range(2):
+        lab = np.zeros((8, 9, 7), np.uint8)
+        lab[2:5, 2:5, 2:4] = i + 1
+        nib.save(
+            nib.Nifti1Image(np.ones((8, 9, 7), np.float32) * i, np.eye(4)),
+            task / "imagesTr" / f"h_{i}.nii.gz",
+        )
+        nib.save(nib.Nifti1Image(lab, np.eye(4)), task / "labelsTr" / f"h_{i}.nii.gz")
+    with tarfile.open(srv / "Task04_Hippocampus.tar", "w") as tf:
+        tf.add(task, arcname="Task04_Hippocampus")
+    md5 = hashlib.md5((srv / "Task04_Hippocampus.tar").read_bytes()).hexdigest()
+    res = (Resource(url + "Task04_Hippocampus.tar", "Task04_Hippocampus.tar", f"md5:{md5}"),)
+    monkeypatch.setattr(MsdHippocampusDataModule, "resources", res)
+    root = tmp_path / "MSD_Task04_Hippocampus"
+    dm = MsdHippocampusDataModule(root, download=True, cache_dir=cache_dir, num_folds=2)
+    dm.setup()
+    assert sorted(dm._refs) == ["h_0", "h_1"] and log == ["/Task04_Hippocampus.tar"]
+    assert MsdHippocampusDataModule(root, download=True, cache_dir=cache_dir).is_present(root)
+    MsdHippocampusDataModule(root, download=True, cache_dir=cache_dir, num_folds=2).setup()
+    assert log == ["/Task04_Hippocampus.tar"]  # present: nothing fetched again

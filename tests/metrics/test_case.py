@@ -110,30 +110,41 @@ def test_case_metrics_accumulator():
     assert mean["hd95"] == np.inf
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     ndim=st.sampled_from([2, 3]),
     side=st.integers(1, 7),
     classes=st.integers(2, 3),
-    dtype=st.sampled_from([np.float32, np.float64]),
+    form=st.sampled_from(["valid_prob", "any_prob", "labels"]),
+    dtype=st.sampled_from([np.float32, np.float64, np.uint8, np.int32, np.int64]),
+    spacing=st.none() | st.floats(0.1, 5.0),
     data=st.data(),
 )
-def test_property_finite_or_documented(ndim, side, classes, dtype, data):
+def test_property_finite_or_documented(ndim, side, classes, form, dtype, spacing, data):
     shape = (side,) * ndim
     gt = data.draw(arrays(np.int64, shape, elements=st.integers(0, classes - 1)))
-    prob = data.draw(
-        arrays(dtype, (classes, *shape), elements=st.floats(-0.5, 1.5, width=32) | st.just(np.nan))
-    )
+    fdtype = dtype if np.dtype(dtype).kind == "f" else np.float32
+    if form == "labels":
+        x = data.draw(arrays(dtype, shape, elements=st.integers(0, classes - 1)))
+    else:
+        finite = st.floats(0, 1, width=32)
+        anything = st.floats(-2, 2, width=32) | st.sampled_from([np.nan, np.inf, -np.inf])
+        x = data.draw(
+            arrays(fdtype, (classes, *shape), elements=finite if form == "valid_prob" else anything)
+        )
     try:
-        out = evaluate_case(prob, gt, betti_patch=3)
+        out = evaluate_case(x, gt, betti_patch=3, spacing=spacing)
     except ValueError as err:
-        bad = np.isnan(prob).any() or (prob < 0).any() or (prob > 1).any()
-        assert bad, f"unexpected ValueError: {err}"
+        invalid = form == "any_prob" and not (np.isfinite(x).all() and (x >= 0).all() and (x <= 1).all())
+        assert invalid, f"unexpected ValueError: {err}"
         return
+    assert form != "any_prob" or ((x >= 0).all() and (x <= 1).all())
+    assert ("ece" in out) == (form != "labels")
     for key, v in out.items():
+        assert isinstance(v, float), key
         if key.startswith(("betti", "ece", "brier")):
-            assert np.isfinite(v), key
+            assert np.isfinite(v) and v >= 0, key
         elif key.startswith(("dice", "iou", "cldice", "nsd")):
             assert np.isnan(v) or 0.0 <= v <= 1.0, key
-        else:
+        else:  # hd95: NaN (both empty), inf (one empty) or a distance
             assert np.isnan(v) or v >= 0, key

@@ -81,6 +81,24 @@ def test_rasterised_square_matches_hand_made_mask() -> None:
     assert sd[0, 16] == pytest.approx(-7.5, abs=1e-3)  # (16.5, 0.5): 7.5 px above the top edge
 
 
+def test_chunked_distance_matches_brute_force() -> None:
+    """Nearest-edge search in pixel blocks + distance to that edge = min over all edges, in
+    value and in gradient."""
+    torch.manual_seed(0)
+    verts = (0.2 + 0.6 * torch.rand(2, 9, 2)).requires_grad_()
+    sd = polygon_signed_distance(verts, (13, 11), chunk=7)
+    grad = torch.autograd.grad(sd.abs().sum(), verts)[0]
+    a = verts * torch.tensor([11.0, 13.0])
+    b = torch.roll(a, -1, dims=1)
+    ys, xs = torch.meshgrid(torch.arange(13) + 0.5, torch.arange(11) + 0.5, indexing="ij")
+    p = torch.stack([xs.flatten(), ys.flatten()], dim=-1)[None, :, None]
+    ab, ap = (b - a)[:, None], p - a[:, None]
+    t = ((ap * ab).sum(-1) / (ab * ab).sum(-1)).clamp(0, 1)
+    ref = (ap - t[..., None] * ab).norm(dim=-1).amin(-1).view(2, 13, 11)
+    torch.testing.assert_close(sd.abs(), ref, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(grad, torch.autograd.grad(ref.sum(), verts)[0], atol=1e-3, rtol=1e-3)
+
+
 def test_logits_of_multiple_classes() -> None:
     """Two disjoint contours of two classes plus a class nobody draws."""
     theta = torch.arange(16) * (2 * math.pi / 16)

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from models import create_model
-from models.mlstm import MLSTMLayer, ViLStack, mlstm, mlstm_parallel, mlstm_recurrent
+from models.mlstm import (
+    MLSTMLayer,
+    ViLStack,
+    mlstm,
+    mlstm_chunkwise,
+    mlstm_parallel,
+    mlstm_recurrent,
+)
 
 
 def _cell_inputs(seed: int, gate_scale: float, dtype: torch.dtype = torch.float32):
@@ -28,6 +35,19 @@ def test_parallel_form_equals_recurrence(seed: int, gate_scale: float) -> None:
     par, rec = mlstm_parallel(*args), mlstm_recurrent(*args)
     assert par.shape == rec.shape == (2, 3, 13, 5)
     torch.testing.assert_close(par, rec, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4, 5, 64])
+def test_chunkwise_form_equals_recurrence(chunk_size: int) -> None:
+    """Chunks of any size (also not dividing S = 13) give the same outputs and gradients."""
+    args = [t.requires_grad_() for t in _cell_inputs(2, 8.0, torch.float64)]
+    chunked = mlstm_chunkwise(*args, chunk_size=chunk_size)
+    torch.testing.assert_close(chunked, mlstm_recurrent(*args))
+    weights = torch.randn_like(chunked)
+    grads_chunk = torch.autograd.grad((chunked * weights).sum(), args)
+    grads_par = torch.autograd.grad((mlstm_parallel(*args) * weights).sum(), args)
+    for g_c, g_p in zip(grads_chunk, grads_par):
+        torch.testing.assert_close(g_c, g_p)
 
 
 def test_recurrence_matches_unstabilised_definition() -> None:
@@ -63,6 +83,7 @@ def test_parallel_form_is_causal() -> None:
 def test_backend_selection_on_cpu() -> None:
     args = _cell_inputs(5, 1.0)
     torch.testing.assert_close(mlstm(*args, backend="auto"), mlstm_parallel(*args))
+    torch.testing.assert_close(mlstm(*args, chunk_size=4), mlstm_parallel(*args), atol=1e-5, rtol=1e-4)
     with pytest.raises(RuntimeError):
         mlstm(*args, backend="kernel")
     with pytest.raises(ValueError):
