@@ -46,6 +46,7 @@ _segbench_pg_start() {
 
   export SEGBENCH_PG_URL="postgresql://postgres@127.0.0.1:$port/segbench"
   export SEGBENCH_PG_STOP="${run[*]} $bindir/pg_ctl -D $datadir/data -m fast stop"
+  export SEGBENCH_PG_DIR="$datadir"
   echo "export SEGBENCH_PG_URL=$SEGBENCH_PG_URL"
   echo "# owner $owner; stop with: $SEGBENCH_PG_STOP" >&2
 }
@@ -53,7 +54,7 @@ _segbench_pg_start() {
 if [ "${BASH_SOURCE[0]}" != "$0" ]; then
   # sourced: start, and stop the server when the sourcing shell exits
   _segbench_pg_start
-  trap 'eval "$SEGBENCH_PG_STOP" >/dev/null 2>&1 || true' EXIT
+  trap 'eval "$SEGBENCH_PG_STOP" >/dev/null 2>&1 || true; rm -rf "$SEGBENCH_PG_DIR"' EXIT
 else
   set -euo pipefail
   _segbench_pg_start

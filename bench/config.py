@@ -351,8 +351,9 @@ def _check_tune(obj: Any, where: str) -> None:
     for path in obj.space:
         if path.split(".")[0] not in _TUNE_ROOTS:
             _fail(f"{where}.space.{path}", f"the path must start with one of {', '.join(_TUNE_ROOTS)}")
-    if obj.n_trials <= 0:
-        _fail(f"{where}.n_trials", f"must be > 0, got {obj.n_trials}")
+    for name in ("n_trials", "heartbeat_interval"):
+        if getattr(obj, name) <= 0:
+            _fail(f"{where}.{name}", f"must be > 0, got {getattr(obj, name)}")
     if not obj.objectives:
         _fail(f"{where}.objectives", "must list at least one objective")
     if obj.sampler == "grid" and any(p.type != "categorical" for p in obj.space.values()):

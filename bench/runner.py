@@ -29,7 +29,7 @@ from lightning.pytorch.loggers import CSVLogger
 from tqdm.auto import tqdm
 
 from bench.callbacks import CaseMetricsCallback
-from bench.config import RunConfig, SweepConfig, TrackingConfig, run_from_dict
+from bench.config import RunConfig, SweepConfig, TrackingConfig, TrainerConfig, run_from_dict
 from bench.provenance import device_info, git_state, package_versions
 from bench.store import claim, is_done, read_record, record_path, write_json_atomic
 from datamodules import create_datamodule, dataset_entry
@@ -147,7 +147,11 @@ def _peak_memory_mb(accelerator: str) -> dict[str, float]:
     return out
 
 
-def _global_rank(trainer: Any) -> int:
+_SPAWN_STRATEGIES = ("ddp_spawn", "ddp_fork", "ddp_notebook")
+_SEVERAL = 2  # stands for "more than one device" when devices is -1 / "auto"
+
+
+def _global_rank(trainer: TrainerConfig) -> int:
     """This process's global rank before the Trainer exists (0 outside distributed runs).
 
     ``RANK`` / ``SLURM_PROCID`` when a launcher sets them, else ``NODE_RANK * devices + LOCAL_RANK``
@@ -163,13 +167,13 @@ def _global_rank(trainer: Any) -> int:
 
 def _device_count(devices: int | str) -> int:
     if isinstance(devices, int):
-        return devices if devices > 0 else 2  # -1: all devices; treat as several
+        return devices if devices > 0 else _SEVERAL
     if devices.isdigit():
         return int(devices)
-    return len([d for d in devices.split(",") if d.strip()]) if "," in devices else 2
+    return len([d for d in devices.split(",") if d.strip()]) if "," in devices else _SEVERAL
 
 
-def needs_launch(trainer: Any) -> bool:
+def needs_launch(trainer: TrainerConfig) -> bool:
     """True when a run needs several processes that segbench starts itself (strategy ``ddp``).
 
     Lightning's ``ddp`` strategy re-runs the launching command once per extra rank, so every
@@ -180,10 +184,8 @@ def needs_launch(trainer: Any) -> bool:
     """
     multi = trainer.num_nodes > 1 or _device_count(trainer.devices) > 1
     launched = "SEGBENCH_LAUNCHED" in os.environ or "LOCAL_RANK" in os.environ
-    return multi and str(trainer.strategy).startswith("ddp") and not launched
-
-
-_SPAWN_STRATEGIES = ("ddp_spawn", "ddp_fork", "ddp_notebook")
+    ddp = trainer.strategy.startswith("ddp") and trainer.strategy not in _SPAWN_STRATEGIES
+    return multi and ddp and not launched
 
 
 def _count_start(work_dir: Path) -> int:
@@ -275,7 +277,10 @@ def run_one(
         if wandb_logger is not None:
             from bench.tracking import log_record
 
-            log_record(wandb_logger, record, metrics_cb.examples)
+            try:
+                log_record(wandb_logger, record, metrics_cb.examples)
+            except Exception as exc:  # noqa: BLE001 - tracking must not fail a finished run
+                record["tracking_error"] = f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # noqa: BLE001 - a failed run is recorded, the sweep goes on
         record["status"] = "failed"
         record["error"] = f"{type(exc).__name__}: {exc}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import random
 import shutil
 import time
@@ -178,15 +179,21 @@ def make_storage(url: str, tune: TuneConfig) -> optuna.storages.RDBStorage:
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=tune.heartbeat_interval,
                     grace_period=tune.grace_period,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                        max_retry=tune.max_retry
-                    ),
+                    **_retry_callback(tune.max_retry),
                 )
         except Exception:  # noqa: BLE001 - concurrent schema creation; retried, then raised
             if attempt == _STORAGE_ATTEMPTS - 1:
                 raise
             time.sleep(_WAIT_SECONDS * random.random())
     raise AssertionError("unreachable")
+
+
+def _retry_callback(max_retry: int) -> dict[str, Any]:
+    """The stale-trial retry callback under its Optuna >= 4.9 name, or the older one."""
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    if retry is not None:
+        return {"heartbeat_stale_trial_callback": retry(max_retry=max_retry)}
+    return {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=max_retry)}
 
 
 def public_url(url: str) -> str:
@@ -384,7 +391,7 @@ def tune_study(
     sweep: SweepConfig,
     base: RunConfig,
     results: Path,
-    storage_url: str,
+    storage: str,
     *,
     n_trials: int | None = None,
     tracking: TrackingConfig | None = None,
@@ -398,10 +405,12 @@ def tune_study(
     """
     tune = sweep.tune
     n = n_trials or tune.n_trials
+    if tune.sampler == "grid":  # no more trials than grid points (Optuna would repeat points)
+        n = min(n, math.prod(len(s.choices) for s in tune.space.values()))
     name = study_name(base)
     study = optuna.create_study(
         study_name=name,
-        storage=make_storage(storage_url, tune),
+        storage=make_storage(storage, tune),
         sampler=make_sampler(tune),
         pruner=make_pruner(tune),
         directions=[o.direction for o in tune.objectives],
@@ -419,7 +428,7 @@ def tune_study(
     runs = [r for r in sweep.expand() if study_name(r) == name]
     for best in best_trials(study):
         params = best.user_attrs.get("params") or {k: best.params[k] for k in tune.space if k in best.params}
-        extra = {"study": name, "trial": best.number, "storage": public_url(storage_url)}
+        extra = {"study": name, "trial": best.number, "storage": public_url(storage)}
         extra["val"] = best.user_attrs.get("val", {})
         for run in runs:  # every seed and fold of the sweep, with the tuned parameters
             record = run_claimed(

@@ -85,9 +85,8 @@ def wandb_logger(
 
 
 def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else str(value)
-    return value
+    """NaN / inf -> None: a wandb column keeps one type (exact values are in the record artifact)."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def log_record(logger: Any, record: dict[str, Any], examples: list[dict[str, Any]] | None = None) -> None:

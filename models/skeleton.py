@@ -170,3 +170,102 @@ def _one_component(padded: torch.Tensor, stride: int, candidates: torch.Tensor) 
     out = torch.zeros(flat.shape, dtype=padded.dtype, device=padded.device)
     out[rows] = ok.to(padded.dtype)
     return out.reshape(candidates.shape)
+
+
+def stochastic_binarize(prob: torch.Tensor, beta: float, tau: float) -> torch.Tensor:
+    """Binarise probabilities with logistic (Gumbel-difference) noise and a straight-through step.
+
+    Args:
+        prob: ``(N, 1, *spatial)`` foreground probabilities in ``[0, 1]``.
+        beta: noise scale (0 gives a deterministic threshold at 0.5).
+        tau: temperature of the relaxed Bernoulli.
+
+    Returns:
+        Binary tensor of the same shape whose gradient is that of the relaxed sample.
+    """
+    logit = torch.log(prob + _EPS) - torch.log(1.0 - prob + _EPS)
+    u = torch.empty_like(prob).uniform_(_EPS, 1.0 - _EPS)
+    noise = torch.log(u) - torch.log(1.0 - u)
+    return _straight_through(torch.sigmoid((logit + beta * noise) / tau))
+
+
+def skeletonize(
+    img: torch.Tensor,
+    num_iter: int = 5,
+    probabilistic: bool = True,
+    beta: float = 0.33,
+    tau: float = 1.0,
+    shuffle_subfields: bool = False,
+) -> torch.Tensor:
+    """Differentiable topology-preserving skeleton of a binary or probability map.
+
+    Args:
+        img: ``(N, 1, H, W)`` or ``(N, 1, H, W, D)`` values in ``[0, 1]``.
+        num_iter: peeling iterations; each removes at most about one voxel layer, so use at
+            least the largest expected radius (in voxels) of the structures.
+        probabilistic: binarise ``img`` stochastically (reparameterisation trick); if False it
+            is thresholded at 0.5 (still straight-through).
+        beta: logistic-noise scale of the stochastic binarisation.
+        tau: temperature of the stochastic binarisation.
+        shuffle_subfields: visit the ``2^d`` subfields in a random order each iteration instead
+            of the fixed raster order.
+
+    Returns:
+        Skeleton, same shape as ``img``, binary in the forward pass.
+    """
+    d = img.dim() - 2
+    if d not in (2, 3) or img.shape[1] != 1:
+        raise ValueError(f"expected (N, 1, H, W[, D]), got {tuple(img.shape)}")
+    img = stochastic_binarize(img, beta, tau) if probabilistic else _straight_through(img)
+    offsets = list(itertools.product((0, 1), repeat=d))
+    for _ in range(num_iter):
+        frozen = endpoint_map(img)
+        order = torch.randperm(len(offsets)).tolist() if shuffle_subfields else range(len(offsets))
+        for i in order:
+            off = offsets[i]
+            padded = F.pad(img, (1, 1) * d)
+            sub = (slice(None), slice(None), *(slice(o, None) for o in off))
+            simple = simple_point_map(padded[sub], stride=2)
+            field = (slice(None), slice(None), *(slice(o, None, 2) for o in off))
+            delete = simple * (1.0 - frozen[field])
+            img = img.clone()
+            img[field] = torch.minimum(img[field].clone(), 1.0 - delete)
+    return img
+
+
+class Skeletonize(nn.Module):
+    """``nn.Module`` around :func:`skeletonize` (Menten et al., ICCV 2023).
+
+    Args:
+        num_iter: peeling iterations (>= the largest structure radius in voxels).
+        probabilistic: stochastic binarisation of soft inputs (paper default True).
+        beta: logistic-noise scale.
+        tau: relaxation temperature.
+        shuffle_subfields: random subfield order per iteration.
+    """
+
+    def __init__(
+        self,
+        num_iter: int = 5,
+        probabilistic: bool = True,
+        beta: float = 0.33,
+        tau: float = 1.0,
+        shuffle_subfields: bool = False,
+    ) -> None:
+        super().__init__()
+        self.num_iter = num_iter
+        self.probabilistic = probabilistic
+        self.beta = beta
+        self.tau = tau
+        self.shuffle_subfields = shuffle_subfields
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        """``img (N, 1, *spatial)`` in ``[0, 1]`` -> binary skeleton of the same shape."""
+        return skeletonize(
+            img,
+            num_iter=self.num_iter,
+            probabilistic=self.probabilistic,
+            beta=self.beta,
+            tau=self.tau,
+            shuffle_subfields=self.shuffle_subfields,
+        )

@@ -45,7 +45,7 @@ def _scan_chunk(
         drive = torch.cat([drive[:, :1] + decay[:, :1] * h0.unsqueeze(1), drive[:, 1:]], dim=1)
     h = pscan(decay, drive)  # (B, L, ED, N)
     y = torch.einsum("blen,bln->ble", h, C)
-    return y, h[:, -1]
+    return y, h[:, -1].clone()  # clone: a view would keep the whole (B, L, ED, N) state alive
 
 
 def selective_scan(
@@ -132,7 +132,9 @@ class MambaMixer(nn.Module):
         self.conv1d = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1, bias=True)
         self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, d_inner, bias=True)
-        self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(d_inner, 1))
+        self.A_log = nn.Parameter(
+            torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(d_inner, 1)
+        )
         self.D = nn.Parameter(torch.ones(d_inner))
         self.out_proj = nn.Linear(d_inner, d_model, bias=False)
         self._init_dt(dt_min, dt_max, dt_init_floor)
@@ -209,7 +211,12 @@ class SpatialMambaLayer(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(channels)
         self.mamba = MambaMixer(
-            channels, d_state=d_state, d_conv=d_conv, expand=expand, scan_chunk=scan_chunk, use_kernel=use_kernel
+            channels,
+            d_state=d_state,
+            d_conv=d_conv,
+            expand=expand,
+            scan_chunk=scan_chunk,
+            use_kernel=use_kernel,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

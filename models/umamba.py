@@ -86,7 +86,12 @@ class UMambaNet(nn.Module):
             self.encoder.append(nn.Sequential(*blocks))
             if s in mamba_stages:
                 self.mamba[str(s)] = SpatialMambaLayer(
-                    width, d_state=d_state, d_conv=d_conv, expand=expand, scan_chunk=scan_chunk, use_kernel=use_kernel
+                    width,
+                    d_state=d_state,
+                    d_conv=d_conv,
+                    expand=expand,
+                    scan_chunk=scan_chunk,
+                    use_kernel=use_kernel,
                 )
         self.decoder = nn.ModuleList(
             UnetUpBlock(

@@ -14,8 +14,8 @@ With per-bin sufficient statistics (count, Σ confidence, Σ accuracy) the ECE r
 from __future__ import annotations
 
 import numpy as np
-import torch
 
+from bench.metrics._binning import bin_edges, binned_stats, chunks
 from bench.metrics._convert import ArrayLike, check_labels, check_probabilities, check_same_shape, to_numpy
 
 
@@ -50,21 +50,6 @@ def _confidence_accuracy(
     return (p.reshape(p.shape[0], -1) if multiclass else p.reshape(-1)), t.reshape(-1), multiclass
 
 
-def _bin_index(conf: np.ndarray, n_bins: int) -> np.ndarray:
-    """``torch.bucketize(conf, torch.linspace(0, 1, n_bins + 1), right=True) - 1`` without torch.
-
-    ``floor(conf * n_bins)`` is exact except within rounding distance of an interior bin
-    edge; those few values are re-binned with ``searchsorted`` against torch's own edges.
-    """
-    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.from_numpy(conf[:0]).dtype).numpy()
-    scaled = conf * conf.dtype.type(n_bins)
-    idx = scaled.astype(np.intp)
-    frac = scaled - idx
-    near = np.flatnonzero(((frac < 1e-3) & (idx > 0) & (conf < 1)) | (frac > 1 - 1e-3))
-    idx[near] = np.searchsorted(edges, conf[near], side="right") - 1
-    return idx
-
-
 def calibration_stats(
     prob: ArrayLike, target: ArrayLike, *, n_bins: int = 15, mask: ArrayLike | None = None
 ) -> np.ndarray:
@@ -88,24 +73,7 @@ def calibration_stats(
     if not isinstance(n_bins, int) or n_bins < 1:
         raise ValueError(f"`n_bins` must be a positive int, got {n_bins!r}.")
     p, t, multiclass = _confidence_accuracy(prob, target, mask)
-    if multiclass:
-        conf, acc = p.max(axis=0), p.argmax(axis=0) == t
-    else:
-        conf, acc = p, t
-    idx = _bin_index(conf, n_bins)
-    counts = np.bincount(idx, minlength=n_bins + 1).astype(np.float64)
-    return np.stack(
-        [counts, np.bincount(idx, weights=conf, minlength=n_bins + 1), _hits_per_bin(idx, acc, counts)]
-    )
-
-
-def _hits_per_bin(idx: np.ndarray, acc: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Σ accuracy per bin by counting the rarer of hits and misses (cheaper than a weighted bincount)."""
-    hit = acc.astype(bool, copy=False)
-    n_hit = int(np.count_nonzero(hit))
-    if 2 * n_hit <= hit.size:
-        return np.bincount(idx[hit], minlength=len(counts)).astype(np.float64)
-    return counts - np.bincount(idx[~hit], minlength=len(counts))
+    return binned_stats(chunks(p, t, multiclass), bin_edges(n_bins, p.dtype))
 
 
 def _ece_compute(stats: np.ndarray) -> float:

@@ -13,13 +13,17 @@ from bench.metrics.functional import dice, iou
 from bench.metrics.topology import betti_errors, cldice
 
 
-def _split_input(prob_or_pred: ArrayLike, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, int]:
+def _split_input(
+    prob_or_pred: ArrayLike, gt: np.ndarray, num_classes: int | None
+) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Returns (label map, class probabilities or None, number of classes)."""
     x = to_numpy(prob_or_pred, "prob_or_pred")
     if x.ndim == gt.ndim + 1:
         check_same_shape(x[0], gt, "prob_or_pred[0]", "gt")
         if x.shape[0] < 2:
             raise ValueError(f"`prob_or_pred` probabilities need C >= 2 channels, got shape {x.shape}.")
+        if num_classes is not None and num_classes != x.shape[0]:
+            raise ValueError(f"`num_classes`={num_classes} but `prob_or_pred` has {x.shape[0]} channels.")
         check_probabilities(x, "prob_or_pred")
         return np.argmax(x, axis=0), x, int(x.shape[0])
     check_same_shape(x, gt, "prob_or_pred", "gt")
@@ -28,10 +32,13 @@ def _split_input(prob_or_pred: ArrayLike, gt: np.ndarray) -> tuple[np.ndarray, n
         x = x.astype(np.int64)
     elif x.dtype.kind not in "biu":
         raise ValueError(f"`prob_or_pred` label map must be integer, got dtype {x.dtype}.")
-    top = max(int(x.max(initial=0)), int(gt.max(initial=0)))
-    if x.size and x.min() < 0:
-        raise ValueError("`prob_or_pred` labels must be >= 0.")
-    return x, None, max(top + 1, 2)
+    if num_classes is not None:
+        if num_classes < 2:
+            raise ValueError(f"`num_classes` must be >= 2, got {num_classes}.")
+        check_labels(x, num_classes, "prob_or_pred")
+        return x, None, int(num_classes)
+    check_labels(x, np.iinfo(np.int64).max, "prob_or_pred")
+    return x, None, max(int(x.max(initial=0)) + 1, int(gt.max(initial=0)) + 1, 2)
 
 
 def _class_metrics(
@@ -64,6 +71,7 @@ def evaluate_case(
     include_background: bool = False,
     nsd_tolerance: float = 1.0,
     n_bins: int = 15,
+    num_classes: int | None = None,
 ) -> dict[str, float]:
     """Computes every segbench metric for one 2D or 3D case.
 
@@ -79,6 +87,9 @@ def evaluate_case(
         include_background: also evaluate class 0.
         nsd_tolerance: NSD tolerance τ in the units of ``spacing``.
         n_bins: ECE bins.
+        num_classes: number of classes C for label-map input (default: the largest label
+            in ``prob_or_pred`` or ``gt`` plus one, at least 2). Pass it so that every case
+            of a dataset returns the same keys. With probabilities it must equal C.
 
     Returns:
         Flat ``dict[str, float]``: ``dice, iou, cldice, betti0_err, betti1_err``
@@ -97,7 +108,7 @@ def evaluate_case(
         raise ValueError(f"`gt` must be a non-empty 2D or 3D label map, got shape {g.shape}.")
     if not np.isfinite(nsd_tolerance) or nsd_tolerance < 0:
         raise ValueError(f"`nsd_tolerance` must be finite and >= 0, got {nsd_tolerance}.")
-    pred, prob, num_classes = _split_input(prob_or_pred, g)
+    pred, prob, num_classes = _split_input(prob_or_pred, g, num_classes)
     check_labels(g, num_classes, "gt")
     g = g.astype(np.int64, copy=False)
     m = None

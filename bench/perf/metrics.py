@@ -20,7 +20,14 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from bench.metrics import betti_numbers, cldice, expected_calibration_error, hd95, normalized_surface_dice
+from bench.metrics import (
+    betti_numbers,
+    cldice,
+    evaluate_case,
+    expected_calibration_error,
+    hd95,
+    normalized_surface_dice,
+)
 from bench.perf.references import gudhi_betti, monai_hd95, monai_nsd, paper_cldice, torchmetrics_ece
 
 DRIVE = Path("/work/shared/data/DRIVE")
@@ -136,6 +143,12 @@ def main(argv: list[str] | None = None) -> None:
     tiny[2:5, 2:5] = True
     bench_case("warm-up (imports)", tiny, tiny, np.where(tiny, 0.9, 0.1).astype(np.float32), 1)
     rows = [row for name, gt, pred, prob in cases for row in bench_case(name, gt, pred, prob, args.repeat)]
+    print("\n| case | evaluate_case s (all metrics, 2-channel probabilities) |")
+    print("|---|---:|")
+    for name, gt, _, prob in cases:
+        two = np.stack([1 - prob, prob])
+        _, seconds = _timed(lambda two=two, gt=gt: evaluate_case(two, gt.astype(np.uint8)), 1)
+        print(f"| {name} | {seconds:.2f} |")
     print("\n| metric | case | ours s | reference s | ratio | equal |")
     print("|---|---|---:|---:|---:|---|")
     for metric, name, t_ours, t_ref, ratio, equal, _, _ in rows:

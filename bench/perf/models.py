@@ -97,13 +97,20 @@ def measure(name: str, dims: int, size: int, device: str, batch: int, repeats: i
     except Exception as exc:  # reported in the table, the other models still run
         return PerfRow(**{**asdict(row), "error": f"{type(exc).__name__}: {exc}"[:200]})
     return PerfRow(
-        **{**asdict(row), "params": count_parameters(net), "seconds": statistics.median(times), "peak_mib": peak}
+        **{
+            **asdict(row),
+            "params": count_parameters(net),
+            "seconds": statistics.median(times),
+            "peak_mib": peak,
+        }
     )
 
 
-def _run_isolated(name: str, dims: int, size: int, device: str, batch: int, repeats: int, timeout: float) -> PerfRow:
+def _run_isolated(
+    name: str, dims: int, size: int, device: str, batch: int, repeats: int, threads: int, timeout: float
+) -> PerfRow:
     cmd = [sys.executable, "-m", "bench.perf.models", "--worker", name, str(dims), str(size), device]
-    cmd += ["--batch", str(batch), "--repeats", str(repeats)]
+    cmd += ["--batch", str(batch), "--repeats", str(repeats), "--threads", str(threads)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -126,9 +133,8 @@ def format_table(rows: list[PerfRow], batch: int) -> str:
         if r.error:
             out.append(f"| {r.model} | {r.family} | {size} | {r.device} | | | {r.error} |")
         else:
-            out.append(
-                f"| {r.model} | {r.family} | {size} | {r.device} | {r.params:,} | {r.seconds:.2f} | {r.peak_mib:.0f} |"
-            )
+            head = f"| {r.model} | {r.family} | {size} | {r.device}"
+            out.append(f"{head} | {r.params:,} | {r.seconds:.2f} | {r.peak_mib:.0f} |")
     return "\n".join(out)
 
 
@@ -141,6 +147,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--repeats", type=int, default=2, help="timed steps after the warm-up step")
     p.add_argument("--devices", nargs="*", help="default: cpu, plus cuda when available")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--timeout", type=float, default=600, help="seconds per model and dims")
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--worker", nargs=4, metavar=("NAME", "DIMS", "SIZE", "DEVICE"), help=argparse.SUPPRESS)
@@ -151,6 +158,8 @@ def main(argv: list[str] | None = None) -> list[PerfRow]:
     """Run the benchmark and print a Markdown table."""
     args = _parse(argv)
     if args.worker:
+        if args.threads > 0:
+            torch.set_num_threads(args.threads)
         name, dims, size, device = args.worker
         print(json.dumps(asdict(measure(name, int(dims), int(size), device, args.batch, args.repeats))))
         return []
@@ -160,14 +169,17 @@ def main(argv: list[str] | None = None) -> list[PerfRow]:
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     sizes = {2: args.size2d, 3: args.size3d}
     rows = []
+    print(f"torch {torch.__version__}, threads {args.threads or torch.get_num_threads()}", file=sys.stderr)
     for name in names:
         for dims in args.dims:
             if dims not in model_entry(name).meta["dims"]:
                 continue
             for device in devices:
-                row = _run_isolated(name, dims, sizes[dims], device, args.batch, args.repeats, args.timeout)
-                print(f"{row.model} {dims}D {device}: {row.error or f'{row.seconds:.2f} s, {row.peak_mib:.0f} MiB'}",
-                      file=sys.stderr, flush=True)
+                row = _run_isolated(
+                    name, dims, sizes[dims], device, args.batch, args.repeats, args.threads, args.timeout
+                )
+                result = row.error or f"{row.seconds:.2f} s, {row.peak_mib:.0f} MiB"
+                print(f"{row.model} {dims}D {device}: {result}", file=sys.stderr, flush=True)
                 rows.append(row)
     print(format_table(rows, args.batch))
     if args.json:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bench.config import TrainerConfig, sweep_from_dict
-from bench.runner import needs_launch, run_sweep
+from bench.runner import needs_launch, run_one, run_sweep
 from bench.store import iter_records
 from tests.conftest import tiny_sweep_dict
 
@@ -44,3 +44,11 @@ def test_ddp_two_cpu_ranks_write_one_correct_record(tmp_path, monkeypatch, capfd
     assert rec["aggregates"]["dice"]["n"] == 3
     assert len((results / ".work" / rec["run_id"] / "starts.log").read_text().splitlines()) == 1
     assert len(list(results.glob("*.json"))) == 1
+
+
+def test_spawn_strategies_are_refused_with_a_failed_record(tmp_path):
+    sweep = tiny_sweep_dict(name="spawn")
+    sweep["trainer"].update(strategy="ddp_spawn", devices=2)
+    record = run_one(sweep_from_dict(sweep).expand()[0], tmp_path, progress=False)
+    assert record["status"] == "failed" and "use strategy: ddp" in record["error"]
+    assert len(list(tmp_path.glob("*.json"))) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import optuna
@@ -13,7 +14,21 @@ from optuna.trial import TrialState
 
 from bench.config import ConfigError, sweep_from_dict
 from bench.store import iter_records
-from bench.sweep import apply_params, over_budget, score_on_val, set_loss_weight, study_name, tune_main
+from bench.sweep import (
+    FINISHED,
+    Objective,
+    apply_params,
+    make_pruner,
+    make_sampler,
+    make_storage,
+    optimize,
+    over_budget,
+    score_on_val,
+    set_loss_weight,
+    study_name,
+    suggest,
+    tune_main,
+)
 from tests.conftest import tiny_sweep_dict
 
 SPACE = {
@@ -145,3 +160,56 @@ def test_multi_objective_study_with_a_validation_betti_objective(tmp_path):
     assert study.best_trials  # a Pareto front
     assert not (tmp_path / "results" / "optuna.db").exists()  # --storage was used
     assert not list(iter_records(tmp_path / "results"))  # evaluate_best: false
+
+
+def test_a_dead_workers_trial_is_failed_retried_and_not_counted(tmp_path):
+    """A RUNNING trial whose heartbeat stopped is failed, re-run once, and the study ends at n_trials."""
+    tune = {"n_trials": 2, "heartbeat_interval": 1, "grace_period": 2, "pruner": "none"}
+    sweep = sweep_from_dict(tiny_sweep_dict(tune={**tune, "space": {"optim.lr": SPACE["optim.lr"]}}))
+    storage = make_storage(f"sqlite:///{tmp_path / 'dead.db'}", sweep.tune)
+    study = optuna.create_study(storage=storage, study_name="dead", direction="maximize")
+    lr = optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
+    dead = study.ask({"optim.lr": lr})  # a worker that beat once, then died mid-trial
+    storage.record_heartbeat(dead._trial_id)
+    time.sleep(3)
+    objective = Objective(sweep.expand()[0], sweep.tune, tmp_path / "work", n_trials=2)
+    optimize(study, objective, 2, max_failures=2)
+
+    assert study.trials[0].state == TrialState.FAIL
+    assert sum(t.state in FINISHED for t in study.trials) == 2
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == 0]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+    assert retried[0].params["optim.lr"] == dead.params["optim.lr"]
+
+
+def test_grid_sampler_visits_every_combination_including_list_choices():
+    space = {
+        "data.batch_size": {"type": "categorical", "choices": [2, 4]},
+        "model.kwargs.channels": SPACE["model.kwargs.channels"],
+    }
+    tune = sweep_from_dict(tiny_sweep_dict(tune={"sampler": "grid", "space": space})).tune
+    study = optuna.create_study(sampler=make_sampler(tune))
+    seen = []
+
+    def objective(trial: optuna.Trial) -> float:
+        seen.append(tuple(json.dumps(suggest(trial, k, s)) for k, s in tune.space.items()))
+        return 0.0
+
+    study.optimize(objective, n_trials=4)
+    assert len(set(seen)) == 4 and ("4", "[8, 8, 16]") in seen
+
+
+@pytest.mark.parametrize(
+    ("pruner", "objectives", "expected"),
+    [
+        ("median", 1, optuna.pruners.MedianPruner),
+        ("successive_halving", 1, optuna.pruners.SuccessiveHalvingPruner),
+        ("hyperband", 1, optuna.pruners.HyperbandPruner),
+        ("none", 1, optuna.pruners.NopPruner),
+        ("median", 2, optuna.pruners.NopPruner),  # Optuna cannot prune multi-objective studies
+    ],
+)
+def test_pruner_choice(pruner, objectives, expected):
+    objs = [{"metric": "val_dice"}, {"metric": "val_betti1_err", "direction": "minimize"}][:objectives]
+    tune = sweep_from_dict(tiny_sweep_dict(tune={"pruner": pruner, "objectives": objs})).tune
+    assert type(make_pruner(tune)) is expected

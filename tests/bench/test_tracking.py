@@ -81,6 +81,7 @@ def test_offline_run_folder_holds_curves_table_overlays_and_record(
     sweep = sweep_from_dict(tiny_sweep_dict(tracking={"wandb": True, "log_images": 1}))
     record = run_one(sweep.expand()[0], tmp_path / "results", tracking=sweep.tracking, progress=False)
     assert record["status"] == "done", record.get("traceback")
+    assert "tracking_error" not in record
 
     runs = list((wandb_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1

@@ -4,8 +4,23 @@ import numpy as np
 import pytest
 import torch
 
-from bench.metrics import CalibrationAccumulator, brier_score, expected_calibration_error, reliability_diagram
+from bench.metrics import (
+    CalibrationAccumulator,
+    _binning,
+    brier_score,
+    expected_calibration_error,
+    reliability_diagram,
+)
 from bench.perf.references import torchmetrics_ece
+
+
+@pytest.fixture(autouse=True, params=["numpy", "numba"])
+def backend(request, monkeypatch):
+    """Runs every calibration test with the numpy passes and with the numba kernel."""
+    if request.param == "numba" and _binning._accumulate_numba is None:
+        pytest.skip("numba not installed")
+    monkeypatch.setattr(_binning, "USE_NUMBA", request.param == "numba")
+    return request.param
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -100,7 +115,7 @@ def test_accepts_torch():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_bin_index_equals_torch_bucketize_at_edges(dtype):
-    from bench.metrics.calibration import _bin_index
+    from bench.metrics._binning import bin_index
 
     for n_bins in (1, 3, 7, 10, 15, 20, 33, 100):
         edges = torch.linspace(0, 1, n_bins + 1, dtype=dtype)
@@ -109,7 +124,7 @@ def test_bin_index_equals_torch_bucketize_at_edges(dtype):
         )
         conf = torch.cat([near.clamp(0, 1), torch.rand(2000, dtype=dtype)])
         expected = torch.bucketize(conf, edges, right=True) - 1
-        np.testing.assert_array_equal(_bin_index(conf.numpy(), n_bins), expected.numpy())
+        np.testing.assert_array_equal(bin_index(conf.numpy(), edges.numpy()), expected.numpy())
 
 
 @pytest.mark.parametrize("positive_rate", [0.0, 0.05, 0.95, 1.0])

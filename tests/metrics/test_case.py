@@ -53,6 +53,18 @@ def test_multiclass_keys_are_per_class_plus_mean():
     assert with_bg["dice_0"] == 1.0
 
 
+def test_label_map_num_classes_fixes_keys():
+    gt = np.zeros((8, 8), int)
+    gt[2:4, 2:4] = 1
+    assert "dice_2" not in evaluate_case(gt, gt)  # inferred C = 2
+    out = evaluate_case(gt, gt, num_classes=3)
+    assert out["dice_1"] == 1.0 and np.isnan(out["dice_2"]) and out["dice"] == 1.0
+    with pytest.raises(ValueError, match="prob_or_pred"):
+        evaluate_case(gt * 3, gt, num_classes=3)
+    with pytest.raises(ValueError, match="num_classes"):
+        evaluate_case(_probs(gt, 2), gt, num_classes=3)
+
+
 def test_multiclass_mean_skips_nan_class():
     gt = np.zeros((10, 10), int)
     gt[2:5, 2:5] = 1
