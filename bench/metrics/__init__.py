@@ -7,6 +7,7 @@ from bench.metrics.functional import (
     betti_errors,
     betti_numbers,
     brier_score,
+    calibration_stats,
     cldice,
     dice,
     expected_calibration_error,
@@ -15,6 +16,7 @@ from bench.metrics.functional import (
     normalized_surface_dice,
     reliability_diagram,
     stat_scores,
+    surface_distances,
 )
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "betti_errors",
     "betti_numbers",
     "brier_score",
+    "calibration_stats",
     "cldice",
     "dice",
     "evaluate_case",
@@ -33,4 +36,5 @@ __all__ = [
     "normalized_surface_dice",
     "reliability_diagram",
     "stat_scores",
+    "surface_distances",
 ]

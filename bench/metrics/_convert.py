@@ -28,7 +28,8 @@ def to_numpy(x: ArrayLike, name: str) -> np.ndarray:
         ValueError: if ``x`` is neither an array nor a tensor.
     """
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()  # numpy has no bfloat16
     if isinstance(x, np.ndarray):
         return x
     if isinstance(x, (list, tuple, bool, int, float, np.generic)):

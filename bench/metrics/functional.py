@@ -14,14 +14,20 @@ import numpy as np
 import torch
 
 from bench.metrics._convert import ArrayLike, check_labels, check_same_shape, to_numpy
-from bench.metrics.calibration import brier_score, expected_calibration_error, reliability_diagram
-from bench.metrics.distance import hd95, normalized_surface_dice
+from bench.metrics.calibration import (
+    brier_score,
+    calibration_stats,
+    expected_calibration_error,
+    reliability_diagram,
+)
+from bench.metrics.distance import hd95, normalized_surface_dice, surface_distances
 from bench.metrics.topology import betti_errors, betti_numbers, cldice
 
 __all__ = [
     "betti_errors",
     "betti_numbers",
     "brier_score",
+    "calibration_stats",
     "cldice",
     "dice",
     "expected_calibration_error",
@@ -30,6 +36,7 @@ __all__ = [
     "normalized_surface_dice",
     "reliability_diagram",
     "stat_scores",
+    "surface_distances",
 ]
 
 
@@ -48,7 +55,13 @@ def _binary(x: ArrayLike, name: str) -> ArrayLike:
             raise ValueError(f"`{name}` must be a numeric or bool mask, got dtype {x.dtype}.")
         empty, is_float = x.size == 0, x.dtype.kind == "f"
     if not empty:
-        ok = bool(((x == 0) | (x == 1)).all()) if is_float else bool(x.min() >= 0) and bool(x.max() <= 1)
+        if is_float:
+            ok = bool(((x == 0) | (x == 1)).all())
+        elif isinstance(x, torch.Tensor):
+            lo, hi = torch.aminmax(x)
+            ok = bool((lo >= 0) & (hi <= 1))  # one device sync
+        else:
+            ok = bool(x.min() >= 0) and bool(x.max() <= 1)
         if not ok:
             raise ValueError(f"`{name}` must be a binary mask with values in {{0, 1}}; got other values.")
     return x != 0

@@ -42,6 +42,14 @@ def test_binary_3d_has_betti2_and_uses_spacing():
     assert out["hd95"] == pytest.approx(hd95(pred, gt, spacing=(1.0, 2.0, 1.0)))
 
 
+def test_torch_bfloat16_probabilities_like_numpy():
+    gt = crossing_vessels_2d(16).astype(np.int64)
+    prob = torch.as_tensor(_probs(gt, 2))
+    a = evaluate_case(prob.to(torch.bfloat16), torch.as_tensor(gt))
+    b = evaluate_case(prob.to(torch.bfloat16).float().numpy(), gt)
+    assert a == b
+
+
 def test_multiclass_keys_are_per_class_plus_mean():
     rng = np.random.default_rng(0)
     gt = rng.integers(0, 3, (12, 12, 12))

@@ -86,3 +86,12 @@ def test_invalid_inputs(p, g, match):
 def test_label_out_of_range():
     with pytest.raises(ValueError, match="preds"):
         dice(np.array([[0, 5]]), np.array([[0, 1]]), num_classes=2)
+
+
+def test_invalid_torch_batch():
+    with pytest.raises(ValueError, match="preds"):
+        dice(torch.full((1, 1, 2, 2), 2), torch.zeros(1, 1, 2, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="target"):
+        dice(torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), 0.5))
+    with pytest.raises(ValueError, match="shape"):
+        dice(torch.zeros(1, 1, 2, 2, 2, 2), torch.zeros(1, 1, 2, 2, 2, 2))

@@ -73,8 +73,15 @@ def test_registry_metadata() -> None:
     assert {"swin_unetr", "unetr", "umamba_bot", "umamba_enc"} <= set(names)
     for name in names:
         meta = model_entry(name).meta
-        assert meta["family"] in _OVERFIT, f"{name}: unknown family {meta['family']!r}"
+        assert meta["family"].isidentifier() and meta["family"].islower(), name
         assert set(meta["dims"]) <= {2, 3} and meta["dims"]
+
+
+@pytest.mark.parametrize(("spatial_dims", "shape"), [(2, (64, 64)), (3, (32, 32, 32))])
+def test_unetr_default_img_size_is_default_patch(spatial_dims: int, shape: tuple[int, ...]) -> None:
+    net = create_model("unetr", spatial_dims=spatial_dims, in_channels=1, out_channels=2)
+    with torch.no_grad():
+        assert net(torch.zeros(1, 1, *shape)).shape == (1, 2, *shape)
 
 
 def _overfit_cases() -> list:
