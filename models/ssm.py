@@ -42,7 +42,7 @@ def _scan_chunk(
     decay = torch.exp(delta.unsqueeze(-1) * A)  # (B, L, ED, N)
     drive = (delta * u).unsqueeze(-1) * B.unsqueeze(2)  # (B, L, ED, N)
     if h0 is not None:  # fold the carried state into the first step: h_0 = a_0 h0 + b_0
-        drive = torch.cat([drive[:, :1] + decay[:, :1] * h0.unsqueeze(1), drive[:, 1:]], dim=1)
+        drive[:, 0] += decay[:, 0] * h0  # in place on a fresh tensor: no copy of the chunk
     h = pscan(decay, drive)  # (B, L, ED, N)
     y = torch.einsum("blen,bln->ble", h, C)
     return y, h[:, -1].clone()  # clone: a view would keep the whole (B, L, ED, N) state alive

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from monai.networks.nets import UNETR, SwinUNETR
+from monai.utils import ensure_tuple_rep
 from torch import nn
 
 from models.registry import register_model
@@ -78,7 +79,7 @@ def unetr(
     spatial_dims: int,
     in_channels: int,
     out_channels: int,
-    img_size: Sequence[int] | None = None,
+    img_size: int | Sequence[int] | None = None,
     feature_size: int = 12,
     hidden_size: int = 96,
     mlp_dim: int = 192,
@@ -90,10 +91,13 @@ def unetr(
 
     The ViT has learned position embeddings, so the network only accepts inputs of exactly
     ``img_size`` (set it to the training patch size; sliding-window inference then uses the
-    same window). ``None`` means the default training patch: 64×64 in 2D, 32×32×32 in 3D.
+    same window; an int means a cube). ``None`` means the default training patch: 64×64 in 2D, 32×32×32 in 3D.
     Each entry of ``img_size`` must be divisible by 16 (MONAI's fixed ViT patch size).
     """
-    size = tuple(img_size) if img_size is not None else _DEFAULT_PATCH[spatial_dims]
+    if img_size is None:
+        size = _DEFAULT_PATCH[spatial_dims]
+    else:
+        size = ensure_tuple_rep(img_size, spatial_dims)
     return UNETR(
         in_channels=in_channels,
         out_channels=out_channels,

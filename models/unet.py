@@ -16,7 +16,12 @@ from torch import nn
 from models.registry import register_model
 
 
-@register_model("unet", family="cnn", description="MONAI U-Net with residual units")
+@register_model(
+    "unet",
+    family="cnn",
+    description="MONAI U-Net with residual units",
+    paper="https://arxiv.org/abs/1505.04597",
+)
 def unet(
     *,
     spatial_dims: int,
@@ -44,6 +49,7 @@ def unet(
     "resenc_unet",
     family="cnn",
     description="nnU-Net-style residual-encoder U-Net (MONAI DynUNet, res_block=True)",
+    paper="https://arxiv.org/abs/2404.09556",
 )
 def resenc_unet(
     *,

@@ -23,12 +23,14 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import torch
 
 _DEFAULT_SIZE = {2: 256, 3: 64}
 _MIB = 2**20
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -88,22 +90,15 @@ def measure(name: str, dims: int, size: int, device: str, batch: int, repeats: i
         else:
             peak = _maxrss_mib() - base
         times = []
-        for _ in range(repeats):
+        for _ in range(max(1, repeats)):
             t0 = time.perf_counter()
             _step(net, x)
             if cuda:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
     except Exception as exc:  # reported in the table, the other models still run
-        return PerfRow(**{**asdict(row), "error": f"{type(exc).__name__}: {exc}"[:200]})
-    return PerfRow(
-        **{
-            **asdict(row),
-            "params": count_parameters(net),
-            "seconds": statistics.median(times),
-            "peak_mib": peak,
-        }
-    )
+        return replace(row, error=f"{type(exc).__name__}: {exc}"[:200])
+    return replace(row, params=count_parameters(net), seconds=statistics.median(times), peak_mib=peak)
 
 
 def _run_isolated(
@@ -112,7 +107,7 @@ def _run_isolated(
     cmd = [sys.executable, "-m", "bench.perf.models", "--worker", name, str(dims), str(size), device]
     cmd += ["--batch", str(batch), "--repeats", str(repeats), "--threads", str(threads)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=_REPO_ROOT)
     except subprocess.TimeoutExpired:
         return PerfRow(name, "?", dims, size, device, error=f"timeout after {timeout:.0f}s")
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -131,7 +126,7 @@ def format_table(rows: list[PerfRow], batch: int) -> str:
     for r in rows:
         size = "×".join([str(r.size)] * r.dims)
         if r.error:
-            out.append(f"| {r.model} | {r.family} | {size} | {r.device} | | | {r.error} |")
+            out.append(f"| {r.model} | {r.family} | {size} | {r.device} | | | {r.error.replace('|', '/')} |")
         else:
             head = f"| {r.model} | {r.family} | {size} | {r.device}"
             out.append(f"{head} | {r.params:,} | {r.seconds:.2f} | {r.peak_mib:.0f} |")
