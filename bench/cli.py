@@ -146,6 +146,30 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
 
 
+def _add_sweep_args(parser: argparse.ArgumentParser) -> None:
+    """Arguments shared by ``run`` and ``tune``: sweep file, results folder, overrides, tracking."""
+    parser.add_argument(
+        "sweep", nargs="?", default=None, help="sweep YAML file (default: the built-in sweep)"
+    )
+    parser.add_argument("--results", default="results", help="folder of run records (default: results)")
+    parser.add_argument(
+        "-o",
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a sweep field, e.g. -o trainer.max_steps=10 (repeatable)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--no-wandb",
+        dest="override",
+        action="append_const",
+        const="tracking.wandb=false",
+        help="switch wandb tracking off (same as -o tracking.wandb=false); CSV logs are kept",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     p = argparse.ArgumentParser(
@@ -154,28 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("run", help="run a sweep (default: the built-in sweep on embedded data)")
-    r.add_argument("sweep", nargs="?", default=None, help="sweep YAML file (default: the built-in sweep)")
-    r.add_argument("--results", default="results", help="folder of run records (default: results)")
+    _add_sweep_args(r)
     r.add_argument("--leaderboard", default="leaderboard.md", help="where to render the leaderboard")
-    r.add_argument(
-        "-o",
-        "--override",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a sweep field, e.g. -o trainer.max_steps=10 (repeatable)",
-    )
     r.add_argument("--force", action="store_true", help="re-run runs that are already done")
-    r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--no-leaderboard", action="store_true", help="do not render leaderboard.md")
     r.add_argument("--print-default", action="store_true", help="print the built-in sweep file and exit")
-    r.add_argument(
-        "--no-wandb",
-        dest="override",
-        action="append_const",
-        const="tracking.wandb=false",
-        help="switch wandb tracking off (same as -o tracking.wandb=false); CSV logs are kept",
-    )
 
     lb = sub.add_parser("leaderboard", help="render leaderboard.md from the records")
     lb.add_argument("--results", default="results")
@@ -192,19 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     t = sub.add_parser("tune", help="Optuna hyperparameter search over a sweep's search space")
-    t.add_argument("sweep", nargs="?", default=None)
-    t.add_argument("--results", default="results")
+    _add_sweep_args(t)
     t.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite under results/)")
     t.add_argument("--n-trials", type=int, default=None)
-    t.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
-    t.add_argument("--quiet", action="store_true")
-    t.add_argument(
-        "--no-wandb",
-        dest="override",
-        action="append_const",
-        const="tracking.wandb=false",
-        help="switch wandb tracking off (same as -o tracking.wandb=false)",
-    )
 
     b = sub.add_parser("bench", help="speed benchmarks: `segbench bench metrics|models [args]`")
     b.add_argument("what", choices=["metrics", "models"])

@@ -9,7 +9,8 @@ implementation for 2D and 3D. A *mixer* is any module mapping a feature map
 - ``"enc{j}"``: after encoder level ``j`` (the last level is the bottleneck), before its skip;
 - ``"dec{j}"``: after the decoder block that outputs level ``j`` (``j < len(features) - 1``).
 
-Used by :mod:`models.xlstm_unet` (ViL mixers) and :mod:`models.graph` (graph mixers).
+Used by :mod:`models.xlstm_unet` (ViL mixers), :mod:`models.umamba` (Mamba mixers) and
+:mod:`models.graph` (graph mixers).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class MixerUNet(nn.Module):
         mixers: ``{"enc{j}" | "dec{j}": module}`` (see the module docstring); each module must
             keep the shape ``(B, features[j], *spatial_j)``.
         norm: MONAI norm name of the convolution blocks.
+        blocks_per_stage: residual blocks per encoder level (the first one strides).
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class MixerUNet(nn.Module):
         features: Sequence[int] = (16, 32, 64, 128),
         mixers: Mapping[str, nn.Module] | None = None,
         norm: str = "instance",
+        blocks_per_stage: int = 1,
     ) -> None:
         super().__init__()
         feats = list(features)
@@ -52,7 +55,15 @@ class MixerUNet(nn.Module):
             raise ValueError(f"mixer keys {sorted(set(mixers) - valid)} not in {sorted(valid)}")
         self.factor = 2**last
         self.encoder = nn.ModuleList(
-            UnetResBlock(spatial_dims, cin, cout, kernel_size=3, stride=1 if j == 0 else 2, norm_name=norm)
+            nn.Sequential(
+                UnetResBlock(
+                    spatial_dims, cin, cout, kernel_size=3, stride=1 if j == 0 else 2, norm_name=norm
+                ),
+                *(
+                    UnetResBlock(spatial_dims, cout, cout, kernel_size=3, stride=1, norm_name=norm)
+                    for _ in range(blocks_per_stage - 1)
+                ),
+            )
             for j, (cin, cout) in enumerate(zip([in_channels, *feats[:-1]], feats))
         )
         self.decoder = nn.ModuleList(

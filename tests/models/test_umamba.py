@@ -105,10 +105,12 @@ def test_spatial_layer_keeps_shape(shape: tuple[int, ...]) -> None:
     assert layer(x).shape == x.shape
 
 
-@pytest.mark.parametrize(("name", "expected"), [("umamba_bot", ["2"]), ("umamba_enc", ["0", "1", "2"])])
+@pytest.mark.parametrize(
+    ("name", "expected"), [("umamba_bot", ["enc2"]), ("umamba_enc", ["enc0", "enc1", "enc2"])]
+)
 def test_mamba_stage_placement(name: str, expected: list[str]) -> None:
     net = create_model(name, spatial_dims=2, in_channels=1, out_channels=3, features=(4, 8, 16))
-    assert list(net.mamba.keys()) == expected
+    assert sorted(net.mixers.keys()) == expected
     assert net(torch.randn(1, 1, 16, 16)).shape == (1, 3, 16, 16)
 
 
