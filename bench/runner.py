@@ -1,20 +1,16 @@
 """Sweep -> runs -> records. One run: seed, build DataModule + model + Trainer, fit, test,
 per-case metrics, one atomic JSON record. A run that raises is recorded as failed and the
-sweep goes on; a done record is skipped on the next invocation (resume)."""
+sweep goes on; a done record is skipped on the next invocation (resume). Multi-process ``ddp``
+runs are started through :mod:`bench.launch`."""
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import inspect
 import json
 import math
 import os
-import resource
 import shutil
 import socket
-import subprocess
-import sys
 import time
 import traceback
 from datetime import datetime, timezone
@@ -23,13 +19,14 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from tqdm.auto import tqdm
 
 from bench.callbacks import CaseMetricsCallback
-from bench.config import RunConfig, SweepConfig, TrackingConfig, TrainerConfig, run_from_dict
+from bench.config import RunConfig, SweepConfig, TrackingConfig
+from bench.launch import SPAWN_STRATEGIES, global_rank, needs_launch, run_launched
+from bench.memory import PeakMemory
 from bench.provenance import device_info, git_state, package_versions
 from bench.store import claim, is_done, read_record, record_path, write_json_atomic
 from datamodules import create_datamodule, dataset_entry
@@ -139,55 +136,6 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def _peak_memory_mb(accelerator: str) -> dict[str, float]:
-    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out = {"cpu_peak_rss_mb": rss_kb / 1024 if sys.platform != "darwin" else rss_kb / 2**20}
-    if torch.cuda.is_available() and accelerator != "cpu":
-        out["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    return out
-
-
-_SPAWN_STRATEGIES = ("ddp_spawn", "ddp_fork", "ddp_notebook")
-_SEVERAL = 2  # stands for "more than one device" when devices is -1 / "auto"
-
-
-def _global_rank(trainer: TrainerConfig) -> int:
-    """This process's global rank before the Trainer exists (0 outside distributed runs).
-
-    ``RANK`` / ``SLURM_PROCID`` when a launcher sets them, else ``NODE_RANK * devices + LOCAL_RANK``
-    (what Lightning's launcher sets for the ranks it starts).
-    """
-    for key in ("RANK", "SLURM_PROCID"):
-        if os.environ.get(key, "").isdigit():
-            return int(os.environ[key])
-    node = int(os.environ.get("NODE_RANK", "0") or 0)
-    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
-    return node * _device_count(trainer.devices) + local
-
-
-def _device_count(devices: int | str) -> int:
-    if isinstance(devices, int):
-        return devices if devices > 0 else _SEVERAL
-    if devices.isdigit():
-        return int(devices)
-    return len([d for d in devices.split(",") if d.strip()]) if "," in devices else _SEVERAL
-
-
-def needs_launch(trainer: TrainerConfig) -> bool:
-    """True when a run needs several processes that segbench starts itself (strategy ``ddp``).
-
-    Lightning's ``ddp`` strategy re-runs the launching command once per extra rank, so every
-    rank must execute exactly the same code. ``run_one`` therefore runs such a run in a fresh
-    ``python -m bench.runner JOB`` process whose only job is that one run: its re-launched ranks
-    mirror it, and the sweep process (which holds the run's claim) only waits. Already inside a
-    launched rank (``SEGBENCH_LAUNCHED``, or ``LOCAL_RANK`` set by torchrun/SLURM) nothing is launched.
-    """
-    multi = trainer.num_nodes > 1 or _device_count(trainer.devices) > 1
-    launched = "SEGBENCH_LAUNCHED" in os.environ or "LOCAL_RANK" in os.environ
-    ddp = trainer.strategy.startswith("ddp") and trainer.strategy not in _SPAWN_STRATEGIES
-    return multi and ddp and not launched
-
-
 def _count_start(work_dir: Path) -> int:
     """Append this start to ``work_dir/starts.log``; returns how many times the run started."""
     path = work_dir / "starts.log"
@@ -213,9 +161,9 @@ def run_one(
     """
     results = Path(results)
     if needs_launch(cfg.trainer):
-        return _run_launched(cfg, results, tracking=tracking, progress=progress, extra=extra)
+        return run_launched(cfg, results, tracking=tracking, progress=progress, extra=extra)
     work_dir = results / ".work" / cfg.run_id
-    rank = _global_rank(cfg.trainer)
+    rank = global_rank(cfg.trainer)
     record: dict[str, Any] = {
         "schema": 1,
         "run_id": cfg.run_id,
@@ -232,15 +180,15 @@ def run_one(
     }
     wandb_logger = None
     trainer = None
+    memory = PeakMemory(cuda=cfg.trainer.accelerator != "cpu")
     try:
-        if cfg.trainer.strategy in _SPAWN_STRATEGIES:
+        if cfg.trainer.strategy in SPAWN_STRATEGIES:
             raise ValueError(
                 f"strategy {cfg.trainer.strategy!r} is not supported: spawned ranks cannot hand the "
                 "per-case metrics back; use strategy: ddp"
             )
+        memory.start()
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
         dm = build_datamodule(cfg)
         dm.setup("fit")
         module = build_module(cfg, dm)
@@ -272,7 +220,8 @@ def run_one(
         record["world_size"] = trainer.world_size
         record["cases"] = metrics_cb.rows
         record["aggregates"] = aggregate(metrics_cb.rows)
-        record["memory"] = _peak_memory_mb(cfg.trainer.accelerator)
+        memory.stop()
+        record["memory"] = memory.result()
         record["status"] = "done"
         if wandb_logger is not None:
             from bench.tracking import log_record
@@ -286,6 +235,7 @@ def run_one(
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["traceback"] = traceback.format_exc()
     finally:
+        memory.stop()
         if wandb_logger is not None:
             from bench.tracking import finish
 
@@ -298,50 +248,6 @@ def run_one(
     write_json_atomic(record_path(results, cfg.run_id), record)
     if record["status"] == "done":
         shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
-    return record
-
-
-def _run_launched(
-    cfg: RunConfig,
-    results: Path,
-    *,
-    tracking: TrackingConfig | None,
-    progress: bool,
-    extra: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """Run ``cfg`` in ``python -m bench.runner JOB`` (Lightning re-launches it per rank); read its record."""
-    work_dir = results / ".work" / cfg.run_id
-    job = work_dir / "job.json"
-    payload = {
-        "config": cfg.to_dict(),
-        "tracking": None if tracking is None else dataclasses.asdict(tracking),
-        "progress": progress,
-        "extra": extra or {},
-    }
-    write_json_atomic(job, payload)
-    before = read_record(record_path(results, cfg.run_id))
-    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "RANK")}
-    env["SEGBENCH_LAUNCHED"] = "1"
-    root = str(Path(__file__).resolve().parents[1])  # `bench` importable from any working folder
-    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.runner", str(job.resolve()), "--results", str(results.resolve())],
-        env=env,
-        check=False,
-    )
-    record = read_record(record_path(results, cfg.run_id))
-    if record is None or record == before:
-        record = {
-            "schema": 1,
-            "run_id": cfg.run_id,
-            "config_hash": cfg.config_hash,
-            "config": cfg.to_dict(),
-            "status": "failed",
-            "error": f"distributed run process exited with code {proc.returncode} without a record",
-            "finished_at": _now(),
-            **(extra or {}),
-        }
-        write_json_atomic(record_path(results, cfg.run_id), record)
     return record
 
 
@@ -412,29 +318,3 @@ def run_sweep(
         if record["status"] == "failed":
             tqdm.write(f"run {cfg.run_id} failed: {record['error']}")
     return written
-
-
-def _main(argv: list[str] | None = None) -> int:
-    """``python -m bench.runner JOB.json --results DIR``: one run from a job file (see ``needs_launch``).
-
-    Every rank of a distributed run executes this same command; global rank 0 writes the record.
-    It is also the entry point for multi-node runs started by an external launcher.
-    """
-    p = argparse.ArgumentParser(prog="python -m bench.runner", description=_main.__doc__)
-    p.add_argument("job", help="job JSON: {config, tracking, progress, extra}")
-    p.add_argument("--results", required=True)
-    args = p.parse_args(argv)
-    job = json.loads(Path(args.job).read_text())
-    tracking = TrackingConfig(**job["tracking"]) if job.get("tracking") else None
-    record = run_one(
-        run_from_dict(job["config"]),
-        Path(args.results),
-        tracking=tracking,
-        progress=bool(job.get("progress", False)),
-        extra=job.get("extra") or None,
-    )
-    return 0 if record["status"] == "done" else 1
-
-
-if __name__ == "__main__":
-    sys.exit(_main())

@@ -6,7 +6,8 @@ config (dotted paths such as ``optim.lr``), the model is fitted on the train spl
 the validation split only (never the test split). Afterwards the best trial's config (for several
 objectives: every trial of the Pareto front) is trained again and evaluated on the test split by
 the normal runner (:func:`bench.runner.run_one`); its record carries ``study``, ``trial`` and
-``storage``.
+``storage``. The search space (parameters -> config, sampler, pruner) lives in
+:mod:`bench.search_space`, the study storage in :mod:`bench.tune_storage`.
 
 Several ``segbench tune`` workers can share one study (same ``--storage`` URL, e.g. PostgreSQL):
 the study is loaded if it exists, trials of dead workers are failed by Optuna's heartbeat and
@@ -18,12 +19,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
-import random
 import shutil
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,173 +32,22 @@ from lightning.pytorch.loggers import CSVLogger
 from optuna.trial import TrialState
 
 from bench.callbacks import CaseMetricsCallback
-from bench.config import (
-    ConfigError,
-    ParamSpace,
-    RunConfig,
-    SweepConfig,
-    TrackingConfig,
-    TuneConfig,
-    load_sweep,
-    run_from_dict,
-)
-from bench.runner import aggregate, build_datamodule, build_module, build_trainer, needs_launch, run_claimed
+from bench.config import ConfigError, RunConfig, SweepConfig, TrackingConfig, TuneConfig, load_sweep
+from bench.launch import needs_launch
+from bench.runner import aggregate, build_datamodule, build_module, build_trainer, run_claimed
+from bench.search_space import apply_params, make_pruner, make_sampler, suggest
+from bench.tune_storage import default_storage, make_storage, public_url
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 _ALIVE = (*FINISHED, TrialState.RUNNING)
-_PRIMITIVE = (type(None), bool, int, float, str)
-_WAIT_SECONDS = 2.0
-_STORAGE_ATTEMPTS = 5
+_WAIT_SECONDS = 2.0  # how often a worker polls for trials running elsewhere
 
 
 class BudgetReached(Exception):
     """Raised inside a trial that was created after the study's trial budget was taken."""
 
 
-# ---- search space -> config --------------------------------------------------------------
-
-
-def suggest(trial: optuna.Trial, name: str, space: ParamSpace) -> Any:
-    """Draw ``name`` from ``space``; non-primitive categorical choices travel as JSON strings."""
-    if space.type == "float":
-        return trial.suggest_float(name, space.low, space.high, log=space.log, step=space.step)
-    if space.type == "int":
-        step = int(space.step or 1)
-        return trial.suggest_int(name, int(space.low), int(space.high), step=step, log=space.log)
-    choices = list(space.choices)
-    if all(isinstance(c, _PRIMITIVE) for c in choices):
-        return trial.suggest_categorical(name, choices)
-    return json.loads(trial.suggest_categorical(name, [json.dumps(c) for c in choices]))
-
-
-def _grid_space(tune: TuneConfig) -> dict[str, list[Any]]:
-    return {
-        name: list(s.choices)
-        if all(isinstance(c, _PRIMITIVE) for c in s.choices)
-        else [json.dumps(c) for c in s.choices]
-        for name, s in tune.space.items()
-    }
-
-
-def set_loss_weight(name: str, term: str, weight: float) -> str:
-    """``set_loss_weight("dice+0.5*cldice", "cldice", 0.3)`` -> ``"dice+0.3*cldice"``."""
-    from models.losses import parse_loss_name
-
-    terms = parse_loss_name(name)
-    if term not in [n for _, n in terms]:
-        raise ConfigError(f"loss.weights.{term}: the loss {name!r} has no term {term!r}")
-    weights = [(weight if n == term else w, n) for w, n in terms]
-    return "+".join(n if w == 1 else f"{w:.6g}*{n}" for w, n in weights)
-
-
-def apply_params(cfg: RunConfig, params: dict[str, Any]) -> RunConfig:
-    """A copy of ``cfg`` with every dotted path of ``params`` set (validated like a sweep file).
-
-    ``loss.weights.<term>`` rewrites that term's weight in a composite loss name.
-    """
-    data = cfg.to_dict()
-    for path, value in params.items():
-        keys = path.split(".")
-        if keys[:2] == ["loss", "weights"] and len(keys) == 3:
-            data["loss"]["name"] = set_loss_weight(data["loss"]["name"], keys[2], float(value))
-            continue
-        node = data
-        for k in keys[:-1]:
-            if not isinstance(node.get(k, {}), dict):
-                raise ConfigError(f"tune.space.{path}: {k} is not a mapping")
-            node = node.setdefault(k, {})
-        node[keys[-1]] = value
-    try:
-        return run_from_dict(data)
-    except ConfigError as e:
-        raise ConfigError(f"tune.space: {e}") from None
-
-
-# ---- sampler, pruner, storage ------------------------------------------------------------
-
-
-def make_sampler(tune: TuneConfig, seed: int | None = None) -> optuna.samplers.BaseSampler:
-    """``tpe`` (default; multi-objective capable), ``random`` or ``grid`` (categorical spaces).
-
-    ``seed`` defaults to ``tune.seed``; :class:`Objective` reseeds per trial (see there).
-    """
-    kw = dict(tune.sampler_kwargs)
-    seed = tune.seed if seed is None else seed
-    if tune.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed, **kw)
-    if tune.sampler == "grid":
-        return optuna.samplers.GridSampler(_grid_space(tune), seed=seed, **kw)
-    return optuna.samplers.TPESampler(seed=seed, **kw)
-
-
-def make_pruner(tune: TuneConfig) -> optuna.pruners.BasePruner:
-    """The configured pruner; Optuna cannot prune multi-objective studies (``NopPruner`` then)."""
-    kw = dict(tune.pruner_kwargs)
-    if len(tune.objectives) > 1 or tune.pruner == "none":
-        return optuna.pruners.NopPruner()
-    if tune.pruner == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(**kw)
-    if tune.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(**kw)
-    return optuna.pruners.MedianPruner(**kw)
-
-
-def default_storage(results: Path) -> str:
-    """SQLite file ``<results>/optuna.db``."""
-    return f"sqlite:///{(Path(results) / 'optuna.db').resolve()}"
-
-
-def storage_url(url: str) -> str:
-    """``url`` with a driver SQLAlchemy can load: plain ``postgresql://`` means psycopg 3 in
-    SQLAlchemy 2.1; use psycopg2 (``psycopg2-binary``) when psycopg 3 is not installed."""
-    import importlib.util
-
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
-        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
-    return url
-
-
-def make_storage(url: str, tune: TuneConfig) -> optuna.storages.RDBStorage:
-    """RDB storage with heartbeats: a trial whose worker died is failed and retried.
-
-    Optuna 4.9+ names the retry ``RetryHeartbeatStaleTrialCallback`` (passed as
-    ``heartbeat_stale_trial_callback``; the older ``RetryFailedTrialCallback`` /
-    ``failed_trial_callback`` are deprecated aliases). Workers that start together on a fresh
-    database race to create the tables; the loser retries.
-    """
-    url = storage_url(url)
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    for attempt in range(_STORAGE_ATTEMPTS):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
-                    url,
-                    engine_kwargs=engine_kwargs,
-                    heartbeat_interval=tune.heartbeat_interval,
-                    grace_period=tune.grace_period,
-                    **_retry_callback(tune.max_retry),
-                )
-        except Exception:  # noqa: BLE001 - concurrent schema creation; retried, then raised
-            if attempt == _STORAGE_ATTEMPTS - 1:
-                raise
-            time.sleep(_WAIT_SECONDS * random.random())
-    raise AssertionError("unreachable")
-
-
-def _retry_callback(max_retry: int) -> dict[str, Any]:
-    """The stale-trial retry callback under its Optuna >= 4.9 name, or the older one."""
-    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-    if retry is not None:
-        return {"heartbeat_stale_trial_callback": retry(max_retry=max_retry)}
-    return {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=max_retry)}
-
-
-def public_url(url: str) -> str:
-    """The storage URL with any password masked (it goes into records)."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+# ---- studies ------------------------------------------------------------------------------
 
 
 def study_name(cfg: RunConfig) -> str:

@@ -1,4 +1,5 @@
-"""Shared DataModule logic: index -> split (saved once) -> patch sampling -> loaders.
+"""Shared DataModule logic: index -> split (saved once, :mod:`datamodules.splits`) -> patch
+sampling -> loaders.
 
 A dataset subclasses :class:`SegDataModule` and *declares* what differs: class attributes
 (``task``, ``spatial_dims``, ``in_channels``, ``num_classes``, ``class_names``, ``license``,
@@ -27,8 +28,6 @@ Batches:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -53,6 +52,7 @@ from datamodules.readers import (
     zscore,
 )
 from datamodules.sampling import CaseDataset, PatchSampler, build_augmentation
+from datamodules.splits import load_or_make_split
 
 CONSENSUS = "consensus"
 _BAD_CASE_POLICIES = ("skip", "raise")
@@ -351,7 +351,16 @@ class SegDataModule(L.LightningDataModule):
                 f"{self.name}: no cases found under {self.root}.{hint} {self.download_note}".rstrip()
             )
         self._refs = {r.case_id: r for r in refs}
-        self.splits = self._load_or_make_split(refs)
+        self.splits = load_or_make_split(
+            refs,
+            name=self.name,
+            cache_dir=self.cache_dir,
+            fold=self.fold,
+            num_folds=self.num_folds,
+            split_seed=self.split_seed,
+            val_fraction=self.val_fraction,
+            fixed_val_split=self.fixed_val_split,
+        )
         if self.limit_cases is not None:
             self.splits = {k: v[: self.limit_cases] for k, v in self.splits.items()}
 
@@ -368,32 +377,6 @@ class SegDataModule(L.LightningDataModule):
             "skipped": dict(self.skipped),
             **{k: list(v) for k, v in self.splits.items()},
         }
-
-    def _load_or_make_split(self, refs: list[CaseRef]) -> dict[str, list[str]]:
-        test = sorted(r.case_id for r in refs if r.split == "test")
-        if self.fixed_val_split:
-            train = sorted(r.case_id for r in refs if r.split == "train")
-            val = sorted(r.case_id for r in refs if r.split == "val")
-            return {"train": train, "val": val, "test": test}
-        pool = sorted(r.case_id for r in refs if r.split != "test")
-        groups = {r.case_id: str(r.info.get("group", r.case_id)) for r in refs if r.split != "test"}
-        grouped = any(g != c for c, g in groups.items())
-        key_src = [pool, test, [groups[c] for c in pool]] if grouped else [pool, test]
-        key = hashlib.sha256(json.dumps(key_src).encode()).hexdigest()[:10]
-        path = self.cache_dir / "splits" / f"{self.name}-seed{self.split_seed}-k{self.num_folds}-{key}.json"
-        if path.exists():
-            folds = json.loads(path.read_text())["folds"]
-        else:
-            folds = make_folds(pool, self.num_folds, self.split_seed, self.val_fraction, groups)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps({"pool": pool, "test": test, "folds": folds}, indent=1))
-            tmp.replace(path)
-        val = folds[self.fold]
-        train = [c for c in pool if c not in set(val)]
-        if not test:  # no official test split: the held-out fold doubles as test
-            test = list(val)
-        return {"train": train, "val": val, "test": test}
 
     def good_case_ids(self, split: str) -> list[str]:
         """Case ids of ``split`` that load; bad ones are skipped with a warning (see ``on_bad_case``)."""
@@ -441,30 +424,3 @@ class SegDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self._dataset("test"), batch_size=1, num_workers=self.num_workers)
-
-
-def make_folds(
-    pool: list[str],
-    num_folds: int,
-    seed: int,
-    val_fraction: float,
-    groups: dict[str, str] | None = None,
-) -> list[list[str]]:
-    """Seeded k-fold partition of ``pool`` (``num_folds == 1``: one held-out fraction).
-
-    With ``groups`` (case id -> group, e.g. the subject of both eyes) whole groups are assigned
-    to folds, so no group is split between training and validation.
-    """
-    groups = groups or {}
-    members: dict[str, list[str]] = {}
-    for c in pool:
-        members.setdefault(groups.get(c, c), []).append(c)
-    units = sorted(members)
-    order = list(np.random.default_rng(seed).permutation(len(units)))
-    shuffled = [units[i] for i in order]
-    if num_folds <= 1:
-        n_val = max(1, round(val_fraction * len(units)))
-        return [sorted(c for u in shuffled[:n_val] for c in members[u])]
-    if num_folds > len(units):
-        raise ValueError(f"num_folds={num_folds} exceeds the {len(units)} non-test cases (or groups)")
-    return [sorted(c for u in shuffled[k::num_folds] for c in members[u]) for k in range(num_folds)]

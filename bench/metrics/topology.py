@@ -143,21 +143,32 @@ def betti_errors(
     g = np.ascontiguousarray(as_binary(target, "target"))
     check_same_shape(p, g, "preds", "target")
     check_spatial(p, "preds")
-    keys = [f"betti{i}_err" for i in range(p.ndim)]
-    diff = np.abs(np.subtract(_betti(p, connectivity), _betti(g, connectivity)))
-    out = {k: float(v) for k, v in zip(keys, diff)}
+    out = _global_betti_errors(p, g, connectivity)
     if patch is not None:
-        errs = [
-            np.abs(
-                np.subtract(
-                    _betti(np.ascontiguousarray(p[s]), connectivity),
-                    _betti(np.ascontiguousarray(g[s]), connectivity),
-                )
-            )
-            for s in _patch_slices(p.shape, patch)
-        ]
-        out.update({f"{k}_patch": float(v) for k, v in zip(keys, np.mean(errs, axis=0))})
+        out.update(_patch_betti_errors(p, g, patch, connectivity))
     return out
+
+
+def _global_betti_errors(p: np.ndarray, g: np.ndarray, connectivity: int | None) -> dict[str, float]:
+    """``betti{i}_err`` of two contiguous bool masks (any crop keeping all foreground)."""
+    diff = np.abs(np.subtract(_betti(p, connectivity), _betti(g, connectivity)))
+    return {f"betti{i}_err": float(v) for i, v in enumerate(diff)}
+
+
+def _patch_betti_errors(
+    p: np.ndarray, g: np.ndarray, patch: int | Sequence[int], connectivity: int | None
+) -> dict[str, float]:
+    """``betti{i}_err_patch`` of two full-size bool masks (the grid starts at the origin)."""
+    errs = [
+        np.abs(
+            np.subtract(
+                _betti(np.ascontiguousarray(p[s]), connectivity),
+                _betti(np.ascontiguousarray(g[s]), connectivity),
+            )
+        )
+        for s in _patch_slices(p.shape, patch)
+    ]
+    return {f"betti{i}_err_patch": float(v) for i, v in enumerate(np.mean(errs, axis=0))}
 
 
 def skeleton(mask: np.ndarray) -> np.ndarray:
@@ -221,8 +232,16 @@ def cldice(preds: ArrayLike, target: ArrayLike) -> float:
         return float("nan")
     if not (p_any and g_any):
         return 0.0
-    tprec = _topology_fraction(skeleton(p), p, g)
-    tsens = _topology_fraction(skeleton(g), g, p)
+    return _cldice_combine(_skeleton_fraction(p, g), _skeleton_fraction(g, p))
+
+
+def _skeleton_fraction(mask: np.ndarray, other: np.ndarray) -> float:
+    """``|S(mask) ∩ other| / |S(mask)|`` (Tprec for ``mask = P``, Tsens for ``mask = G``)."""
+    return _topology_fraction(skeleton(mask), mask, other)
+
+
+def _cldice_combine(tprec: float, tsens: float) -> float:
+    """Harmonic mean of Tprec and Tsens; 0 when both are 0."""
     if tprec + tsens == 0:
         return 0.0
     return 2.0 * tprec * tsens / (tprec + tsens)

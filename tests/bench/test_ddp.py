@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from bench.config import TrainerConfig, sweep_from_dict
-from bench.runner import needs_launch, run_one, run_sweep
+from bench.launch import needs_launch
+from bench.runner import run_one, run_sweep
 from bench.store import iter_records
 from tests.conftest import tiny_sweep_dict
 
@@ -24,7 +25,7 @@ def test_needs_launch_only_for_multi_process_ddp(monkeypatch):
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
 def test_ddp_two_cpu_ranks_write_one_correct_record(tmp_path, monkeypatch, capfd):
-    """``run_sweep`` starts the run in ``python -m bench.runner``; Lightning adds rank 1."""
+    """``run_sweep`` starts the run in ``python -m bench.launch``; Lightning adds rank 1."""
     for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "SEGBENCH_LAUNCHED"):
         monkeypatch.delenv(key, raising=False)
     sweep = tiny_sweep_dict(name="ddp")

@@ -19,7 +19,8 @@ from optuna.trial import TrialState
 
 from bench.config import sweep_from_dict
 from bench.store import iter_records
-from bench.sweep import storage_url, study_name
+from bench.sweep import study_name
+from bench.tune_storage import storage_url
 from tests.conftest import tiny_sweep_dict
 
 REPO = Path(__file__).resolve().parents[2]

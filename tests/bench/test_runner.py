@@ -40,6 +40,7 @@ def test_two_step_fit_writes_a_complete_record(tmp_path):
     ):
         assert key in record, key
     assert record["params"] > 1000 and record["versions"]["torch"]
+    assert record["memory"]["cpu_peak_rss_mb"] > 100 and record["memory"]["cpu_rss_increase_mb"] >= 0
     dice = [c["dice"] for c in record["cases"]]
     assert abs(record["aggregates"]["dice"]["mean"] - sum(dice) / len(dice)) < 1e-12
     on_disk = json.loads((tmp_path / f"{record['run_id']}.json").read_text())

@@ -13,22 +13,10 @@ import yaml
 from optuna.trial import TrialState
 
 from bench.config import ConfigError, sweep_from_dict
+from bench.search_space import apply_params, make_pruner, make_sampler, set_loss_weight, suggest
 from bench.store import iter_records
-from bench.sweep import (
-    FINISHED,
-    Objective,
-    apply_params,
-    make_pruner,
-    make_sampler,
-    make_storage,
-    optimize,
-    over_budget,
-    score_on_val,
-    set_loss_weight,
-    study_name,
-    suggest,
-    tune_main,
-)
+from bench.sweep import FINISHED, Objective, optimize, over_budget, score_on_val, study_name, tune_main
+from bench.tune_storage import make_storage
 from tests.conftest import tiny_sweep_dict
 
 SPACE = {

@@ -158,7 +158,7 @@ def test_shared_data_fails_when_env_is_set_and_folder_missing(tmp_path, monkeypa
 
 
 def test_make_folds_keeps_groups_together():
-    from datamodules.base import make_folds
+    from datamodules.splits import make_folds
 
     pool = [f"s{i // 2}_{'LR'[i % 2]}" for i in range(12)]
     groups = {c: c.split("_")[0] for c in pool}

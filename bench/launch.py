@@ -1,0 +1,135 @@
+"""Multi-process runs that segbench starts itself (Lightning's ``ddp`` strategy).
+
+Lightning's ``ddp`` strategy re-runs the launching command once per extra rank, so every rank
+must execute exactly the same code. :func:`bench.runner.run_one` therefore runs such a run in a
+fresh ``python -m bench.launch JOB.json --results DIR`` process (:func:`run_launched`) whose only
+job is that one run; the same command is the entry point for multi-node runs started by an
+external launcher (torchrun, SLURM). See ``docs/sweeps.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench.config import RunConfig, TrackingConfig, TrainerConfig, run_from_dict
+from bench.store import read_record, record_path, write_json_atomic
+
+SPAWN_STRATEGIES = ("ddp_spawn", "ddp_fork", "ddp_notebook")
+_SEVERAL = 2  # stands for "more than one device" when devices is -1 / "auto"
+
+
+def global_rank(trainer: TrainerConfig) -> int:
+    """This process's global rank before the Trainer exists (0 outside distributed runs).
+
+    ``RANK`` / ``SLURM_PROCID`` when a launcher sets them, else ``NODE_RANK * devices + LOCAL_RANK``
+    (what Lightning's launcher sets for the ranks it starts).
+    """
+    for key in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    node = int(os.environ.get("NODE_RANK", "0") or 0)
+    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    return node * _device_count(trainer.devices) + local
+
+
+def _device_count(devices: int | str) -> int:
+    if isinstance(devices, int):
+        return devices if devices > 0 else _SEVERAL
+    if devices.isdigit():
+        return int(devices)
+    return len([d for d in devices.split(",") if d.strip()]) if "," in devices else _SEVERAL
+
+
+def needs_launch(trainer: TrainerConfig) -> bool:
+    """True when a run needs several processes that segbench starts itself (strategy ``ddp``).
+
+    Lightning's ``ddp`` strategy re-runs the launching command once per extra rank, so every
+    rank must execute exactly the same code. ``run_one`` therefore runs such a run in a fresh
+    ``python -m bench.launch JOB`` process whose only job is that one run: its re-launched ranks
+    mirror it, and the sweep process (which holds the run's claim) only waits. Already inside a
+    launched rank (``SEGBENCH_LAUNCHED``, or ``LOCAL_RANK`` set by torchrun/SLURM) nothing is launched.
+    """
+    multi = trainer.num_nodes > 1 or _device_count(trainer.devices) > 1
+    launched = "SEGBENCH_LAUNCHED" in os.environ or "LOCAL_RANK" in os.environ
+    ddp = trainer.strategy.startswith("ddp") and trainer.strategy not in SPAWN_STRATEGIES
+    return multi and ddp and not launched
+
+
+def run_launched(
+    cfg: RunConfig,
+    results: Path,
+    *,
+    tracking: TrackingConfig | None,
+    progress: bool,
+    extra: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Run ``cfg`` in ``python -m bench.launch JOB`` (Lightning re-launches it per rank); read its record."""
+    work_dir = results / ".work" / cfg.run_id
+    job = work_dir / "job.json"
+    payload = {
+        "config": cfg.to_dict(),
+        "tracking": None if tracking is None else dataclasses.asdict(tracking),
+        "progress": progress,
+        "extra": extra or {},
+    }
+    write_json_atomic(job, payload)
+    before = read_record(record_path(results, cfg.run_id))
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "RANK")}
+    env["SEGBENCH_LAUNCHED"] = "1"
+    root = str(Path(__file__).resolve().parents[1])  # `bench` importable from any working folder
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.launch", str(job.resolve()), "--results", str(results.resolve())],
+        env=env,
+        check=False,
+    )
+    record = read_record(record_path(results, cfg.run_id))
+    if record is None or record == before:
+        record = {
+            "schema": 1,
+            "run_id": cfg.run_id,
+            "config_hash": cfg.config_hash,
+            "config": cfg.to_dict(),
+            "status": "failed",
+            "error": f"distributed run process exited with code {proc.returncode} without a record",
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **(extra or {}),
+        }
+        write_json_atomic(record_path(results, cfg.run_id), record)
+    return record
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m bench.launch JOB.json --results DIR``: one run from a job file (see ``needs_launch``).
+
+    Every rank of a distributed run executes this same command; global rank 0 writes the record.
+    It is also the entry point for multi-node runs started by an external launcher.
+    """
+    from bench.runner import run_one  # here, not at the top: bench.runner imports this module
+
+    p = argparse.ArgumentParser(prog="python -m bench.launch", description=_main.__doc__)
+    p.add_argument("job", help="job JSON: {config, tracking, progress, extra}")
+    p.add_argument("--results", required=True)
+    args = p.parse_args(argv)
+    job = json.loads(Path(args.job).read_text())
+    tracking = TrackingConfig(**job["tracking"]) if job.get("tracking") else None
+    record = run_one(
+        run_from_dict(job["config"]),
+        Path(args.results),
+        tracking=tracking,
+        progress=bool(job.get("progress", False)),
+        extra=job.get("extra") or None,
+    )
+    return 0 if record["status"] == "done" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

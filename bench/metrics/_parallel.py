@@ -1,0 +1,116 @@
+"""Runs expensive metric parts in forked child processes while the caller computes the rest.
+
+scikit-image's 3D skeletonisation (clDice) holds the GIL for most of its work, so a thread
+cannot overlap it with the other metrics; a ``fork`` child can, and it inherits the masks
+copy-on-write (nothing is pickled on the way in, only the float result comes back).
+
+A child is used only where it is safe and worth it: Linux (``fork``), at least two usable
+CPU cores, not inside a daemonic process (e.g. a ``DataLoader`` worker, which may not have
+children), inputs of at least :data:`MIN_VOXELS` voxels, ``SEGBENCH_METRICS_FORK`` not set
+to ``0``, and fewer running children than :func:`max_children`. Otherwise, or if the child fails in
+any way, the function runs in-process, so the result (or the exception) is always exactly
+what an in-process call gives.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+MIN_VOXELS = 1 << 20  # below this (e.g. 2D images, 64^3 volumes) forking costs more than it saves
+ENV_FLAG = "SEGBENCH_METRICS_FORK"
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def max_children() -> int:
+    """Children that may run at once: one core is left to the caller (at least one child)."""
+    return max(_usable_cores() - 1, 1)
+
+
+_LOCK = threading.Lock()
+_live = 0  # children started by submit() and not yet waited for
+
+
+def fork_enabled(n_voxels: int) -> bool:
+    """Whether :func:`submit` would use a child process for an input of ``n_voxels`` voxels
+    (when fewer than :func:`max_children` children are running)."""
+    return (
+        n_voxels >= MIN_VOXELS
+        and sys.platform.startswith("linux")
+        and os.environ.get(ENV_FLAG, "1") != "0"
+        and not mp.current_process().daemon
+        and _usable_cores() >= 2
+    )
+
+
+def _child(conn: Connection, fn: Callable[..., Any], args: tuple) -> None:
+    try:
+        conn.send(fn(*args))
+    except BaseException:  # noqa: BLE001 - the parent recomputes in-process and raises there
+        pass
+    finally:
+        conn.close()
+
+
+def submit(fn: Callable[..., T], *args: Any, n_voxels: int) -> Callable[[], T]:
+    """Starts ``fn(*args)`` (in a forked child when :func:`fork_enabled`) and returns a waiter.
+
+    Args:
+        fn: picklable-result function of numpy arrays; it must not modify its arguments.
+        *args: its arguments (inherited by the child, not pickled).
+        n_voxels: input size, compared with :data:`MIN_VOXELS`.
+
+    Returns:
+        A function without arguments that returns ``fn(*args)``: the child's result, or an
+        in-process call when no child was started or the child sent no result.
+    """
+    global _live
+    if not fork_enabled(n_voxels):
+        return lambda: fn(*args)
+    with _LOCK:
+        if _live >= max_children():  # enough children already: this one runs in-process
+            return lambda: fn(*args)
+        _live += 1
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(send, fn, args), daemon=True)
+    try:
+        with warnings.catch_warnings():  # Python >= 3.12 warns about forking with threads alive
+            warnings.simplefilter("ignore", DeprecationWarning)
+            proc.start()
+    except (OSError, ValueError, AssertionError):  # no fork possible here: compute in-process
+        send.close()
+        recv.close()
+        with _LOCK:
+            _live -= 1
+        return lambda: fn(*args)
+    send.close()
+
+    def wait() -> T:
+        global _live
+        try:
+            result: T = recv.recv()
+        except (EOFError, OSError):  # the child failed (or raised): recompute here
+            result = fn(*args)
+        finally:
+            recv.close()
+            proc.join()
+            with _LOCK:
+                _live -= 1
+        return result
+
+    return wait
