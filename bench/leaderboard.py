@@ -27,6 +27,7 @@ PREFERRED = [
     ("betti2_err", "↓"),
     ("betti0_err_patch", "↓"),
     ("betti1_err_patch", "↓"),
+    ("betti2_err_patch", "↓"),
     ("hd95", "↓"),
     ("nsd", "↑"),
     ("ece", "↓"),
@@ -35,11 +36,15 @@ PREFERRED = [
 
 
 def _fmt(values: np.ndarray) -> str:
+    """``mean ± std`` of the finite values; infinite ones (HD95 with one empty mask) are
+    counted next to it instead of silently dropped. NaN (both masks empty) is left out."""
     finite = values[np.isfinite(values)]
+    n_inf = int(np.isinf(values).sum())
+    suffix = f" (+{n_inf} ∞)" if n_inf else ""
     if finite.size == 0:
-        return "–"
+        return ("∞" if n_inf else "–") + (f" ×{n_inf}" if n_inf > 1 else "")
     std = finite.std(ddof=1) if finite.size > 1 else 0.0
-    return f"{finite.mean():.3f} ± {std:.3f}"
+    return f"{finite.mean():.3f} ± {std:.3f}{suffix}"
 
 
 def group_records(
@@ -98,7 +103,11 @@ def render_dataset(dataset: str, rows: dict[tuple[str, str], list[dict[str, Any]
         cells.append(_provenance(runs))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("mean ± std over test cases, pooled over the runs of a row (seeds × folds).")
+    lines.append(
+        "mean ± std over test cases, pooled over the runs of a row (seeds × folds); "
+        "(+k ∞): k cases with an infinite value (HD95 when exactly one mask is empty), "
+        "not in the mean; NaN (both masks empty) is left out (docs/metrics.md)."
+    )
     return "\n".join(lines)
 
 

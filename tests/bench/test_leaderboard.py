@@ -60,3 +60,11 @@ def test_empty_results_render_a_hint():
 def test_dataset_with_only_failed_runs_shows_them(status):
     text = render([record("unet", "dice", 0, [0.5], status=status)])
     assert "| unet | dice |" in text and "no done run" in text
+
+
+def test_infinite_values_are_counted_not_dropped():
+    rec = record("unet", "dice", 0, [0.5, 0.7])
+    rec["cases"][0]["hd95"] = 3.0
+    rec["cases"][1]["hd95"] = math.inf
+    text = render([rec])
+    assert "| 3.000 ± 0.000 (+1 ∞) |" in text
