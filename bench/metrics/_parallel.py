@@ -26,6 +26,11 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 MIN_VOXELS = 1 << 20  # below this (e.g. 2D images, 64^3 volumes) forking costs more than it saves
+# A child that sends nothing within this budget (e.g. a lock inherited from another thread at
+# fork time) is killed and the work is redone in-process: generous against the ~0.1 s per
+# 2^20 voxels that skeletonisation takes.
+TIMEOUT_BASE_S = 30.0
+TIMEOUT_PER_MVOXEL_S = 10.0
 ENV_FLAG = "SEGBENCH_METRICS_FORK"
 
 
@@ -100,11 +105,16 @@ def submit(fn: Callable[..., T], *args: Any, n_voxels: int) -> Callable[[], T]:
         return lambda: fn(*args)
     send.close()
 
+    timeout = TIMEOUT_BASE_S + TIMEOUT_PER_MVOXEL_S * n_voxels / 2**20
+
     def wait() -> T:
         global _live
         try:
+            if not recv.poll(timeout):
+                proc.kill()
+                raise EOFError("metric child process timed out")
             result: T = recv.recv()
-        except (EOFError, OSError):  # the child failed (or raised): recompute here
+        except (EOFError, OSError):  # the child failed, raised or hung: recompute here
             result = fn(*args)
         finally:
             recv.close()

@@ -82,8 +82,8 @@ class _ClassCase:
     child for both on two cores, one child each with more.
     """
 
-    def __init__(self, p: np.ndarray, g: np.ndarray) -> None:
-        self.p, self.g = p, g
+    def __init__(self, p: np.ndarray, g: np.ndarray, keep_full: bool) -> None:
+        self.full = (p, g) if keep_full else None  # only the patch-wise Betti errors need them
         box = _joint_box(p, g)
         self.pc, self.gc = np.ascontiguousarray(p[box]), np.ascontiguousarray(g[box])
         self.cldice = self._start_cldice()
@@ -113,8 +113,8 @@ class _ClassCase:
         row = {"dice": float(_dice_compute(tp, n_p, n_g)), "iou": float(_iou_compute(tp, n_p, n_g))}
         row["cldice"] = float("nan")  # placeholder keeping the key order; filled by the caller
         row.update(_global_betti_errors(self.pc, self.gc, None))
-        if betti_patch is not None:
-            row.update(_patch_betti_errors(self.p, self.g, betti_patch, None))
+        if betti_patch is not None and self.full is not None:
+            row.update(_patch_betti_errors(*self.full, betti_patch, None))
         distances = surface_distances(self.pc, self.gc, spacing=spacing)  # shared by hd95 and nsd
         row["hd95"] = _hd95_compute(*distances)
         row["nsd"] = _nsd_compute(*distances, nsd_tolerance)
@@ -195,7 +195,8 @@ def evaluate_case(
         pred = pred & m if pred.dtype == np.bool_ else np.where(m, pred, 0)
         g = np.where(m, g, 0)
     classes = list(range(0 if include_background else 1, num_classes))
-    cases = {c: _ClassCase(_class_mask(pred, c), g == c) for c in classes}  # clDice starts here
+    keep_full = betti_patch is not None
+    cases = {c: _ClassCase(_class_mask(pred, c), g == c, keep_full) for c in classes}  # starts clDice
     try:
         rows = {c: cases[c].metrics(sp, betti_patch, nsd_tolerance) for c in classes}
         if prob is not None:

@@ -90,3 +90,22 @@ def test_child_error_is_raised_in_process(monkeypatch):
 def test_small_inputs_stay_in_process():
     assert not _parallel.fork_enabled(_parallel.MIN_VOXELS - 1)
     assert _parallel.submit(os.getpid, n_voxels=100)() == os.getpid()
+
+
+_PARENT = os.getpid()
+
+
+def _hangs_in_child() -> int:
+    if os.getpid() != _PARENT:
+        import time
+
+        time.sleep(60)
+    return os.getpid()
+
+
+@pytest.mark.skipif(not CAN_FORK, reason="needs Linux fork and >= 2 cores")
+def test_hung_child_is_killed_and_the_work_redone_in_process(monkeypatch):
+    monkeypatch.setattr(_parallel, "MIN_VOXELS", 0)
+    monkeypatch.setattr(_parallel, "TIMEOUT_BASE_S", 0.5)
+    monkeypatch.setattr(_parallel, "TIMEOUT_PER_MVOXEL_S", 0.0)
+    assert _parallel.submit(_hangs_in_child, n_voxels=1)() == os.getpid()
