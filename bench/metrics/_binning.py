@@ -9,7 +9,9 @@ is installed) does this in one pass; the numpy fallback needs ~8 passes per chun
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -20,6 +22,8 @@ except ImportError:  # pragma: no cover - exercised where numba is absent
     njit = None
 
 _CHUNK = 1 << 18  # cache-sized chunks for the numpy passes
+# Threads for the numba kernel over chunks (2 on a 2-core machine); results do not depend on it.
+THREADS = max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
 
 
 def bin_edges(n_bins: int, dtype: np.dtype) -> np.ndarray:
@@ -67,8 +71,21 @@ _accumulate_numba = njit(cache=True, nogil=True)(_accumulate_loop) if njit is no
 USE_NUMBA = _accumulate_numba is not None
 
 
+def _chunk_stats(conf: np.ndarray, acc: np.ndarray, edges: np.ndarray, fast: bool) -> np.ndarray:
+    part = np.zeros((3, len(edges)))
+    if fast:
+        _accumulate_numba(conf, acc.astype(np.uint8, copy=False), edges, part)
+    else:
+        _accumulate_numpy(conf, acc, edges, part)
+    return part
+
+
 def binned_stats(conf_acc_chunks: Iterable[tuple[np.ndarray, np.ndarray]], edges: np.ndarray) -> np.ndarray:
     """Sums (count, Σ confidence, Σ accuracy) per bin over an iterable of chunks.
+
+    Each chunk is binned into its own partial sums, and the partials are added in chunk order,
+    so the result is the same whether the chunks run one after another or on
+    :data:`THREADS` threads (the numba kernel releases the GIL).
 
     Args:
         conf_acc_chunks: iterable of ``(conf (N,) float, acc (N,) bool/0-1)`` pairs.
@@ -79,11 +96,14 @@ def binned_stats(conf_acc_chunks: Iterable[tuple[np.ndarray, np.ndarray]], edges
     """
     out = np.zeros((3, len(edges)))
     fast = USE_NUMBA and edges.dtype in (np.float32, np.float64)
+    if fast and THREADS > 1:
+        with ThreadPoolExecutor(THREADS) as pool:
+            parts = pool.map(lambda ca: _chunk_stats(ca[0], ca[1], edges, fast), conf_acc_chunks)
+            for part in parts:
+                out += part
+        return out
     for conf, acc in conf_acc_chunks:
-        if fast:
-            _accumulate_numba(conf, acc.astype(np.uint8, copy=False), edges, out)
-        else:
-            _accumulate_numpy(conf, acc, edges, out)
+        out += _chunk_stats(conf, acc, edges, fast)
     return out
 
 
