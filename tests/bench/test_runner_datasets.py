@@ -5,7 +5,7 @@ import math
 import yaml
 
 from bench.config import load_sweep, sweep_from_dict
-from bench.runner import run_sweep
+from bench.runner import build_datamodule, build_module, run_sweep
 from models import model_entry
 from tests.conftest import tiny_sweep_dict
 from tests.datamodules.conftest import shared_root
@@ -38,3 +38,26 @@ def test_default_sweep_points_at_drive_with_one_line(tmp_path):
     assert len(record["cases"]) == 2
     assert all(c["case_id"] in record["split"]["test"] for c in record["cases"])
     assert {"dice", "cldice", "betti1_err", "ece"} <= set(record["cases"][0])
+
+
+def test_hybridgnet_trains_with_its_landmark_loss_on_cxr_landmarks(tmp_path):
+    root = shared_root("CXR_Landmarks")
+    dataset = {"name": "cxr_landmarks", "root": str(root), "limit_cases": 2, "scale": 0.125, "augment": {}}
+    model = {"name": "hybridgnet", "contour_sizes": [44, 50, 26, 23, 23], "contour_classes": [1, 2, 3, 4, 5]}
+    sweep = sweep_from_dict(
+        tiny_sweep_dict(
+            datasets=[dataset],
+            models=[model],
+            data={"batch_size": 1, "patch_size": [128, 128], "samples_per_epoch": 2},
+        )
+    )
+    run = sweep.expand()[0]
+    dm = build_datamodule(run)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["landmarks"].shape == (1, 166, 2)
+    net = build_module(run, dm).net
+    assert float(net.aux_loss(net(batch["image"]), batch)) > 0  # the landmark term is live
+    (record,) = run_sweep(sweep, tmp_path, progress=False)
+    assert record["status"] == "done", record.get("traceback")
+    assert {f"dice_{c}" for c in range(1, 6)} <= set(record["cases"][0])
