@@ -16,8 +16,12 @@ from torch import nn
 from models.losses import register_loss
 
 
+@register_loss(
+    "nacl", description="CE + neighbour-aware calibration penalty on logits (Murugesan et al. 2023; MONAI)"
+)
 class NeighbourAwareCalibrationLoss(nn.Module):
-    """CE + neighbour-aware logit penalty (Murugesan et al., MICCAI 2023), MONAI ``NACLLoss``.
+    """CE + neighbour-aware logit penalty (Murugesan et al., MICCAI 2023,
+    https://arxiv.org/abs/2303.06268), MONAI ``NACLLoss``.
 
     MONAI's loss needs the class count and dimensionality at construction and a ``(B, *spatial)``
     target; this wrapper builds it on the first call from the logits. Mode: multiclass-softmax;
@@ -58,21 +62,6 @@ class NeighbourAwareCalibrationLoss(nn.Module):
         return self._losses[key](logits, target[:, 0].long())
 
 
-@register_loss(
-    "nacl", description="CE + neighbour-aware calibration penalty on logits (Murugesan et al. 2023; MONAI)"
-)
-def nacl_loss(
-    kernel_size: int = 3,
-    kernel_ops: str = "mean",
-    distance_type: str = "l1",
-    alpha: float = 0.1,
-    sigma: float = 1.0,
-) -> nn.Module:
-    """NACL (https://arxiv.org/abs/2303.06268). Mode: multiclass-softmax; see
-    :class:`NeighbourAwareCalibrationLoss`."""
-    return NeighbourAwareCalibrationLoss(kernel_size, kernel_ops, distance_type, alpha, sigma)
-
-
 def svls_kernel(spatial_dims: int, kernel_size: int = 3, sigma: float = 1.0) -> torch.Tensor:
     """SVLS kernel: a Gaussian whose centre weight equals the sum of the others, normalised.
 
@@ -108,8 +97,12 @@ def svls_target(target: torch.Tensor, num_classes: int, kernel: torch.Tensor) ->
     return conv(oh, weight, groups=num_classes)
 
 
+@register_loss(
+    "svls", description="CE against spatially varying label smoothing targets (Islam & Glocker 2021)"
+)
 class SVLSLoss(nn.Module):
-    """Cross-entropy against SVLS soft labels (Islam & Glocker, IPMI 2021).
+    """Cross-entropy against SVLS soft labels (Islam & Glocker, IPMI 2021,
+    https://arxiv.org/abs/2104.05788).
 
     Mode: multiclass-softmax; ``logits (B, C, *spatial)``, ``target (B, 1, *spatial)`` int64 ->
     scalar. Away from boundaries the target is one-hot; near them it mixes the neighbours'
@@ -131,14 +124,6 @@ class SVLSLoss(nn.Module):
         with torch.no_grad():
             soft = svls_target(target, logits.shape[1], kernel).to(logits.dtype)
         return -(soft * torch.log_softmax(logits, dim=1)).sum(1).mean()
-
-
-@register_loss(
-    "svls", description="CE against spatially varying label smoothing targets (Islam & Glocker 2021)"
-)
-def svls_loss(kernel_size: int = 3, sigma: float = 1.0) -> nn.Module:
-    """SVLS (https://arxiv.org/abs/2104.05788). Mode: multiclass-softmax; see :class:`SVLSLoss`."""
-    return SVLSLoss(kernel_size=kernel_size, sigma=sigma)
 
 
 def sauna_soft_labels(mask: torch.Tensor, kernel_ratio: float = 2.0) -> torch.Tensor:
@@ -195,6 +180,10 @@ def jaccard_metric_loss(prob: torch.Tensor, soft: torch.Tensor, smooth: float = 
     return (1.0 - (s - diff + smooth) / (s + diff + smooth)).mean()
 
 
+@register_loss(
+    "sauna",
+    description="Jaccard metric loss vs SAUNA soft labels (boundary distance + thickness; Dang et al. 2024)",
+)
 class SaunaLoss(nn.Module):
     """Jaccard metric loss against SAUNA-style soft labels (https://arxiv.org/abs/2405.16815).
 
@@ -223,15 +212,6 @@ class SaunaLoss(nn.Module):
                 soft = torch.cat([(1.0 - soft.sum(1, keepdim=True)).clamp(min=0.0), soft], 1)
         prob = torch.softmax(logits, dim=1)
         return jaccard_metric_loss(prob if self.include_background else prob[:, 1:], soft)
-
-
-@register_loss(
-    "sauna",
-    description="Jaccard metric loss vs SAUNA soft labels (boundary distance + thickness; Dang et al. 2024)",
-)
-def sauna_loss(kernel_ratio: float = 2.0, include_background: bool = False) -> nn.Module:
-    """SAUNA soft-label loss. Mode: multiclass-softmax; see :class:`SaunaLoss`."""
-    return SaunaLoss(kernel_ratio=kernel_ratio, include_background=include_background)
 
 
 __all__ = [

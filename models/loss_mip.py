@@ -54,6 +54,11 @@ def mip_loss(
     return total / len(axes)
 
 
+@register_loss(
+    "mip",
+    description="SPOCKMIP max-intensity-projection Dice/BCE along z (or all axes); add to a volume loss",
+    dims=(3,),
+)
 class MIPLoss(nn.Module):
     """SPOCKMIP maximum-intensity-projection loss (3D only).
 
@@ -89,15 +94,3 @@ class MIPLoss(nn.Module):
         prob = torch.softmax(logits, dim=1)[:, self.first :]
         onehot = one_hot(target, num_classes=logits.shape[1], dtype=prob.dtype)[:, self.first :]
         return mip_loss(prob, onehot, self.axes, self.mode)
-
-
-@register_loss(
-    "mip",
-    description="SPOCKMIP max-intensity-projection Dice/BCE along z (or all axes); add to a volume loss",
-    dims=(3,),
-)
-def mip(
-    axis: int = 2, multi_axis: bool = False, mode: str = "dice", include_background: bool = False
-) -> nn.Module:
-    """MIP loss. Mode: multiclass-softmax, 3D only; see :class:`MIPLoss`."""
-    return MIPLoss(axis=axis, multi_axis=multi_axis, mode=mode, include_background=include_background)

@@ -71,6 +71,10 @@ def cldice_from_skeletons(
     return 1.0 - 2.0 * tprec * tsens / (tprec + tsens)
 
 
+@register_loss(
+    "cldice_skel",
+    description="(1-alpha)*Dice + alpha*clDice on the topology-preserving skeleton (Menten et al. 2023)",
+)
 class SkeletonClDiceLoss(nn.Module):
     """``(1 - alpha) * Dice + alpha * clDice`` with the topology-preserving skeleton.
 
@@ -132,20 +136,3 @@ class SkeletonClDiceLoss(nn.Module):
         if self.alpha == 1.0:
             return cl
         return (1.0 - self.alpha) * self.dice(logits, target) + self.alpha * cl
-
-
-@register_loss(
-    "cldice_skel",
-    description="(1-alpha)*Dice + alpha*clDice on the topology-preserving skeleton (Menten et al. 2023)",
-)
-def cldice_skel_loss(
-    alpha: float = 0.5,
-    num_iter: int = 5,
-    beta: float = 0.33,
-    tau: float = 1.0,
-    smooth: float = 1.0,
-    include_background: bool = False,
-) -> nn.Module:
-    """clDice with the Menten et al. skeleton. Mode: multiclass-softmax; see
-    :class:`SkeletonClDiceLoss`."""
-    return SkeletonClDiceLoss(alpha, num_iter, beta, tau, smooth, include_background)
