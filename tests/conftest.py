@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +50,17 @@ def tiny_sweep_dict(**updates: Any) -> dict[str, Any]:
 @pytest.fixture
 def tiny_sweep() -> dict[str, Any]:
     return tiny_sweep_dict()
+
+
+def run_cli_workers(args: list[str], n: int = 2, timeout: float = 600) -> list[str]:
+    """Start ``n`` concurrent ``python -m bench.cli ARGS`` processes from the repository root,
+    wait for all, assert each exited 0, and return their combined stdout+stderr."""
+    cmd = [sys.executable, "-m", "bench.cli", *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    workers = [
+        subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(n)
+    ]
+    outputs = [w.communicate(timeout=timeout)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0] * n, outputs
+    return outputs

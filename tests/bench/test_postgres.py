@@ -7,10 +7,7 @@ set but unreachable URL fails the test.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import optuna
 import pytest
@@ -21,9 +18,8 @@ from bench.config import sweep_from_dict
 from bench.store import iter_records
 from bench.sweep import study_name
 from bench.tune_storage import storage_url
-from tests.conftest import tiny_sweep_dict
+from tests.conftest import run_cli_workers, tiny_sweep_dict
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.postgres
 
 
@@ -56,15 +52,8 @@ def test_two_tune_workers_share_one_study_without_losing_or_duplicating_trials(p
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep))
     results = tmp_path / "results"
-    cmd = [sys.executable, "-m", "bench.cli", "tune", str(path), "--results", str(results)]
-    cmd += ["--storage", pg_url, "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    workers = [
-        subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for _ in range(2)
-    ]
-    outputs = [w.communicate(timeout=600)[0] for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], outputs
+    args = ["tune", str(path), "--results", str(results), "--storage", pg_url, "--quiet"]
+    outputs = run_cli_workers(args, n=2)
 
     name = study_name(sweep_from_dict(sweep).expand()[0])
     study = optuna.load_study(study_name=name, storage=storage_url(pg_url))

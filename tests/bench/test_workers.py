@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import yaml
 
 from bench.store import claim, iter_records
-from tests.conftest import tiny_sweep_dict
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import run_cli_workers, tiny_sweep_dict
 
 
 def test_a_claim_is_exclusive_and_released(tmp_path):
@@ -31,15 +24,8 @@ def test_two_runner_processes_share_a_four_run_sweep(tmp_path):
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep))
     results = tmp_path / "results"
-    cmd = [sys.executable, "-m", "bench.cli", "run", str(path), "--results", str(results)]
-    cmd += ["--quiet", "--no-leaderboard"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    workers = [
-        subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for _ in range(2)
-    ]
-    outputs = [w.communicate(timeout=600)[0] for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], outputs
+    args = ["run", str(path), "--results", str(results), "--quiet", "--no-leaderboard"]
+    outputs = run_cli_workers(args, n=2)
 
     records = list(iter_records(results))
     assert len(records) == 4 and len({r["run_id"] for r in records}) == 4
