@@ -1,29 +1,47 @@
 """segbench models: the model and loss registries and the one LightningModule.
 
-Importing this package registers every architecture family. Adding a model is one new file
-with a ``@register_model`` builder plus its module name in ``_FAMILY_MODULES``.
+Importing this package registers every architecture and loss. Adding a model or a loss is one
+new file with a ``@register_model`` / ``@register_loss`` builder plus its module name in
+``_PLUGINS``; the registries themselves live in :mod:`models.registry`, a leaf module.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from models.losses import create_loss, list_losses, loss_entry, register_loss
 from models.module import SegmentationModule
 from models.registry import (
+    LOSSES,
     MODELS,
     count_parameters,
+    create_loss,
     create_model,
+    list_losses,
     list_models,
+    loss_entry,
     model_entry,
+    register_loss,
     register_model,
 )
 
-_FAMILY_MODULES = ("unet", "transformer", "umamba", "xlstm_unet", "graph")
-for _mod in _FAMILY_MODULES:
+_PLUGINS = (
+    # architectures
+    "unet",
+    "transformer",
+    "umamba",
+    "xlstm_unet",
+    "graph",
+    # losses
+    "losses",
+    "loss_calibration",
+    "loss_mip",
+    "loss_topology",
+)
+for _mod in _PLUGINS:
     importlib.import_module(f"models.{_mod}")
 
 __all__ = [
+    "LOSSES",
     "MODELS",
     "SegmentationModule",
     "count_parameters",

@@ -13,7 +13,7 @@ from monai.networks import one_hot
 from monai.transforms.utils import distance_transform_edt
 from torch import nn
 
-from models.losses import register_loss
+from models.registry import register_loss
 
 
 @register_loss(

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from monai.networks import one_hot
 from torch import nn
 
-from models.losses import register_loss
+from models.registry import register_loss
 
 _MODES = ("dice", "bce", "dice_bce")
 

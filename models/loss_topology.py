@@ -11,7 +11,7 @@ from monai.losses import DiceLoss, SoftDiceclDiceLoss
 from monai.networks import one_hot
 from torch import nn
 
-from models.losses import register_loss
+from models.registry import register_loss
 from models.skeleton import Skeletonize
 
 

@@ -73,6 +73,8 @@ def swin_unetr(
     dims=(2, 3),
     description="UNETR (MONAI): ViT encoder on 16-voxel patches, CNN decoder",
     paper="https://arxiv.org/abs/2103.10504",
+    fixed_input_size=True,
+    default_img_size=_DEFAULT_PATCH,
 )
 def unetr(
     *,

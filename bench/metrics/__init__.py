@@ -3,6 +3,8 @@ accumulators. See ``docs/metrics.md`` for definitions and empty-mask rules."""
 
 from bench.metrics.accumulators import CalibrationAccumulator, CaseMetrics, DiceAccumulator
 from bench.metrics.case import evaluate_case
+from bench.metrics.reduction import Reduction, objective_value, reduce_cases, reduce_values
+from bench.metrics.registry import METRICS, MetricInfo, higher_is_better, is_metric, metric_info
 from bench.metrics.functional import (
     betti_errors,
     betti_numbers,
@@ -20,6 +22,15 @@ from bench.metrics.functional import (
 )
 
 __all__ = [
+    "METRICS",
+    "MetricInfo",
+    "Reduction",
+    "higher_is_better",
+    "is_metric",
+    "metric_info",
+    "objective_value",
+    "reduce_cases",
+    "reduce_values",
     "CalibrationAccumulator",
     "CaseMetrics",
     "DiceAccumulator",
