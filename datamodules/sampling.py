@@ -1,9 +1,19 @@
 """Training patches (random crops, foreground oversampling as in nnU-Net, MONAI augmentation) and
-whole-case validation / test items."""
+whole-case validation / test items.
+
+Randomness of the training patches: :class:`EpochSampler` hands the dataset ``(epoch, index)``
+pairs and :class:`PatchSampler` draws patch ``index`` of ``epoch`` from a generator seeded with
+``(seed, epoch, index)`` alone. Every epoch therefore draws new patches and augmentations, a run
+with the same ``seed`` draws the same sequence of batches, and neither depends on the number of
+DataLoader workers or on whether they persist (the epoch travels with each index from the main
+process, so a persistent worker never replays an old epoch). Lightning calls
+``EpochSampler.set_epoch`` at the start of every training epoch (also through its distributed
+sampler wrapper); without it, each new pass over the sampler counts as the next epoch.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,28 +26,49 @@ from monai.transforms import (
     RandScaleIntensityd,
     RandShiftIntensityd,
 )
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset, Sampler
 
 if TYPE_CHECKING:
     from datamodules.base import Case, SegDataModule
 
-_KEYS = ["image", "label"]
-
-AUGMENTATIONS: dict[str, Callable[[float, int], list[Any]]] = {
-    "flip": lambda p, dims: [RandFlipd(_KEYS, prob=p, spatial_axis=a) for a in range(dims)],
-    "rot90": lambda p, dims: [RandRotate90d(_KEYS, prob=p, spatial_axes=(dims - 2, dims - 1))],
-    "noise": lambda p, dims: [RandGaussianNoised(["image"], prob=p, std=0.1)],
-    "scale_intensity": lambda p, dims: [RandScaleIntensityd(["image"], factors=0.2, prob=p)],
-    "shift_intensity": lambda p, dims: [RandShiftIntensityd(["image"], offsets=0.2, prob=p)],
+# name -> builder(probability, spatial_dims, spatial keys) of MONAI dictionary transforms
+AUGMENTATIONS: dict[str, Callable[[float, int, list[str]], list[Any]]] = {
+    "flip": lambda p, dims, keys: [RandFlipd(keys, prob=p, spatial_axis=a) for a in range(dims)],
+    "rot90": lambda p, dims, keys: [RandRotate90d(keys, prob=p, spatial_axes=(dims - 2, dims - 1))],
+    "noise": lambda p, dims, keys: [RandGaussianNoised(["image"], prob=p, std=0.1)],
+    "scale_intensity": lambda p, dims, keys: [RandScaleIntensityd(["image"], factors=0.2, prob=p)],
+    "shift_intensity": lambda p, dims, keys: [RandShiftIntensityd(["image"], offsets=0.2, prob=p)],
 }
 
 
-def build_augmentation(augment: dict[str, float], spatial_dims: int) -> Compose | None:
-    """MONAI ``Compose`` from ``{name: probability}``; names are the keys of ``AUGMENTATIONS``."""
+def augment_problem(augment: Any) -> str | None:
+    """Why ``augment`` is not a valid ``{name: probability}`` mapping, or None when it is."""
+    if not isinstance(augment, dict):
+        return f"must be a mapping {{name: probability}}, got {augment!r}"
     unknown = sorted(set(augment) - set(AUGMENTATIONS))
     if unknown:
-        raise ValueError(f"unknown augmentation(s) {unknown}; known: {sorted(AUGMENTATIONS)}")
-    transforms = [t for name, p in augment.items() if p > 0 for t in AUGMENTATIONS[name](p, spatial_dims)]
+        return f"has unknown key(s) {unknown}; known: {sorted(AUGMENTATIONS)}"
+    for name, p in augment.items():
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            return f"probability of {name!r} must be a number in [0, 1], got {p!r}"
+    return None
+
+
+def build_augmentation(
+    augment: dict[str, float], spatial_dims: int, keys: Sequence[str] = ("label",)
+) -> Compose | None:
+    """MONAI ``Compose`` from ``{name: probability}``; names are the keys of ``AUGMENTATIONS``.
+
+    ``keys`` are the label-like keys moved together with ``image`` by spatial augmentations
+    (``label`` plus every ``label_<rater>`` of a multi-rater patch).
+    """
+    problem = augment_problem(augment)
+    if problem:
+        raise ValueError(f"augment {problem}")
+    spatial = ["image", *keys]
+    transforms = [
+        t for name, p in augment.items() if p > 0 for t in AUGMENTATIONS[name](p, spatial_dims, spatial)
+    ]
     return Compose(transforms) if transforms else None
 
 
@@ -53,11 +84,42 @@ def crop_box(
     return tuple(slice(s, s + p) for s, p in zip(starts, patch, strict=True))
 
 
+class EpochSampler(Sampler):
+    """Yields ``(epoch, index)`` for ``index`` in ``range(length)``; ``set_epoch`` picks the epoch.
+
+    Lightning calls :meth:`set_epoch` before every training epoch. Without a call, each new
+    iteration is the epoch after the previous one (the first is epoch 0).
+    """
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self._next_epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration draw ``epoch``."""
+        self._next_epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, self._next_epoch = self._next_epoch, self._next_epoch + 1
+        return iter([(epoch, i) for i in range(self.length)])
+
+
 class PatchSampler(Dataset):
     """``samples_per_epoch`` random patches from the training cases.
 
+    An item is addressed by ``(epoch, index)`` (from :class:`EpochSampler`; a plain ``index``
+    means epoch 0) and drawn from ``np.random.default_rng([seed, epoch, index])``: the case, the
+    patch position and the augmentation's random state.
+
     With probability ``fg_oversample`` a patch is centred on a random foreground voxel, otherwise
     placed uniformly; cases smaller than the patch are zero-padded (label 0).
+
+    Items: ``image (in_channels, *patch)`` float32, ``label (1, *patch)`` int64 and, for each
+    name in ``raters`` the drawn case has, ``label_<name> (1, *patch)`` int64 from the same crop
+    (and the same spatial augmentation).
 
     A case with ``extras["landmarks"]`` (``(N, 2)`` normalised ``(x, y)`` in the whole image)
     also yields ``landmarks (N, 2)`` normalised to the patch (``[0, 1]`` when the patch covers the
@@ -72,46 +134,52 @@ class PatchSampler(Dataset):
         samples_per_epoch: int,
         fg_oversample: float = 0.33,
         transform: Compose | None = None,
-        seed: int | None = None,
+        seed: int = 0,
+        raters: Sequence[str] = (),
     ) -> None:
         self.cases = cases
         self.patch = tuple(patch_size)
         self.n = samples_per_epoch
         self.fg_oversample = fg_oversample
         self.transform = transform
-        self.seed = seed
+        self.seed = int(seed)
+        self.raters = tuple(raters)
         self._fg = [np.argwhere(c.label > 0) for c in cases]
 
     def __len__(self) -> int:
         return self.n
 
-    def _rng(self, i: int) -> np.random.Generator:
-        base = torch.initial_seed() if self.seed is None else self.seed
-        info = get_worker_info()
-        return np.random.default_rng([base % 2**32, i, info.id if info else 0])
+    def _rng(self, key: int | tuple[int, int]) -> np.random.Generator:
+        epoch, i = key if isinstance(key, tuple) else (0, key)
+        return np.random.default_rng([self.seed % 2**63, int(epoch), int(i)])
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        rng = self._rng(i)
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        rng = self._rng(key)
         k = int(rng.integers(len(self.cases)))
         case, fg = self.cases[k], self._fg[k]
-        image, label = _pad_to(case.image, case.label, self.patch)
+        labels = {"label": case.label}
+        labels.update(
+            {f"label_{r}": case.extras[f"label_{r}"] for r in self.raters if f"label_{r}" in case.extras}
+        )
+        image, labels = _pad_to(case.image, labels, self.patch)
         center = None
         if len(fg) and rng.random() < self.fg_oversample:
             offset = [(p - n) // 2 if p > n else 0 for n, p in zip(case.label.shape, self.patch, strict=True)]
             center = fg[int(rng.integers(len(fg)))] + np.array(offset)
-        box = crop_box(label.shape, self.patch, rng, center)
-        item = {
-            "image": torch.from_numpy(np.ascontiguousarray(image[(slice(None), *box)], dtype=np.float32)),
-            "label": torch.from_numpy(np.ascontiguousarray(label[box], dtype=np.int64))[None],
-        }
+        padded = labels["label"].shape
+        box = crop_box(padded, self.patch, rng, center)
+        item = {"image": torch.from_numpy(np.ascontiguousarray(image[(slice(None), *box)], dtype=np.float32))}
+        for key_, lab in labels.items():
+            item[key_] = torch.from_numpy(np.ascontiguousarray(lab[box], dtype=np.int64))[None]
         landmarks = case.extras.get("landmarks")
         if self.transform is not None:
             self.transform.set_random_state(seed=int(rng.integers(2**31)))
             item = self.transform(item)
-            item = {k: torch.as_tensor(np.asarray(v)).contiguous() for k, v in item.items()}
-            item["label"] = item["label"].long()
+            item = {k_: torch.as_tensor(np.asarray(v)).contiguous() for k_, v in item.items()}
+            for key_ in labels:
+                item[key_] = item[key_].long()
         if landmarks is not None:
-            item["landmarks"] = _landmarks_in_patch(landmarks, case.label.shape, label.shape, box)
+            item["landmarks"] = _landmarks_in_patch(landmarks, case.label.shape, padded, box)
         return item
 
 
@@ -127,18 +195,25 @@ def _landmarks_in_patch(
     return torch.from_numpy(((xy - origin) / size).astype(np.float32))
 
 
-def _pad_to(image: np.ndarray, label: np.ndarray, patch: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    pads = [
-        (max(p - n, 0) // 2, max(p - n, 0) - max(p - n, 0) // 2)
-        for n, p in zip(label.shape, patch, strict=True)
-    ]
+def _pad_to(
+    image: np.ndarray, labels: dict[str, np.ndarray], patch: Sequence[int]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Zero-pad ``image (C, *spatial)`` and every ``(*spatial)`` label to at least ``patch``, centred."""
+    shape = next(iter(labels.values())).shape
+    pads = [(max(p - n, 0) // 2, max(p - n, 0) - max(p - n, 0) // 2) for n, p in zip(shape, patch, strict=True)]
     if not any(a or b for a, b in pads):
-        return image, label
-    return np.pad(image, [(0, 0), *pads]), np.pad(label, pads)
+        return image, labels
+    return np.pad(image, [(0, 0), *pads]), {k: np.pad(v, pads) for k, v in labels.items()}
 
 
 class CaseDataset(Dataset):
-    """Whole cases for validation / test, one per item."""
+    """Whole cases for validation / test, one per item.
+
+    Items: ``image (in_channels, *spatial)`` float32, ``label (1, *spatial)`` int64,
+    ``label_<rater> (1, *spatial)`` int64 for every rater of :meth:`SegDataModule.rater_names`
+    the case has, ``fov (1, *spatial)`` bool where there is one, ``case_id``, ``spacing``
+    ``(spatial_dims,)`` and the dataset's ``batch_extras``.
+    """
 
     def __init__(self, dm: SegDataModule, case_ids: list[str]) -> None:
         self.dm = dm
@@ -155,6 +230,10 @@ class CaseDataset(Dataset):
             "case_id": case.case_id,
             "spacing": torch.tensor(case.spacing or (1.0,) * self.dm.spatial_dims),
         }
+        for rater in self.dm.rater_names():
+            if f"label_{rater}" in case.extras:
+                lab = case.extras[f"label_{rater}"]
+                item[f"label_{rater}"] = torch.from_numpy(np.ascontiguousarray(lab, dtype=np.int64))[None]
         if case.fov is not None:
             item["fov"] = torch.from_numpy(np.ascontiguousarray(case.fov, dtype=bool))[None]
         for key in self.dm.batch_extras:

@@ -1,12 +1,21 @@
 """Deterministic train/val/test splits of a dataset's index, saved once as JSON and reused.
 
 A dataset with a fixed validation split takes ``train``/``val``/``test`` from its index. Any
-other dataset keeps its official test cases (if any) and partitions the rest into seeded folds
-(:func:`make_folds`), keeping the cases of one group (``CaseRef.info["group"]``, e.g. both eyes
-of one subject) together. The folds are written once to
-``<cache_dir>/splits/<name>-seed<seed>-k<folds>-<key>.json`` (``key`` hashes the case ids and
-groups) so every run and worker sees the same split. Without official test cases the held-out
-fold doubles as test.
+other dataset:
+
+1. keeps its official test cases (``CaseRef.split == "test"``), or, when the index has none,
+   holds out a seeded test set first: ``test_fraction`` of the cases (at least one), drawn by
+   :func:`hold_out` from ``split_seed`` alone, so it is the same for every fold and every
+   ``num_folds``;
+2. partitions the remaining cases into seeded folds (:func:`make_folds`); fold ``fold`` is
+   ``val``, the rest ``train``. The test cases are never in any fold.
+
+Both steps keep the cases of one group (``CaseRef.info["group"]``, e.g. both eyes of one
+subject) together. The result is written once to
+``<cache_dir>/splits/<name>-seed<seed>-k<folds>-<key>.json`` (``key`` hashes the case ids, their
+official splits, the groups and the held-out fraction) so every run and worker sees the same
+split. A split file that cannot be read or does not fit the index raises :class:`SplitFileError`
+naming the file; segbench never deletes it.
 """
 
 from __future__ import annotations
@@ -15,62 +24,64 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     from datamodules.base import CaseRef
 
+_FORMAT = 2
+_TEST_STREAM = 0x7E57  # separates the held-out draw from the fold draw of the same seed
 
-def load_or_make_split(
-    refs: Sequence[CaseRef],
-    *,
-    name: str,
-    cache_dir: Path,
-    fold: int,
-    num_folds: int,
-    split_seed: int,
-    val_fraction: float,
-    fixed_val_split: bool = False,
-) -> dict[str, list[str]]:
-    """The case ids of ``train``, ``val`` and ``test`` for ``fold``.
 
-    Args:
-        refs: the dataset's index; ``CaseRef.split`` holds the official split where one exists.
-        name: dataset name (the split file's prefix).
-        cache_dir: the split file goes to ``cache_dir/splits/``.
-        fold: which fold is ``val`` (ignored with ``fixed_val_split``).
-        num_folds: number of folds; ``1`` keeps ``val_fraction`` of the training pool aside.
-        split_seed: seed of the fold assignment.
-        val_fraction: held-out fraction when ``num_folds == 1``.
-        fixed_val_split: take ``train``/``val`` from ``CaseRef.split`` instead of folds.
+class SplitFileError(ValueError):
+    """A cached split file is unreadable or does not match the dataset's index (names the file)."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """One fold's case ids and how the test set was chosen.
+
+    Attributes:
+        train, val, test: sorted case ids.
+        test_source: ``"official"`` (from the index) or ``"held_out"`` (seeded, :func:`hold_out`).
+        test_fraction: the held-out fraction, None for an official test set.
+        file: the split file, None for a fixed split (nothing to save).
     """
-    test = sorted(r.case_id for r in refs if r.split == "test")
-    if fixed_val_split:
-        train = sorted(r.case_id for r in refs if r.split == "train")
-        val = sorted(r.case_id for r in refs if r.split == "val")
-        return {"train": train, "val": val, "test": test}
-    pool = sorted(r.case_id for r in refs if r.split != "test")
-    groups = {r.case_id: str(r.info.get("group", r.case_id)) for r in refs if r.split != "test"}
-    grouped = any(g != c for c, g in groups.items())
-    key_src = [pool, test, [groups[c] for c in pool]] if grouped else [pool, test]
-    key = hashlib.sha256(json.dumps(key_src).encode()).hexdigest()[:10]
-    path = Path(cache_dir) / "splits" / f"{name}-seed{split_seed}-k{num_folds}-{key}.json"
-    if path.exists():
-        folds = json.loads(path.read_text())["folds"]
-    else:
-        folds = make_folds(pool, num_folds, split_seed, val_fraction, groups)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"pool": pool, "test": test, "folds": folds}, indent=1))
-        tmp.replace(path)
-    val = folds[fold]
-    train = [c for c in pool if c not in set(val)]
-    if not test:  # no official test split: the held-out fold doubles as test
-        test = list(val)
-    return {"train": train, "val": val, "test": test}
+
+    train: list[str]
+    val: list[str]
+    test: list[str]
+    test_source: str
+    test_fraction: float | None
+    file: Path | None
+
+
+def _units(pool: Sequence[str], groups: dict[str, str]) -> dict[str, list[str]]:
+    members: dict[str, list[str]] = {}
+    for c in pool:
+        members.setdefault(groups.get(c, c), []).append(c)
+    return members
+
+
+def hold_out(pool: list[str], fraction: float, seed: int, groups: dict[str, str] | None = None) -> list[str]:
+    """Seeded held-out test set: ``round(fraction * groups)`` whole groups (at least 1) of ``pool``.
+
+    Raises:
+        ValueError: ``fraction`` outside ``(0, 1)`` or too few groups to keep any for training.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"test_fraction must lie in (0, 1), got {fraction}")
+    members = _units(pool, groups or {})
+    units = sorted(members)
+    n_test = max(1, round(fraction * len(units)))
+    if n_test >= len(units):
+        raise ValueError(f"{len(units)} case(s) or group(s) are too few to hold out a test set")
+    order = np.random.default_rng([seed, _TEST_STREAM]).permutation(len(units))
+    return sorted(c for i in order[:n_test] for c in members[units[i]])
 
 
 def make_folds(
@@ -85,10 +96,7 @@ def make_folds(
     With ``groups`` (case id -> group, e.g. the subject of both eyes) whole groups are assigned
     to folds, so no group is split between training and validation.
     """
-    groups = groups or {}
-    members: dict[str, list[str]] = {}
-    for c in pool:
-        members.setdefault(groups.get(c, c), []).append(c)
+    members = _units(pool, groups or {})
     units = sorted(members)
     order = list(np.random.default_rng(seed).permutation(len(units)))
     shuffled = [units[i] for i in order]
@@ -98,3 +106,90 @@ def make_folds(
     if num_folds > len(units):
         raise ValueError(f"num_folds={num_folds} exceeds the {len(units)} non-test cases (or groups)")
     return [sorted(c for u in shuffled[k::num_folds] for c in members[u]) for k in range(num_folds)]
+
+
+def _read_split_file(path: Path, pool: list[str], test: list[str], num_folds: int) -> dict[str, Any]:
+    """The saved split, checked against the index; :class:`SplitFileError` naming ``path`` otherwise."""
+    try:
+        saved = json.loads(path.read_text())
+        folds = saved["folds"]
+        ok = (
+            saved.get("format") == _FORMAT
+            and isinstance(folds, list)
+            and all(isinstance(f, list) for f in folds)
+        )
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SplitFileError(f"{path}: unreadable split file ({type(e).__name__}: {e}); move it away") from e
+    if not ok or len(folds) != max(num_folds, 1):
+        raise SplitFileError(f"{path}: not a segbench split file for {max(num_folds, 1)} fold(s); move it away")
+    in_folds = [c for f in folds for c in f]
+    if saved.get("pool") != pool or saved.get("test") != test or not set(in_folds) <= set(pool):
+        raise SplitFileError(f"{path}: its case ids do not match the dataset's index; move it away")
+    if len(in_folds) != len(set(in_folds)):
+        raise SplitFileError(f"{path}: a case is in more than one fold; move it away")
+    return saved
+
+
+def load_or_make_split(
+    refs: Sequence[CaseRef],
+    *,
+    name: str,
+    cache_dir: Path,
+    fold: int,
+    num_folds: int,
+    split_seed: int,
+    val_fraction: float,
+    test_fraction: float = 0.2,
+    fixed_val_split: bool = False,
+) -> Split:
+    """The case ids of ``train``, ``val`` and ``test`` for ``fold``.
+
+    Args:
+        refs: the dataset's index; ``CaseRef.split`` holds the official split where one exists.
+        name: dataset name (the split file's prefix).
+        cache_dir: the split file goes to ``cache_dir/splits/``.
+        fold: which fold is ``val`` (ignored with ``fixed_val_split``).
+        num_folds: number of folds; ``1`` keeps ``val_fraction`` of the training pool aside.
+        split_seed: seed of the held-out test set and of the fold assignment.
+        val_fraction: held-out fraction when ``num_folds == 1``.
+        test_fraction: fraction held out as test when the index has no test cases.
+        fixed_val_split: take ``train``/``val`` from ``CaseRef.split`` instead of folds.
+
+    Raises:
+        SplitFileError: the saved split file is corrupt or does not fit the index.
+    """
+    official = sorted(r.case_id for r in refs if r.split == "test")
+    if fixed_val_split:
+        train = sorted(r.case_id for r in refs if r.split == "train")
+        val = sorted(r.case_id for r in refs if r.split == "val")
+        return Split(train, val, official, "official", None, None)
+    everything = sorted(r.case_id for r in refs if r.split != "test")
+    groups = {r.case_id: str(r.info.get("group", r.case_id)) for r in refs}
+    source = "official" if official else "held_out"
+    fraction = None if official else float(test_fraction)
+    key_src = [[(r.case_id, r.split == "test", groups[r.case_id]) for r in sorted(refs, key=lambda r: r.case_id)]]
+    key_src.append(fraction)
+    key = hashlib.sha256(json.dumps(key_src).encode()).hexdigest()[:10]
+    path = Path(cache_dir) / "splits" / f"{name}-seed{split_seed}-k{num_folds}-{key}.json"
+    test = official or hold_out(everything, float(test_fraction), split_seed, groups)
+    pool = [c for c in everything if c not in set(test)]
+    if path.exists():
+        folds = _read_split_file(path, pool, test, num_folds)["folds"]
+    else:
+        folds = make_folds(pool, num_folds, split_seed, val_fraction, groups)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        content = {
+            "format": _FORMAT,
+            "test_source": source,
+            "test_fraction": fraction,
+            "split_seed": split_seed,
+            "pool": pool,
+            "test": test,
+            "folds": folds,
+        }
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(content, indent=1))
+        tmp.replace(path)
+    val = sorted(folds[fold])
+    train = [c for c in pool if c not in set(val)]
+    return Split(train, val, list(test), source, fraction, path)

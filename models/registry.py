@@ -125,7 +125,9 @@ def create_model(
         if len(img_size) != spatial_dims:
             raise ValueError(f"model {name!r}: img_size {img_size} does not have {spatial_dims} entries")
         kwargs["img_size"] = img_size
-    net = entry.factory(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, **kwargs)
+    net = entry.factory(
+        spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, **kwargs
+    )
     if img_size is not None:
         _guard_input_size(net, name, img_size)
     return net
@@ -201,7 +203,9 @@ def parse_loss_name(name: str) -> list[tuple[float, str]]:
         LOSSES.get(m["name"])  # raises with the list of known names
         weight = float(m["w"]) if m["w"] else 1.0
         if not (math.isfinite(weight) and weight > 0):
-            raise ValueError(f"loss {name!r}: the weight of {m['name']!r} must be finite and > 0, got {weight}")
+            raise ValueError(
+                f"loss {name!r}: the weight of {m['name']!r} must be finite and > 0, got {weight}"
+            )
         terms.append((weight, m["name"]))
     return terms
 
@@ -259,8 +263,9 @@ def component_kwargs(factory: Callable[..., Any]) -> tuple[list[str], bool]:
     return names, any(p.kind == p.VAR_KEYWORD for p in params)
 
 
-def check_kwargs(kind: str, name: str, factory: Callable[..., Any], kwargs: Sequence[str],
-                 reserved: Sequence[str] = ()) -> None:
+def check_kwargs(
+    kind: str, name: str, factory: Callable[..., Any], kwargs: Sequence[str], reserved: Sequence[str] = ()
+) -> None:
     """Raise ``ValueError`` naming the first keyword ``factory`` does not accept."""
     accepted, var_kw = component_kwargs(factory)
     if var_kw:

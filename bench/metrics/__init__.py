@@ -3,8 +3,6 @@ accumulators. See ``docs/metrics.md`` for definitions and empty-mask rules."""
 
 from bench.metrics.accumulators import CalibrationAccumulator, CaseMetrics, DiceAccumulator
 from bench.metrics.case import evaluate_case
-from bench.metrics.reduction import Reduction, objective_value, reduce_cases, reduce_values
-from bench.metrics.registry import METRICS, MetricInfo, higher_is_better, is_metric, metric_info
 from bench.metrics.functional import (
     betti_errors,
     betti_numbers,
@@ -20,6 +18,8 @@ from bench.metrics.functional import (
     stat_scores,
     surface_distances,
 )
+from bench.metrics.reduction import Reduction, objective_value, reduce_cases, reduce_values
+from bench.metrics.registry import METRICS, MetricInfo, higher_is_better, is_metric, metric_info
 
 __all__ = [
     "METRICS",

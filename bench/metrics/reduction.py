@@ -61,7 +61,9 @@ def _inf_mean(kept: np.ndarray) -> float:
     return math.nan if pos and neg else (math.inf if pos else -math.inf)
 
 
-def reduce_cases(rows: Sequence[Mapping[str, Any]], keys: Sequence[str] | None = None) -> dict[str, Reduction]:
+def reduce_cases(
+    rows: Sequence[Mapping[str, Any]], keys: Sequence[str] | None = None
+) -> dict[str, Reduction]:
     """``{metric: Reduction}`` over per-case rows (``case_id`` plus metric values).
 
     ``keys`` defaults to every numeric key of the rows, in first-seen order; a case without a
