@@ -1,7 +1,13 @@
-"""Lightning callbacks of the runner: per-case test metrics (gathered once under DDP)."""
+"""Lightning callbacks of the runner: per-case test metrics (gathered once under DDP), the
+learning-rate trace, the resume checkpoint, and the fault-injection points used by the tests."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import random
+import signal
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -9,6 +15,106 @@ import numpy as np
 import torch
 
 from bench.metrics import evaluate_case
+
+FAULT_ENV = "SEGBENCH_FAULT"
+
+
+def fault_point(name: str, step: int | None = None) -> None:
+    """Kill this process with SIGKILL when ``$SEGBENCH_FAULT`` names this point (tests only).
+
+    ``SEGBENCH_FAULT=record_write`` kills just before a record is written,
+    ``SEGBENCH_FAULT=step:7`` right after optimiser step 7, ``before_test`` after the fit.
+    A kill is a real ``kill -9``: nothing gets to clean up, as when a node dies.
+    """
+    want = os.environ.get(FAULT_ENV)
+    if not want:
+        return
+    here = name if step is None else f"{name}:{step}"
+    if want == here:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class LRTraceCallback(L.Callback):
+    """Records ``[step, lr]`` of the first parameter group at every validation (kept across resume)."""
+
+    def __init__(self) -> None:
+        self.trace: list[list[float]] = []
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.optimizers:
+            return
+        lr = float(trainer.optimizers[0].param_groups[0]["lr"])
+        if not self.trace or self.trace[-1][0] != trainer.global_step:
+            self.trace.append([int(trainer.global_step), lr])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"trace": self.trace}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.trace = [list(x) for x in state_dict.get("trace", [])]
+
+
+class ResumeCheckpoint(L.Callback):
+    """Writes ``path`` (one Lightning checkpoint, replaced atomically) at every validation and every
+    ``every_n_steps`` optimiser steps, and carries the Python / NumPy / torch RNG states, so that a
+    resumed run continues exactly where the killed one stopped.
+
+    Lightning's own checkpoint holds the model, optimiser, scheduler and loop state; the RNG
+    states ride along in this callback's state.
+    """
+
+    def __init__(self, path: Path, *, every_n_steps: int) -> None:
+        self.path = Path(path)
+        self.every_n_steps = int(every_n_steps)
+        self._last_saved = -1
+
+    def _save(self, trainer: L.Trainer) -> None:
+        if trainer.global_step == self._last_saved or trainer.sanity_checking:
+            return
+        self._last_saved = trainer.global_step
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        if trainer.is_global_zero:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+        fault_point("checkpoint", trainer.global_step)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        fault_point("step", trainer.global_step)
+        if trainer.global_step % self.every_n_steps == 0:
+            self._save(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            self._save(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        version, internal, gauss = random.getstate()
+        return {  # plain types and tensors: loadable with torch.load(weights_only=True)
+            "python": [version, list(internal), gauss],
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending_rng = state_dict
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        state = getattr(self, "_pending_rng", None)
+        if not state:
+            return
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(state["torch"])
+        if state.get("cuda") is not None and torch.cuda.is_available():
+            with contextlib.suppress(RuntimeError):
+                torch.cuda.set_rng_state_all(state["cuda"])
+        self._pending_rng = None
 
 
 def _middle_slice(array: np.ndarray, spatial_dims: int) -> np.ndarray:
@@ -35,17 +141,57 @@ class CaseMetricsCallback(L.Callback):
     """
 
     def __init__(
-        self, *, betti_patch: int | None = None, nsd_tolerance: float = 1.0, examples: int = 0
+        self,
+        *,
+        betti_patch: int | None = None,
+        nsd_tolerance: float = 1.0,
+        examples: int = 0,
+        save_dir: Path | None = None,
+        save_ids: set[str] | None = None,
+        save_probabilities: bool = False,
     ) -> None:
         self.betti_patch = betti_patch
         self.nsd_tolerance = nsd_tolerance
         self.num_examples = examples
+        self.save_dir = None if save_dir is None else Path(save_dir)
+        self.save_ids = set(save_ids or ())
+        self.save_probabilities = save_probabilities
         self.rows: list[dict[str, Any]] = []
         self.examples: list[dict[str, Any]] = []
+        self.saved: dict[str, str] = {}
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.rows = []
         self.examples = []
+        self.saved = {}
+
+    def _save(
+        self,
+        case_id: str,
+        image: np.ndarray,
+        label: np.ndarray,
+        prob: np.ndarray,
+        fov: np.ndarray | None,
+        spacing: Any,
+    ) -> None:
+        """``<save_dir>/<case_id>.npz``: pred/label uint8, image float16, fov, spacing, prob (opt.)."""
+        assert self.save_dir is not None
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {
+            "pred": prob.argmax(0).astype(np.uint8),
+            "label": label.astype(np.uint8),
+            "image": image.astype(np.float16),
+            "spacing": np.asarray(spacing if spacing is not None else [1.0] * label.ndim, dtype=np.float64),
+        }
+        if fov is not None:
+            arrays["fov"] = fov.astype(bool)
+        if self.save_probabilities:
+            arrays["prob"] = prob.astype(np.float16)
+        path = self.save_dir / f"{case_id}.npz"
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+        self.saved[case_id] = f"predictions/{self.save_dir.name}/{case_id}.npz"
 
     def on_test_batch_end(
         self,
@@ -68,6 +214,16 @@ class CaseMetricsCallback(L.Callback):
             nsd_tolerance=self.nsd_tolerance,
         )
         self.rows.append({"case_id": outputs["case_id"], **metrics})
+        if self.save_dir is not None and outputs["case_id"] in self.save_ids:
+            image = batch["image"][0, 0].detach().cpu().float().numpy()
+            self._save(
+                outputs["case_id"],
+                image,
+                label,
+                prob,
+                None if fov is None else fov.numpy(),
+                outputs["spacing"],
+            )
         if len(self.examples) < self.num_examples:
             dims = label.ndim
             image = batch["image"][0, 0].detach().cpu().float().numpy()
@@ -83,11 +239,13 @@ class CaseMetricsCallback(L.Callback):
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             gathered: list[Any] = [None] * trainer.world_size
-            torch.distributed.all_gather_object(gathered, self.rows)
-            rows = [row for rank_rows in gathered for row in rank_rows]
+            torch.distributed.all_gather_object(gathered, (self.rows, self.saved))
+            rows = [row for rank_rows, _ in gathered for row in rank_rows]
+            self.saved = {k: v for _, saved in gathered for k, v in saved.items()}
         else:
             rows = self.rows
         seen: dict[str, dict[str, Any]] = {}
         for row in rows:  # the distributed sampler may repeat a case to even out ranks
             seen.setdefault(row["case_id"], row)
         self.rows = [seen[k] for k in sorted(seen)]
+        self.saved = dict(sorted(self.saved.items()))

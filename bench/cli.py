@@ -1,8 +1,14 @@
-"""``segbench`` command line: run, leaderboard, models, losses, datasets, tune, bench."""
+"""``segbench`` command line: run, leaderboard, evaluate, ensemble, status, models, losses, datasets,
+tune, bench.
+
+Every user mistake ends in one line, ``segbench <command>: error: <file or field>: <what is
+wrong>``, and exit code 2; nothing a user can get wrong prints a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -10,6 +16,18 @@ from pathlib import Path
 from bench.config import DEFAULT_SWEEP, ConfigError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+# Sub-commands that live in their own module: name -> (module, help). The module exposes
+# ``add_arguments(parser)`` and ``main(args) -> int``.
+_MODULE_COMMANDS = {
+    "evaluate": ("bench.evaluate", "score a folder of predictions made elsewhere (docs/evaluate.md)"),
+    "ensemble": ("bench.ensemble", "seed ensembles: mean probabilities of a row's seeds, scored as a row"),
+    "status": ("bench.status", "per run: done / running (job, node) / failed (error) / to run"),
+}
+
+
+class UsageError(ValueError):
+    """A bad command-line argument (a path that is a file where a folder is needed, ...)."""
 
 
 def command(
@@ -24,45 +42,88 @@ def command(
     return deco
 
 
+def default_leaderboard(results: Path) -> Path:
+    """Where a leaderboard goes unless ``--leaderboard`` says otherwise: beside its records, i.e. in
+    the folder that holds the results folder (``results/`` -> ``leaderboard.md`` next to it)."""
+    return Path(results).resolve().parent / "leaderboard.md"
+
+
+def _results_folder(path: str, *, must_exist: bool) -> Path:
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"--results {path}: is a file, not a folder of records")
+    if must_exist and not p.exists():
+        raise UsageError(f"--results {path}: no such folder")
+    return p
+
+
+def _leaderboard_file(path: str | None, results: Path) -> Path:
+    out = Path(path) if path else default_leaderboard(results)
+    if out.is_dir():
+        raise UsageError(
+            f"--leaderboard {out}: is a folder; give the file to write, e.g. {out / 'leaderboard.md'}"
+        )
+    if path and not out.parent.exists():
+        raise UsageError(f"--leaderboard {out}: the folder {out.parent} does not exist")
+    return out
+
+
 @command("run")
 def _run(args: argparse.Namespace) -> int:
     if args.print_default:
         print(DEFAULT_SWEEP.read_text(), end="")
         return 0
     from bench.config import load_sweep
-    from bench.leaderboard import write_leaderboard
-    from bench.runner import run_sweep
+    from bench.runner import plan_sweep, run_state, run_sweep
 
+    results = _results_folder(args.results, must_exist=False)
+    board = None if args.no_leaderboard else _leaderboard_file(args.leaderboard, results)
     sweep = load_sweep(args.sweep, args.override)
-    _check_names(sweep)
-    records = run_sweep(sweep, Path(args.results), force=args.force, progress=not args.quiet)
+    runs = plan_sweep(sweep)  # every run validated before the first one starts
+    if args.dry_run:
+        states = [(cfg.run_id, run_state(results, cfg)) for cfg in runs]
+        for run_id, state in states:
+            print(f"{state:7s} {run_id}")
+        counts = {s: sum(1 for _, x in states if x == s) for s in ("done", "failed", "to run")}
+        print(
+            f"{len(states)} run(s): {counts['done']} done, {counts['failed']} failed, "
+            f"{counts['to run']} to run (dry run: nothing trained)"
+        )
+        return 0
+    if getattr(args, "executor", "local") == "slurm":
+        from bench.slurm import submit_sweep
+
+        return submit_sweep(args.sweep, args.override, results, args)
+    done_before = sum(run_state(results, cfg) == "done" for cfg in runs)
+    records = run_sweep(sweep, results, force=args.force, progress=not args.quiet, runs=runs)
     failed = [r for r in records if r["status"] == "failed"]
-    print(f"{len(records)} run(s) executed, {len(failed)} failed; records in {args.results}/")
-    if not args.no_leaderboard:
-        out = write_leaderboard(Path(args.results), Path(args.leaderboard))
+    if not records and done_before == len(runs) and not args.force:
+        print(
+            f"all {len(runs)} run(s) of sweep {sweep.name!r} are done already in {results}/; "
+            "`segbench run --force` re-runs them, `segbench leaderboard` re-renders the table"
+        )
+    else:
+        print(
+            f"{len(records)} run(s) executed, {len(failed)} failed, {done_before} done already; "
+            f"records in {results}/"
+        )
+    if board is not None:
+        from bench.leaderboard import write_leaderboard
+
+        out = write_leaderboard(results, board)
         print(f"leaderboard written to {out}")
     return 1 if failed else 0
-
-
-def _check_names(sweep: object) -> None:
-    """Fail before training anything when a sweep names an unknown model, loss or dataset."""
-    from datamodules import dataset_entry
-    from models import model_entry
-    from models.losses import parse_loss_name
-
-    for spec in sweep.models:  # type: ignore[attr-defined]
-        model_entry(spec.name)
-    for spec in sweep.losses:  # type: ignore[attr-defined]
-        parse_loss_name(spec.name)
-    for spec in sweep.datasets:  # type: ignore[attr-defined]
-        dataset_entry(spec.name)
 
 
 @command("leaderboard")
 def _leaderboard(args: argparse.Namespace) -> int:
     from bench.leaderboard import write_leaderboard
 
-    out = write_leaderboard(Path(args.results), Path(args.output))
+    results = _results_folder(args.results, must_exist=True)
+    out = _leaderboard_file(args.output, results)
+    if args.format != "md" and args.output is None:
+        out = out.with_suffix({"csv": ".csv", "json": ".json", "latex": ".tex"}[args.format])
+    out = write_leaderboard(results, out, fmt=args.format, plots=not args.no_plots, report=not args.no_plots)
     print(f"leaderboard written to {out}")
     return 0
 
@@ -74,27 +135,37 @@ def _models(args: argparse.Namespace) -> int:
     rows = []
     for entry in models.MODELS:
         dims = entry.meta["dims"]
-        net = models.create_model(entry.name, spatial_dims=dims[0], in_channels=1, out_channels=2)
+        size = {}
+        for label, kw in (("default", {}), ("small", entry.meta.get("small") or None)):
+            if kw is None:
+                size[label] = "–"
+                continue
+            net = models.create_model(entry.name, spatial_dims=dims[0], in_channels=1, out_channels=2, **kw)
+            size[label] = f"{models.count_parameters(net) / 1e6:.2f} M"
         rows.append(
             (
                 entry.name,
                 entry.meta["family"],
                 "/".join(f"{d}D" for d in dims),
-                f"{models.count_parameters(net) / 1e6:.2f} M",
+                size["default"],
+                size["small"],
                 entry.description,
             )
         )
-    _table(("model", "family", "dims", "params", "description"), rows)
+    _table(("model", "family", "dims", "params", "params (small)", "description"), rows)
     return 0
 
 
 @command("losses")
 def _losses(args: argparse.Namespace) -> int:
-    from models.losses import LOSSES
+    from models import LOSSES
 
     _table(
-        ("loss", "dims", "description"),
-        [(e.name, "/".join(f"{d}D" for d in e.meta["dims"]), e.description) for e in LOSSES],
+        ("loss", "dims", "targets", "description"),
+        [
+            (e.name, "/".join(f"{d}D" for d in e.meta["dims"]), e.meta.get("targets", "label"), e.description)
+            for e in LOSSES
+        ],
     )
     return 0
 
@@ -129,13 +200,14 @@ def _datasets(args: argparse.Namespace) -> int:
 def _tune(args: argparse.Namespace) -> int:
     from bench.sweep import tune_main
 
+    if args.n_trials is not None and args.n_trials < 1:
+        raise UsageError(f"--n-trials: must be >= 1, got {args.n_trials}")
+    _results_folder(args.results, must_exist=False)
     return tune_main(args)
 
 
 @command("bench")
 def _bench(args: argparse.Namespace) -> int:
-    import importlib
-
     module = importlib.import_module(f"bench.perf.{args.what}")
     return int(module.main(args.rest) or 0)
 
@@ -158,7 +230,7 @@ def _add_sweep_args(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a sweep field, e.g. -o trainer.max_steps=10 (repeatable)",
+        help="override a sweep field, e.g. -o trainer.max_steps=10 (repeatable; values parsed as YAML)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
@@ -179,16 +251,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a sweep (default: the built-in sweep on embedded data)")
     _add_sweep_args(r)
-    r.add_argument("--leaderboard", default="leaderboard.md", help="where to render the leaderboard")
+    r.add_argument(
+        "--leaderboard",
+        default=None,
+        help="where to render the leaderboard (default: leaderboard.md beside the results folder)",
+    )
     r.add_argument("--force", action="store_true", help="re-run runs that are already done")
-    r.add_argument("--no-leaderboard", action="store_true", help="do not render leaderboard.md")
+    r.add_argument("--no-leaderboard", action="store_true", help="do not render the leaderboard")
+    r.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate the sweep and print each run id with done / failed / to run; train nothing",
+    )
     r.add_argument("--print-default", action="store_true", help="print the built-in sweep file and exit")
+    try:
+        from bench.slurm import add_arguments as add_slurm_arguments
+    except ImportError:  # submitit missing: the local executor only
+        pass
+    else:
+        add_slurm_arguments(r)
 
-    lb = sub.add_parser("leaderboard", help="render leaderboard.md from the records")
-    lb.add_argument("--results", default="results")
-    lb.add_argument("--output", "-o", default="leaderboard.md")
+    lb = sub.add_parser("leaderboard", help="render the leaderboard from the records")
+    lb.add_argument("--results", default="results", help="folder of run records (default: results)")
+    lb.add_argument(
+        "--output",
+        "--leaderboard",
+        "-o",
+        dest="output",
+        default=None,
+        help="file to write (default: leaderboard.md beside the results folder)",
+    )
+    lb.add_argument("--format", choices=("md", "csv", "json", "latex"), default="md")
+    lb.add_argument("--no-plots", action="store_true", help="skip the plots and the HTML report")
 
-    sub.add_parser("models", help="list registered models with family, dims and parameter count")
+    for name, (module, help_text) in _MODULE_COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        sp = sub.add_parser(name, help=help_text)
+        mod.add_arguments(sp)
+        COMMANDS[name] = mod.main
+
+    sub.add_parser("models", help="list registered models with family, dims and parameter counts")
     sub.add_parser("losses", help="list registered losses")
     ds = sub.add_parser("datasets", help="list datasets with task, dims, cases, licence, local presence")
     ds.add_argument(
@@ -209,15 +314,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _message(e: BaseException) -> str:
+    if isinstance(e, KeyError) and e.args:
+        return str(e.args[0])
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror or e}"
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``segbench`` console command."""
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, KeyError, ValueError, FileNotFoundError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"segbench {args.command}: error: {msg}", file=sys.stderr)
+    except (ConfigError, KeyError, ValueError, OSError) as e:
+        print(f"segbench {args.command}: error: {_message(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"segbench {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -17,9 +17,11 @@ import difflib
 import hashlib
 import itertools
 import json
+import math
+import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,10 +45,17 @@ class ComponentSpec:
 
 @dataclass(frozen=True)
 class TrainerConfig:
-    """Lightning Trainer budget and placement (passed through to ``lightning.Trainer``)."""
+    """Lightning Trainer budget and placement.
+
+    Every field but ``checkpoint_every_n_steps`` is passed to ``lightning.Trainer`` under its own
+    name. The budget is ``max_steps`` optimiser steps, or ``max_epochs`` epochs when
+    ``max_steps: -1`` (one of them must be set). ``checkpoint_every_n_steps``: a checkpoint is
+    written at every validation and at least every this many steps, for resume.
+    """
 
     max_steps: int = 200
     max_epochs: int = -1
+    checkpoint_every_n_steps: int = 50
     val_check_interval: int | None = None
     check_val_every_n_epoch: int = 1
     limit_val_batches: float = 1.0
@@ -62,7 +71,11 @@ class TrainerConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Optimiser and LR schedule (see ``models.SegmentationModule``)."""
+    """Optimiser and LR schedule (see ``models.SegmentationModule``).
+
+    ``optimizer: sam`` is sharpness-aware minimisation (Foret et al. 2021) around the
+    ``sam_base`` optimiser (``sgd``/``adamw``/``adam``) with radius ``sam_rho``.
+    """
 
     optimizer: str = "adamw"
     lr: float = 1e-3
@@ -70,6 +83,8 @@ class OptimConfig:
     momentum: float = 0.99
     scheduler: str = "poly"
     warmup_steps: int = 0
+    sam_rho: float = 0.05
+    sam_base: str = "sgd"
 
 
 @dataclass(frozen=True)
@@ -88,12 +103,20 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Inference and metric settings."""
+    """Inference and metric settings.
+
+    ``save_predictions``: test cases (the first ones by case id) whose prediction, label and image
+    are saved under ``<results>/predictions/<run_id>/`` for the leaderboard's qualitative panels
+    (-1: every case); ``save_probabilities`` adds the class probabilities (seed ensembles,
+    reliability diagrams).
+    """
 
     sw_batch_size: int = 4
     sw_overlap: float = 0.25
     betti_patch: int | None = None
     nsd_tolerance: float = 1.0
+    save_predictions: int = 2
+    save_probabilities: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,6 +183,44 @@ class TuneConfig:
     evaluate_best: bool = True
 
 
+HASH_EXCLUDED: tuple[str, ...] = (
+    "sweep",
+    "data.num_workers",
+    "trainer.log_every_n_steps",
+    "trainer.checkpoint_every_n_steps",
+    "eval.save_predictions",
+    "eval.save_probabilities",
+)
+"""Dotted paths left out of ``config_hash``: they cannot change a recorded number (the sweep's
+name, loader workers, logging cadence, checkpoint cadence, which predictions are saved)."""
+
+ROW_EXCLUDED: tuple[str, ...] = ("seed", "fold", *HASH_EXCLUDED)
+"""Also left out of a leaderboard row's identity: the runs of a row differ only in seed / fold."""
+
+
+def _drop_paths(d: dict[str, Any], paths: Sequence[str]) -> dict[str, Any]:
+    d = json.loads(json.dumps(d))
+    for path in paths:
+        node: Any = d
+        *parents, leaf = path.split(".")
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return d
+
+
+def hash_config(d: Mapping[str, Any]) -> str:
+    """SHA-256 (12 hex digits) of a ``RunConfig.to_dict()`` without :data:`HASH_EXCLUDED`."""
+    kept = _drop_paths(dict(d), HASH_EXCLUDED)
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def row_key(config: Mapping[str, Any]) -> str:
+    """A leaderboard row's identity: the config without :data:`ROW_EXCLUDED` (canonical JSON)."""
+    return json.dumps(_drop_paths(dict(config), ROW_EXCLUDED), sort_keys=True)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines one run; its hash is the run's identity."""
@@ -181,10 +242,8 @@ class RunConfig:
 
     @property
     def config_hash(self) -> str:
-        """SHA-256 of the normalised config without the sweep name (12 hex digits)."""
-        d = self.to_dict()
-        d.pop("sweep")
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+        """SHA-256 of the normalised config without :data:`HASH_EXCLUDED` (12 hex digits)."""
+        return hash_config(self.to_dict())
 
     @property
     def run_id(self) -> str:
@@ -300,14 +359,71 @@ def _build(cls: type, data: Any, where: str) -> Any:
 
 
 _CHOICES = {
-    ("OptimConfig", "optimizer"): ("adamw", "adam", "sgd"),
+    ("OptimConfig", "optimizer"): ("adamw", "adam", "sgd", "sam"),
+    ("OptimConfig", "sam_base"): ("adamw", "adam", "sgd"),
     ("OptimConfig", "scheduler"): ("poly", "cosine", "none"),
+    ("TrainerConfig", "accelerator"): ("cpu", "gpu", "cuda", "mps", "auto"),
+    ("TrainerConfig", "precision"): (
+        "32-true",
+        "32",
+        "16-mixed",
+        "bf16-mixed",
+        "bf16-true",
+        "16-true",
+        "64-true",
+        "64",
+        "transformer-engine",
+    ),
     ("ParamSpace", "type"): ("float", "int", "categorical"),
     ("ObjectiveSpec", "direction"): ("maximize", "minimize"),
     ("TuneConfig", "sampler"): ("tpe", "random", "grid"),
     ("TuneConfig", "pruner"): ("median", "successive_halving", "hyperband", "none"),
 }
-_POSITIVE = {("TrainerConfig", "max_steps"), ("DataConfig", "batch_size"), ("OptimConfig", "lr")}
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+# (class, field) -> (rule, what the rule says); None values (where allowed) are not checked.
+_RANGES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
+    ("TrainerConfig", "max_steps"): (lambda v: v == -1 or v >= 1, "must be >= 1 (or -1 with max_epochs)"),
+    ("TrainerConfig", "max_epochs"): (lambda v: v == -1 or v >= 1, "must be >= 1 (or -1 with max_steps)"),
+    ("TrainerConfig", "checkpoint_every_n_steps"): (lambda v: v >= 1, "must be >= 1"),
+    ("TrainerConfig", "val_check_interval"): (lambda v: v >= 1, "must be >= 1 (steps) or null"),
+    ("TrainerConfig", "check_val_every_n_epoch"): (lambda v: v >= 1, "must be >= 1"),
+    ("TrainerConfig", "limit_val_batches"): (lambda v: _finite(v) and v > 0, "must be > 0"),
+    ("TrainerConfig", "num_nodes"): (lambda v: v >= 1, "must be >= 1"),
+    ("TrainerConfig", "gradient_clip_val"): (lambda v: _finite(v) and v > 0, "must be finite and > 0"),
+    ("TrainerConfig", "log_every_n_steps"): (lambda v: v >= 1, "must be >= 1"),
+    ("OptimConfig", "lr"): (lambda v: _finite(v) and v > 0, "must be finite and > 0"),
+    ("OptimConfig", "weight_decay"): (lambda v: _finite(v) and v >= 0, "must be finite and >= 0"),
+    ("OptimConfig", "momentum"): (lambda v: _finite(v) and 0 <= v < 1, "must be in [0, 1)"),
+    ("OptimConfig", "warmup_steps"): (lambda v: v >= 0, "must be >= 0"),
+    ("OptimConfig", "sam_rho"): (lambda v: _finite(v) and v > 0, "must be finite and > 0"),
+    ("DataConfig", "batch_size"): (lambda v: v >= 1, "must be >= 1"),
+    ("DataConfig", "patch_size"): (
+        lambda v: len(v) in (2, 3) and all(x >= 1 for x in v),
+        "must list 2 or 3 sizes, each >= 1",
+    ),
+    ("DataConfig", "samples_per_epoch"): (lambda v: v >= 1, "must be >= 1"),
+    ("DataConfig", "fg_oversample"): (lambda v: _finite(v) and 0 <= v <= 1, "must be in [0, 1]"),
+    ("DataConfig", "augment"): (
+        lambda v: all(_finite(p) and 0 <= p <= 1 for p in v.values()),
+        "probabilities must be in [0, 1]",
+    ),
+    ("DataConfig", "num_workers"): (lambda v: v >= 0, "must be >= 0"),
+    ("DataConfig", "num_folds"): (lambda v: v >= 1, "must be >= 1"),
+    ("DataConfig", "split_seed"): (lambda v: v >= 0, "must be >= 0"),
+    ("EvalConfig", "sw_batch_size"): (lambda v: v >= 1, "must be >= 1"),
+    ("EvalConfig", "sw_overlap"): (lambda v: _finite(v) and 0 <= v < 1, "must be in [0, 1)"),
+    ("EvalConfig", "betti_patch"): (lambda v: v >= 1, "must be >= 1 or null"),
+    ("EvalConfig", "nsd_tolerance"): (lambda v: _finite(v) and v >= 0, "must be finite and >= 0"),
+    ("EvalConfig", "save_predictions"): (lambda v: v >= -1, "must be >= 0, or -1 for every case"),
+    ("RunConfig", "seed"): (lambda v: v >= 0, "must be >= 0"),
+    ("RunConfig", "fold"): (lambda v: v >= 0, "must be >= 0"),
+    ("TrackingConfig", "log_images"): (lambda v: v >= 0, "must be >= 0"),
+}
 
 
 def _check_values(obj: Any, where: str) -> None:
@@ -318,15 +434,29 @@ def _check_values(obj: Any, where: str) -> None:
         choices = _CHOICES.get((cls, f.name))
         if choices and value not in choices:
             _fail(path, f"{value!r} is not one of {', '.join(choices)}")
-        unlimited = f.name == "max_steps" and value == -1
-        if (cls, f.name) in _POSITIVE and value is not None and value <= 0 and not unlimited:
-            _fail(path, f"must be > 0, got {value!r}")
+        rule = _RANGES.get((cls, f.name))
+        if rule is not None and value is not None and not rule[0](value):
+            _fail(path, f"{rule[1]}, got {value!r}")
+    if cls == "TrainerConfig":
+        if obj.max_steps == -1 and obj.max_epochs == -1:
+            _fail(
+                f"{where}.max_steps" if where else "max_steps",
+                "-1 (no step limit) needs max_epochs >= 1; a run must have a budget",
+            )
+        if isinstance(obj.devices, int) and obj.devices < -1 or obj.devices == 0:
+            _fail(f"{where}.devices", f"must be >= 1, -1, 'auto' or a list like '0,1', got {obj.devices!r}")
     if cls in ("ParamSpace", "TuneConfig"):
         _check_tune(obj, where)
     if cls == "SweepConfig":
         for key in ("datasets", "models", "losses", "seeds", "folds"):
             if not getattr(obj, key):
                 _fail(key, "must list at least one entry")
+        for i, seed in enumerate(obj.seeds):
+            if seed < 0:
+                _fail(f"seeds[{i}]", f"must be >= 0, got {seed}")
+        for i, fold in enumerate(obj.folds):
+            if not 0 <= fold < obj.data.num_folds:
+                _fail(f"folds[{i}]", f"must be in [0, data.num_folds={obj.data.num_folds}), got {fold}")
 
 
 _TUNE_ROOTS = ("dataset", "model", "loss", "seed", "fold", "trainer", "optim", "data", "eval")
@@ -361,29 +491,74 @@ def _check_tune(obj: Any, where: str) -> None:
         _fail(f"{where}.space", f"the grid sampler needs categorical spaces; not: {', '.join(bad)}")
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 safe loader that also reads ``3e-4`` / ``1e30`` (no dot) as floats, as YAML 1.2 does."""
+
+
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text with segbench's loader (the sweep file and ``-o`` values alike)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"trainer.max_steps=10"`` -> (["trainer", "max_steps"], 10); the value is parsed as YAML."""
+    """``"trainer.max_steps=10"`` -> (["trainer", "max_steps"], 10); the value is parsed as YAML,
+    exactly like the sweep file (``optim.lr=3e-4`` is a number)."""
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected key.path=value")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw)
+    keys = key.strip().split(".")
+    if not all(k.strip() for k in keys):
+        raise ConfigError(f"override {text!r}: empty key in {key!r}")
+    try:
+        return keys, parse_yaml(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({_yaml_problem(e)})") from None
 
 
-def load_sweep(path: str | Path | None = None, overrides: Sequence[str] = ()) -> SweepConfig:
-    """Read a sweep YAML (default: the packaged default sweep), apply overrides, validate.
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
-    Raises:
-        ConfigError: missing file, bad YAML, or a bad field (the message names file and field).
-    """
-    path = Path(path) if path is not None else DEFAULT_SWEEP
+
+def read_sweep_file(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a sweep file; every way it can be unusable is a one-line error."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a sweep file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such sweep file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    if b"\0" in raw:
+        raise ConfigError(f"{path}: a binary file, not a YAML sweep file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text, not a YAML sweep file") from None
+    try:
+        data = parse_yaml(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
+    if data is None:
+        raise ConfigError(f"{path}: the sweep file is empty (segbench run --print-default shows a full one)")
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sweep fields")
+        kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
+        raise ConfigError(f"{path}: the top level is {kind}; it must be a mapping of sweep fields")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Write each ``key.path=value`` into ``data`` (in place; returns it)."""
     for text in overrides:
         keys, value = parse_override(text)
         node = data
@@ -392,6 +567,18 @@ def load_sweep(path: str | Path | None = None, overrides: Sequence[str] = ()) ->
             if not isinstance(node, dict):
                 raise ConfigError(f"override {text!r}: {k} is not a mapping")
         node[keys[-1]] = value
+    return data
+
+
+def load_sweep(path: str | Path | None = None, overrides: Sequence[str] = ()) -> SweepConfig:
+    """Read a sweep YAML (default: the packaged default sweep), apply overrides, validate.
+
+    Raises:
+        ConfigError: missing, empty, binary or non-mapping file, bad YAML, a bad override, or a
+            bad field (the message names file and field).
+    """
+    path = Path(path) if path is not None else DEFAULT_SWEEP
+    data = apply_overrides(read_sweep_file(path), overrides)
     try:
         return _build(SweepConfig, data, "")
     except ConfigError as e:

@@ -15,12 +15,11 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from bench.config import RunConfig, TrackingConfig, TrainerConfig, run_from_dict
-from bench.store import read_record, record_path, write_json_atomic
+from bench.store import new_record, now, read_record, record_path, write_json_atomic
 
 SPAWN_STRATEGIES = ("ddp_spawn", "ddp_fork", "ddp_notebook")
 _SEVERAL = 2  # stands for "more than one device" when devices is -1 / "auto"
@@ -37,10 +36,10 @@ def global_rank(trainer: TrainerConfig) -> int:
             return int(os.environ[key])
     node = int(os.environ.get("NODE_RANK", "0") or 0)
     local = int(os.environ.get("LOCAL_RANK", "0") or 0)
-    return node * _device_count(trainer.devices) + local
+    return node * device_count(trainer.devices) + local
 
 
-def _device_count(devices: int | str) -> int:
+def device_count(devices: int | str) -> int:
     if isinstance(devices, int):
         return devices if devices > 0 else _SEVERAL
     if devices.isdigit():
@@ -57,7 +56,7 @@ def needs_launch(trainer: TrainerConfig) -> bool:
     mirror it, and the sweep process (which holds the run's claim) only waits. Already inside a
     launched rank (``SEGBENCH_LAUNCHED``, or ``LOCAL_RANK`` set by torchrun/SLURM) nothing is launched.
     """
-    multi = trainer.num_nodes > 1 or _device_count(trainer.devices) > 1
+    multi = trainer.num_nodes > 1 or device_count(trainer.devices) > 1
     launched = "SEGBENCH_LAUNCHED" in os.environ or "LOCAL_RANK" in os.environ
     ddp = trainer.strategy.startswith("ddp") and trainer.strategy not in SPAWN_STRATEGIES
     return multi and ddp and not launched
@@ -93,16 +92,16 @@ def run_launched(
     )
     record = read_record(record_path(results, cfg.run_id))
     if record is None or record == before:
-        record = {
-            "schema": 1,
-            "run_id": cfg.run_id,
-            "config_hash": cfg.config_hash,
-            "config": cfg.to_dict(),
-            "status": "failed",
-            "error": f"distributed run process exited with code {proc.returncode} without a record",
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        record = new_record(
+            "train",
+            cfg.run_id,
+            config_hash=cfg.config_hash,
+            config=cfg.to_dict(),
+            status="failed",
+            error=f"distributed run process exited with code {proc.returncode} without a record",
+            finished_at=now(),
             **(extra or {}),
-        }
+        )
         write_json_atomic(record_path(results, cfg.run_id), record)
     return record
 

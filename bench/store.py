@@ -1,6 +1,7 @@
 """Run records under ``results/``: one JSON file per run, written atomically, never edited.
 
-A record is ``<results>/<run_id>.json``. It is written with a temp file in the same folder,
+A record is ``<results>/<run_id>.json``; its layout (``RECORD_SCHEMA``, :func:`new_record`) is
+owned by this module and described in ``docs/records.md``. It is written with a temp file in the same folder,
 ``fsync`` and ``os.replace``, so a killed process leaves either the old file or the new one,
 never half of one. Workers that share a results folder claim a run with an ``flock`` on
 ``<results>/.claims/<run_id>.lock`` (see :class:`Claim`).
@@ -15,10 +16,53 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-RECORD_SCHEMA = 1
+RECORD_SCHEMA = 2
+RECORD_KINDS = ("train", "evaluation", "ensemble")
+_SLURM_ENV = {
+    "slurm_job_id": "SLURM_JOB_ID",
+    "slurm_array_job_id": "SLURM_ARRAY_JOB_ID",
+    "slurm_array_task_id": "SLURM_ARRAY_TASK_ID",
+    "slurm_node": "SLURMD_NODENAME",
+}
+
+
+def now() -> str:
+    """The current UTC time in ISO 8601 (seconds)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def worker_info() -> dict[str, Any]:
+    """Who executes: pid, host and, inside a SLURM job, its job / array ids and node."""
+    info: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname()}
+    for key, env in _SLURM_ENV.items():
+        if os.environ.get(env):
+            info[key] = os.environ[env]
+    return info
+
+
+def new_record(kind: str, run_id: str, **fields: Any) -> dict[str, Any]:
+    """A record skeleton: schema, kind, id, provenance (git, versions, worker), start time, ``fields``.
+
+    Every record of every kind starts here, so they share one layout (docs/records.md).
+    """
+    if kind not in RECORD_KINDS:
+        raise ValueError(f"record kind {kind!r} is not one of {', '.join(RECORD_KINDS)}")
+    from bench.provenance import git_state, package_versions
+
+    return {
+        "schema": RECORD_SCHEMA,
+        "kind": kind,
+        "run_id": run_id,
+        **fields,
+        "started_at": fields.get("started_at", now()),
+        "worker": worker_info(),
+        "git": git_state(),
+        "versions": package_versions(),
+    }
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -30,11 +74,16 @@ def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via temp file + fsync + rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     with contextlib.suppress(OSError):  # make the rename durable where the OS allows it
         dir_fd = os.open(path.parent, os.O_RDONLY)
         os.fsync(dir_fd)
@@ -63,14 +112,47 @@ def read_record(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and "run_id" in data else None
 
 
-def iter_records(results: Path) -> Iterator[dict[str, Any]]:
-    """Every record below ``results`` (recursively), in path order; skips non-records."""
+def _record_files(results: Path) -> Iterator[Path]:
     for path in sorted(Path(results).rglob("*.json")):
-        if any(part.startswith(".") for part in path.relative_to(results).parts):
+        rel = path.relative_to(results).parts
+        if any(part.startswith(".") for part in rel) or rel[0] in _NOT_RECORDS:
             continue
-        record = read_record(path)
-        if record is not None:
-            yield record
+        yield path
+
+
+_NOT_RECORDS = ("plots", "predictions", "perf", "studies")
+
+
+def scan_records(results: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
+    """Every record below ``results`` plus the JSON files that are not readable records.
+
+    Returns ``(records, problems)``; a problem is ``(path, reason)`` for a file that is not valid
+    JSON, not an object, has no ``run_id`` or a ``schema`` newer than this segbench reads. Never
+    raises for a bad file: one stray file must not hide every other record.
+    """
+    records, problems = [], []
+    for path in _record_files(Path(results)):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError) as e:
+            problems.append((path, f"unreadable: {e}"))
+            continue
+        except json.JSONDecodeError as e:
+            problems.append((path, f"not valid JSON ({e.msg} at line {e.lineno})"))
+            continue
+        if not isinstance(data, dict) or "run_id" not in data:
+            problems.append((path, "not a segbench record (no run_id)"))
+            continue
+        if not isinstance(data.get("schema", 1), int) or data.get("schema", 1) > RECORD_SCHEMA:
+            problems.append((path, f"record schema {data.get('schema')!r} is newer than {RECORD_SCHEMA}"))
+            continue
+        records.append(data)
+    return records, problems
+
+
+def iter_records(results: Path) -> Iterator[dict[str, Any]]:
+    """Every readable record below ``results`` (recursively), in path order (see :func:`scan_records`)."""
+    yield from scan_records(results)[0]
 
 
 def is_done(results: Path, run_id: str) -> bool:
@@ -119,6 +201,6 @@ def claim(results: Path, run_id: str) -> Claim | None:
         return None
     fh.seek(0)
     fh.truncate()
-    fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}))
+    fh.write(json.dumps({**worker_info(), "since": time.time()}))
     fh.flush()
     return Claim(path, fh)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +33,8 @@ from optuna.trial import TrialState
 from bench.callbacks import CaseMetricsCallback
 from bench.config import ConfigError, RunConfig, SweepConfig, TrackingConfig, TuneConfig, load_sweep
 from bench.launch import needs_launch
-from bench.runner import aggregate, build_datamodule, build_module, build_trainer, run_claimed
+from bench.metrics import objective_value
+from bench.runner import build_datamodule, build_module, build_trainer, resolve_run, run_claimed
 from bench.search_space import apply_params, make_pruner, make_sampler, suggest
 from bench.tune_storage import default_storage, make_storage, public_url
 
@@ -75,6 +75,7 @@ def score_on_val(
     ``PyTorchLightningPruningCallback`` reports ``metrics[0]`` at every validation epoch and
     raises ``optuna.TrialPruned`` when the pruner says so.
     """
+    cfg = resolve_run(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
     dm.setup("fit")
@@ -86,10 +87,7 @@ def score_on_val(
         callbacks.append(PyTorchLightningPruningCallback(trial, monitor=metrics[0]))
     csv = CSVLogger(work_dir, name="csv", version="")
     trainer = build_trainer(cfg, work_dir, callbacks, [csv, *loggers], progress)
-    try:
-        trainer.fit(module, datamodule=dm)
-    finally:
-        shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
+    trainer.fit(module, datamodule=dm)
     out = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
     missing = [m for m in metrics if m not in out]
     if missing:
@@ -103,8 +101,8 @@ def score_on_val(
             enable_model_summary=False,
         )
         evaluator.test(module, dataloaders=dm.val_dataloader(), verbose=False)  # the val cases
-        for key, stats in aggregate(cb.rows).items():
-            out.setdefault(f"val_{key}", stats["mean"])
+        for key in {k for row in cb.rows for k in row if k != "case_id"}:
+            out.setdefault(f"val_{key}", objective_value(cb.rows, key))  # the one reduction
     unknown = [m for m in metrics if m not in out]
     if unknown:
         raise ConfigError(f"tune.objectives: unknown metric(s) {unknown}; available: {sorted(out)}")

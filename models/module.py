@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 from torch import nn
 
-from bench.metrics import dice
+from bench.metrics import DiceAccumulator, reduce_values
 
 
 def _logits(out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
@@ -44,9 +44,18 @@ class SegmentationModule(L.LightningModule):
         optimizer: ``adamw``, ``adam`` or ``sgd``.
         lr, weight_decay, momentum: optimiser settings (momentum only for SGD, Nesterov).
         scheduler: ``poly`` (nnU-Net's (1 - t)^0.9), ``cosine`` or ``none``; stepped per step.
-        max_steps: schedule length in optimiser steps.
+        max_steps: schedule length in optimiser steps; ``-1`` (an epoch budget) takes the length
+            from ``trainer.estimated_stepping_batches``.
         warmup_steps: linear warm-up steps before the schedule.
+        sam_rho, sam_base: radius and base optimiser of ``optimizer="sam"`` (sharpness-aware
+            minimisation: two forward/backward passes per step, manual optimisation).
+        loss_targets: ``"label"`` (``batch["label"] (B, 1, *spatial)``) or ``"raters"`` (every
+            annotator's labels ``batch["label_<name>"]`` stacked to ``(B, R, *spatial)``).
         sw_batch_size, sw_overlap: sliding-window batch size and overlap fraction.
+
+    Validation: ``val_loss`` and ``val_dice``; ``val_dice`` is the same Dice as the records
+    (``bench.metrics``: per case and foreground class, field of view applied, NaN where both
+    masks are empty, NaN-skipping class mean), reduced over cases by ``reduce_values``.
     """
 
     def __init__(
@@ -63,6 +72,9 @@ class SegmentationModule(L.LightningModule):
         scheduler: str = "poly",
         max_steps: int = 1000,
         warmup_steps: int = 0,
+        sam_rho: float = 0.05,
+        sam_base: str = "sgd",
+        loss_targets: str = "label",
         sw_batch_size: int = 4,
         sw_overlap: float = 0.25,
     ) -> None:
@@ -79,20 +91,56 @@ class SegmentationModule(L.LightningModule):
             scheduler=scheduler,
             max_steps=max_steps,
             warmup_steps=warmup_steps,
+            sam_rho=sam_rho,
+            sam_base=sam_base,
         )
+        if optimizer not in _OPTIMIZERS:
+            raise ValueError(f"optimizer {optimizer!r} is not one of {', '.join(_OPTIMIZERS)}")
+        if loss_targets not in ("label", "raters"):
+            raise ValueError(f"loss_targets {loss_targets!r} is not 'label' or 'raters'")
+        self.loss_targets = loss_targets
+        self.automatic_optimization = optimizer != "sam"
         self.sw_batch_size = sw_batch_size
         self.sw_overlap = sw_overlap
         self.infer_seconds = 0.0
+        self.schedule_steps: int | None = None
+        self._val_dice: list[float] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         """``x (B, in_channels, *spatial)`` -> network output (logits or dict)."""
         return self.net(x)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def _target(self, batch: dict[str, Any]) -> torch.Tensor:
+        """``(B, 1, *spatial)`` labels, or ``(B, R, *spatial)`` every rater's for a multi-rater loss."""
+        if self.loss_targets == "label":
+            return batch["label"]
+        keys = sorted(k for k in batch if k.startswith("label_"))
+        if not keys:
+            raise ValueError("a multi-rater loss needs the batch's label_<rater> keys (multi_rater=True)")
+        return torch.cat([batch[k] for k in keys], dim=1)
+
+    def _train_loss(self, batch: dict[str, Any]) -> torch.Tensor:
         out = self.net(batch["image"])
-        loss = self.loss_fn(_logits(out), batch["label"])
+        loss = self.loss_fn(_logits(out), self._target(batch))
         if hasattr(self.net, "aux_loss"):
             loss = loss + self.net.aux_loss(out, batch)
+        return loss
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        if self.automatic_optimization:
+            loss = self._train_loss(batch)
+        else:  # SAM: gradient at w, climb to w + e(w), gradient there, step from w
+            opt = self.optimizers()
+            loss = self._train_loss(batch)
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.optimizer.first_step(zero_grad=True)
+            self.manual_backward(self._train_loss(batch))
+            clip = self.trainer.gradient_clip_val
+            if clip:
+                self.clip_gradients(opt, gradient_clip_val=clip)
+            opt.optimizer.second_step(zero_grad=True)
+            self.lr_schedulers().step()
         self.log("train_loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
         return loss
 
@@ -108,16 +156,39 @@ class SegmentationModule(L.LightningModule):
             mode="gaussian",
         )
 
+    def on_validation_epoch_start(self) -> None:
+        self._val_dice = []
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         logits = self.predict_logits(batch["image"])
         label = batch["label"]
-        loss = self.loss_fn(logits, label)
-        pred = F.one_hot(logits.argmax(1), self.num_classes).movedim(-1, 1)
-        target = F.one_hot(label[:, 0].long(), self.num_classes).movedim(-1, 1)
-        per_class = dice(pred[:, 1:], target[:, 1:])  # (B, C-1), NaN where both empty
-        val_dice = torch.nan_to_num(per_class, nan=1.0).mean()
-        self.log("val_loss", loss, sync_dist=True, batch_size=1)
-        self.log("val_dice", val_dice, prog_bar=True, sync_dist=True, batch_size=1)
+        if self.loss_targets == "label":
+            self.log("val_loss", self.loss_fn(logits, label), sync_dist=True, batch_size=1)
+        labels = label[:, 0].long()
+        pred = logits.argmax(1)
+        fov = batch.get("fov")
+        if fov is not None:  # outside the field of view both are background, as in the records
+            inside = fov[:, 0].bool()
+            labels = torch.where(inside, labels, 0)
+            pred = torch.where(inside, pred, 0)
+        acc = DiceAccumulator()
+        acc.update(
+            F.one_hot(pred, self.num_classes).movedim(-1, 1)[:, 1:],
+            F.one_hot(labels, self.num_classes).movedim(-1, 1)[:, 1:],
+        )
+        per_class = acc.compute()  # (B, C-1), NaN where both masks are empty
+        for row in per_class:
+            defined = row[~torch.isnan(row)]
+            self._val_dice.append(float(defined.mean()) if defined.numel() else float("nan"))
+
+    def on_validation_epoch_end(self) -> None:
+        values = self._val_dice
+        dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if self.trainer.world_size > 1 and dist:
+            gathered: list[Any] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(gathered, values)
+            values = [v for part in gathered for v in part]
+        self.log("val_dice", reduce_values(values)["mean"], prog_bar=True)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Returns the case's probabilities for the metrics callback.
@@ -139,21 +210,16 @@ class SegmentationModule(L.LightningModule):
         }
 
     def configure_optimizers(self) -> Any:
+        """The optimiser of ``optimizer`` (network and any learnable loss weights) and the per-step
+        schedule, whose length is ``max_steps`` or, for an epoch budget, the Trainer's estimate."""
         o = self.optim
         params = [p for p in self.parameters() if p.requires_grad]
-        optimizers = {
-            "adamw": lambda: torch.optim.AdamW(params, lr=o["lr"], weight_decay=o["weight_decay"]),
-            "adam": lambda: torch.optim.Adam(params, lr=o["lr"], weight_decay=o["weight_decay"]),
-            "sgd": lambda: torch.optim.SGD(
-                params,
-                lr=o["lr"],
-                momentum=o["momentum"],
-                nesterov=True,
-                weight_decay=o["weight_decay"],
-            ),
-        }
-        opt = optimizers[o["optimizer"]]()
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(o))
+        opt = _OPTIMIZERS[o["optimizer"]](params, o)
+        total = int(o["max_steps"])
+        if total <= 0:
+            total = int(self.trainer.estimated_stepping_batches)
+        self.schedule_steps = total
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda({**o, "max_steps": total}))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
@@ -165,6 +231,27 @@ def _first(value: Any) -> Any:
     if isinstance(value, (list, tuple)) and value and isinstance(value[0], torch.Tensor):
         return [float(v[0]) for v in value]
     return value
+
+
+def _sam(params: list[nn.Parameter], o: dict[str, Any]) -> torch.optim.Optimizer:
+    from models.sam import SAM
+
+    base = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}[o["sam_base"]]
+    kw: dict[str, Any] = {"lr": o["lr"], "weight_decay": o["weight_decay"]}
+    if o["sam_base"] == "sgd":
+        kw.update(momentum=o["momentum"], nesterov=True)
+    return SAM(params, base, rho=o["sam_rho"], **kw)
+
+
+# optimizer name -> builder(params, optim settings)
+_OPTIMIZERS: dict[str, Any] = {
+    "adamw": lambda params, o: torch.optim.AdamW(params, lr=o["lr"], weight_decay=o["weight_decay"]),
+    "adam": lambda params, o: torch.optim.Adam(params, lr=o["lr"], weight_decay=o["weight_decay"]),
+    "sgd": lambda params, o: torch.optim.SGD(
+        params, lr=o["lr"], momentum=o["momentum"], nesterov=True, weight_decay=o["weight_decay"]
+    ),
+    "sam": _sam,
+}
 
 
 def _lr_lambda(o: dict[str, Any]):

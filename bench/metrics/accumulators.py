@@ -12,6 +12,7 @@ from bench.metrics._convert import ArrayLike
 from bench.metrics.calibration import _ece_compute, calibration_stats
 from bench.metrics.case import evaluate_case
 from bench.metrics.functional import _dice_compute, stat_scores
+from bench.metrics.reduction import reduce_cases
 
 
 class CaseMetrics:
@@ -33,13 +34,9 @@ class CaseMetrics:
         return row
 
     def compute(self) -> dict[str, float]:
-        """Mean of every metric over cases, skipping NaN (``nan`` if all cases are NaN)."""
-        keys = [k for k in (self.rows[0] if self.rows else {}) if k != "case_id"]
-        out = {}
-        for k in keys:
-            v = np.array([r[k] for r in self.rows], dtype=np.float64)
-            out[k] = float(np.mean(v[~np.isnan(v)])) if (~np.isnan(v)).any() else float("nan")
-        return out
+        """Mean of every metric over cases by the one reduction (:func:`reduce_cases`): NaN cases
+        left out (``nan`` if all are NaN), an infinite value makes the mean infinite."""
+        return {k: stats["mean"] for k, stats in reduce_cases(self.rows).items()}
 
     def reset(self) -> None:
         self.rows = []

@@ -68,4 +68,28 @@ def test_run_then_leaderboard_through_the_console_script(tmp_path):
     rows = [x for x in board.read_text().splitlines() if x.startswith("| unet |")]
     assert len(rows) == 2
     again = subprocess.run(cmd, capture_output=True, text=True)
-    assert "0 run(s) executed" in again.stdout
+    assert "all 2 run(s) of sweep 'tiny' are done already" in again.stdout
+    assert "--force" in again.stdout
+
+
+def test_leaderboard_goes_beside_its_records_not_into_the_current_folder(tmp_path, monkeypatch):
+    """``segbench run --results DIR`` renders DIR/../leaderboard.md; the working folder is untouched."""
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump(tiny_sweep_dict()))
+    results = tmp_path / "exp" / "results"
+    assert main(["run", str(sweep), "--results", str(results), "--quiet"]) == 0
+    assert (tmp_path / "exp" / "leaderboard.md").is_file()
+    assert list(work.iterdir()) == []
+    # a mistyped --results never replaces an existing leaderboard
+    board = tmp_path / "exp" / "leaderboard.md"
+    text = board.read_text()
+    assert main(["leaderboard", "--results", str(tmp_path / "exp" / "reslts")]) == 2
+    assert main(["leaderboard", "--results", str(tmp_path / "emptydir"), "--output", str(board)]) == 2
+    (tmp_path / "emptydir").mkdir()
+    assert main(["leaderboard", "--results", str(tmp_path / "emptydir"), "--output", str(board)]) == 2
+    assert board.read_text() == text
+    assert main(["leaderboard", "--results", str(results)]) == 0  # default: beside the records
+    assert board.is_file()

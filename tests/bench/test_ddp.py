@@ -53,3 +53,48 @@ def test_spawn_strategies_are_refused_with_a_failed_record(tmp_path):
     record = run_one(sweep_from_dict(sweep).expand()[0], tmp_path, progress=False)
     assert record["status"] == "failed" and "use strategy: ddp" in record["error"]
     assert len(list(tmp_path.glob("*.json"))) == 1
+
+
+def test_several_devices_without_a_strategy_run_as_ddp_instead_of_hanging(tmp_path):
+    """``devices: 3`` with ``strategy: auto`` on CPU used to hang (Lightning re-launched the CLI and
+    the extra ranks found the run claimed). It is resolved to the ddp launch path and finishes."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from bench.runner import resolve_run
+
+    sweep = tiny_sweep_dict(name="three")
+    sweep["trainer"].update(accelerator="cpu", devices=3, max_steps=2)
+    cfg = sweep_from_dict(sweep).expand()[0]
+    assert cfg.trainer.strategy == "auto" and resolve_run(cfg).trainer.strategy == "ddp"
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "SEGBENCH_LAUNCHED")
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.cli",
+            "run",
+            str(path),
+            "--results",
+            str(tmp_path / "r"),
+            "--quiet",
+            "--no-leaderboard",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (rec,) = list(iter_records(tmp_path / "r"))
+    assert rec["status"] == "done" and rec["world_size"] == 3
+    assert rec["config"]["trainer"]["strategy"] == "ddp"

@@ -1,0 +1,70 @@
+"""Resume is done, not claimed: a run killed (SIGKILL) after a checkpoint resumes from it and ends
+with the same per-case metrics as a run that was never killed; the record says from which step
+it resumed and how many attempts it took."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+_SCRIPT = """
+import sys
+from bench.config import sweep_from_dict
+from bench.runner import run_sweep
+sweep = sweep_from_dict({
+    "models": [{"name": "unet", "channels": [4, 8]}],
+    "trainer": {"max_steps": 10, "checkpoint_every_n_steps": 3},
+    "optim": {"warmup_steps": 2},
+    "data": {"patch_size": [32, 32], "samples_per_epoch": 8, "batch_size": 2},
+    "eval": {"save_predictions": 0},
+})
+run_sweep(sweep, sys.argv[1], progress=False)
+"""
+
+
+def _run(results: Path, fault: str | None) -> int:
+    env = {k: v for k, v in os.environ.items() if k != "SEGBENCH_FAULT"}
+    if fault:
+        env["SEGBENCH_FAULT"] = fault
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(results)], env=env, capture_output=True, text=True, timeout=300
+    )
+    return proc.returncode
+
+
+def _record(results: Path) -> dict:
+    [path] = list(results.glob("*.json"))
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    results = tmp_path_factory.mktemp("clean")
+    assert _run(results, None) == 0
+    return _record(results)
+
+
+@pytest.mark.parametrize("fault", ["step:5", "checkpoint:3", "before_test"])
+def test_killed_run_resumes_to_identical_metrics(tmp_path: Path, uninterrupted: dict, fault: str) -> None:
+    assert _run(tmp_path, fault) == -9  # really killed
+    assert not list(tmp_path.glob("*.json"))  # no record claims anything yet
+    ckpt = next(tmp_path.glob(".work/*/checkpoints/last.ckpt"))
+    assert ckpt.exists()
+    assert _run(tmp_path, None) == 0
+    rec = _record(tmp_path)
+    assert rec["status"] == "done"
+    assert rec["attempt"] == 2
+    expected_step = {"step:5": 4, "checkpoint:3": 3, "before_test": 10}[fault]
+    assert rec["resumed_from_step"] == expected_step
+    assert rec["steps"] == uninterrupted["steps"] == 10
+    assert rec["cases"] == uninterrupted["cases"]  # per-case metrics identical on CPU
+    assert rec["lr_trace"] == uninterrupted["lr_trace"]
+    assert uninterrupted["resumed_from_step"] is None and uninterrupted["attempt"] == 1
+    assert not list(tmp_path.rglob("*.tmp"))
