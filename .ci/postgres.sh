@@ -45,7 +45,8 @@ _segbench_pg_start() {
     { cat "$datadir/server.log" >&2; return 1; }
 
   export SEGBENCH_PG_URL="postgresql://postgres@127.0.0.1:$port/segbench"
-  export SEGBENCH_PG_STOP="${run[*]} $bindir/pg_ctl -D $datadir/data -m fast stop"
+  # stop by pid: the postmaster's pid is the first line of its pid file
+  export SEGBENCH_PG_STOP="kill -INT \$(head -n 1 $datadir/data/postmaster.pid)"
   export SEGBENCH_PG_DIR="$datadir"
   echo "export SEGBENCH_PG_URL=$SEGBENCH_PG_URL"
   echo "# owner $owner; stop with: $SEGBENCH_PG_STOP" >&2
@@ -54,7 +55,9 @@ _segbench_pg_start() {
 if [ "${BASH_SOURCE[0]}" != "$0" ]; then
   # sourced: start, and stop the server when the sourcing shell exits
   _segbench_pg_start
-  trap 'eval "$SEGBENCH_PG_STOP" >/dev/null 2>&1 || true; rm -rf "$SEGBENCH_PG_DIR"' EXIT
+  if [ -z "${SEGBENCH_SERVICES_TRAP:-}" ]; then  # .ci/run sets one trap for every service
+    trap 'eval "$SEGBENCH_PG_STOP" >/dev/null 2>&1 || true; rm -rf "$SEGBENCH_PG_DIR"' EXIT
+  fi
 else
   set -euo pipefail
   _segbench_pg_start

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -14,24 +13,8 @@ import lightning as L
 import numpy as np
 import torch
 
+from bench.faults import fault_point
 from bench.metrics import evaluate_case
-
-FAULT_ENV = "SEGBENCH_FAULT"
-
-
-def fault_point(name: str, step: int | None = None) -> None:
-    """Kill this process with SIGKILL when ``$SEGBENCH_FAULT`` names this point (tests only).
-
-    ``SEGBENCH_FAULT=record_write`` kills just before a record is written,
-    ``SEGBENCH_FAULT=step:7`` right after optimiser step 7, ``before_test`` after the fit.
-    A kill is a real ``kill -9``: nothing gets to clean up, as when a node dies.
-    """
-    want = os.environ.get(FAULT_ENV)
-    if not want:
-        return
-    here = name if step is None else f"{name}:{step}"
-    if want == here:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class LRTraceCallback(L.Callback):
@@ -72,7 +55,7 @@ class ResumeCheckpoint(L.Callback):
         if trainer.global_step == self._last_saved or trainer.sanity_checking:
             return
         self._last_saved = trainer.global_step
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         if trainer.is_global_zero:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(tmp)

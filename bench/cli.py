@@ -108,24 +108,31 @@ def _run(args: argparse.Namespace) -> int:
             f"records in {results}/"
         )
     if board is not None:
-        from bench.leaderboard import write_leaderboard
-
-        out = write_leaderboard(results, board)
+        out = _write_board(results, board)
         print(f"leaderboard written to {out}")
     return 1 if failed else 0
 
 
 @command("leaderboard")
 def _leaderboard(args: argparse.Namespace) -> int:
-    from bench.leaderboard import write_leaderboard
-
     results = _results_folder(args.results, must_exist=True)
     out = _leaderboard_file(args.output, results)
     if args.format != "md" and args.output is None:
         out = out.with_suffix({"csv": ".csv", "json": ".json", "latex": ".tex"}[args.format])
-    out = write_leaderboard(results, out, fmt=args.format, plots=not args.no_plots, report=not args.no_plots)
+    out = _write_board(results, out, fmt=args.format, plots=not args.no_plots)
     print(f"leaderboard written to {out}")
     return 0
+
+
+def _write_board(results: Path, out: Path, *, fmt: str = "md", plots: bool = True) -> Path:
+    """Render the leaderboard (plots and HTML report beside the records), after removing the temp
+    files of a render that was killed."""
+    from bench.leaderboard import write_leaderboard
+    from bench.store import clean_stale_temp
+
+    clean_stale_temp(out.parent, recursive=False)
+    clean_stale_temp(results)
+    return write_leaderboard(results, out, fmt=fmt, plots=plots, report=plots)
 
 
 @command("models")

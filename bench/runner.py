@@ -28,7 +28,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from tqdm.auto import tqdm
 
-from bench.callbacks import CaseMetricsCallback, LRTraceCallback, ResumeCheckpoint, fault_point
+from bench.callbacks import CaseMetricsCallback, LRTraceCallback, ResumeCheckpoint
 from bench.config import (
     ComponentSpec,
     ConfigError,
@@ -38,11 +38,21 @@ from bench.config import (
     TrackingConfig,
     TrainerConfig,
 )
+from bench.faults import fault_point
 from bench.launch import SPAWN_STRATEGIES, device_count, global_rank, needs_launch, run_launched
 from bench.memory import PeakMemory
 from bench.metrics import reduce_cases
 from bench.provenance import device_info
-from bench.store import claim, is_done, new_record, now, read_record, record_path, write_json_atomic
+from bench.store import (
+    claim,
+    clean_stale_temp,
+    is_done,
+    new_record,
+    now,
+    read_record,
+    record_path,
+    write_json_atomic,
+)
 from datamodules import create_datamodule, dataset_entry
 from models import SegmentationModule, count_parameters, create_loss, create_model, model_entry
 from models.registry import check_kwargs, loss_dims, loss_targets
@@ -511,6 +521,7 @@ def run_sweep(
     """
     results = Path(results)
     results.mkdir(parents=True, exist_ok=True)
+    clean_stale_temp(results)  # half-written files of a worker that was killed
     runs = plan_sweep(sweep) if runs is None else runs
     written: list[dict[str, Any]] = []
     bar = tqdm(runs, desc=f"sweep {sweep.name}", unit="run", disable=not progress, position=0)

@@ -13,12 +13,15 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from bench.faults import fault_point
 
 RECORD_SCHEMA = 2
 RECORD_KINDS = ("train", "evaluation", "ensemble")
@@ -79,6 +82,7 @@ def write_text_atomic(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        fault_point("atomic_write", path.name)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -88,6 +92,38 @@ def write_text_atomic(path: Path, text: str) -> None:
         dir_fd = os.open(path.parent, os.O_RDONLY)
         os.fsync(dir_fd)
         os.close(dir_fd)
+
+
+_TEMP = re.compile(r"^\..+\.(?P<pid>[0-9]+)\.tmp(\.npz)?$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temp(folder: Path, *, recursive: bool = True) -> list[Path]:
+    """Remove the temp files of atomic writes whose writer died (``.<name>.<pid>.tmp``, and a
+    checkpoint's ``last.ckpt.tmp`` when no live process holds it). Returns what was removed.
+
+    Only segbench's own temp-file names are touched; a live writer's file is kept.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.rglob(".*.tmp*") if recursive else folder.glob(".*.tmp*"):
+        m = _TEMP.match(path.name)
+        if m and path.is_file() and not _alive(int(m["pid"])):
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def _jsonable(value: Any) -> Any:
