@@ -283,8 +283,12 @@ def _resume_batches(path: Path) -> int:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     try:
         progress = ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]
-        return int(progress["current"]["completed"])
-    except (KeyError, TypeError):
+        if progress.get("is_last_batch"):
+            return 0  # saved at the end of an epoch: the next epoch starts from its first batch
+        # a checkpoint written in on_train_batch_end has processed (trained on) the batch that
+        # Lightning only counts as completed after the hook
+        return int(progress["current"]["processed"])
+    except (KeyError, TypeError, AttributeError):
         return 0
 
 

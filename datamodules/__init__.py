@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import importlib
 
+from datamodules.args import DataArgumentError
 from datamodules.base import Case, CaseRef, SegDataModule
+from datamodules.download import ChecksumError, ExtractClashError, UnsafeArchiveError
 from datamodules.readers import CaseLoadError
 from datamodules.registry import DATASETS, create_datamodule, dataset_entry, list_datasets, register_dataset
+from datamodules.splits import SplitFileError
 
 _DATASET_MODULES = (
     "synthetic",
@@ -31,7 +34,12 @@ __all__ = [
     "Case",
     "CaseLoadError",
     "CaseRef",
+    "ChecksumError",
+    "DataArgumentError",
+    "ExtractClashError",
     "SegDataModule",
+    "SplitFileError",
+    "UnsafeArchiveError",
     "create_datamodule",
     "dataset_entry",
     "list_datasets",

@@ -13,15 +13,28 @@ The file-table default: ``list_cases`` puts the paths of a 2D case in ``CaseRef.
 rescales (``scale``), z-scores the image inside the FOV, keeps every annotator as
 ``extras["label_<name>"]`` and picks ``label`` by ``annotator``.
 
+Splits (:mod:`datamodules.splits`): an official test split is kept; a dataset without one has
+``test_fraction`` of its cases held out as test (seeded by ``split_seed``, the same for every
+fold) before the rest is folded into train/val, so the test cases are never used for selection.
+
 Bad cases: ``load_case`` raises :class:`~datamodules.readers.CaseLoadError` (a ``ValueError``
-naming the file) for an unreadable file, an image/label size mismatch or label values outside
-the expected set. The loaders then skip that case with one warning listing every skipped case
-and why (``on_bad_case="skip"``, default; ``"raise"`` stops instead); ``split_info()["skipped"]``
-records them.
+naming the file) for an unreadable or truncated file, an image/label size mismatch or label
+values outside the expected set. :meth:`SegDataModule.setup` loads every case of every split
+once and applies ``on_bad_case`` (default: the dataset's ``on_bad_case_default``): ``"skip"``
+leaves the case out with one warning per split listing every skipped case and why, and
+``split_info()["skipped"]`` records them; ``"raise"`` stops with the error.
+
+Arguments are checked when the DataModule is built (:mod:`datamodules.args`, errors are
+:class:`~datamodules.args.DataArgumentError` naming the argument);
+:meth:`SegDataModule.check_kwargs` runs the same checks on a kwargs dict without building
+anything or touching the disk.
 
 Batches:
-- train: ``image (B, in_channels, *patch)`` float32, ``label (B, 1, *patch)`` int64;
+- train: ``image (B, in_channels, *patch)`` float32, ``label (B, 1, *patch)`` int64; with
+  ``multi_rater=True`` also ``label_<rater> (B, 1, *patch)`` int64 (same crop) for each rater
+  that every training case has;
 - val/test (one whole case): ``image (1, in_channels, *spatial)``, ``label (1, 1, *spatial)``,
+  ``label_<rater> (1, 1, *spatial)`` int64 for every rater the case has,
   ``fov (1, 1, *spatial)`` bool when the dataset has field-of-view masks, ``case_id``,
   ``spacing``.
 """
@@ -30,65 +43,30 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning as L
-import numpy as np
-from torch.utils.data import DataLoader, Dataset
 
-from datamodules.download import Resource, fetch_resources
-from datamodules.readers import (
-    CaseLoadError,
-    check_same_shape,
-    combine_annotators,
-    derive_fov,
-    read_binary_label,
-    read_fov,
-    read_image_2d,
-    rescale_case,
-    zscore,
+from datamodules.args import (
+    BAD_CASE_POLICIES,
+    CONSENSUS,
+    ArgCheck,
+    DataArgumentError,
+    accepted_kwargs,
+    check_args,
 )
-from datamodules.sampling import CaseDataset, PatchSampler, build_augmentation
-from datamodules.splits import load_or_make_split
+from datamodules.cases import Case, CaseReadingMixin, CaseRef
+from datamodules.download import Resource, fetch_resources
+from datamodules.loaders import RatersAndLoadersMixin
+from datamodules.readers import CaseLoadError
+from datamodules.splits import Split, load_or_make_split
 
-CONSENSUS = "consensus"
-_BAD_CASE_POLICIES = ("skip", "raise")
-
-
-@dataclass
-class CaseRef:
-    """One entry of a dataset's index: ``split`` is ``train``/``val``/``test`` or None."""
-
-    case_id: str
-    split: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)
+__all__ = ["BAD_CASE_POLICIES", "CONSENSUS", "Case", "CaseRef", "SegDataModule"]
 
 
-@dataclass
-class Case:
-    """One loaded case.
-
-    Attributes:
-        image: ``(C, *spatial)`` float32, normalised.
-        label: ``(*spatial)`` int64 in ``[0, num_classes)``.
-        fov: ``(*spatial)`` bool field of view, or None.
-        spacing: voxel size per spatial axis.
-        extras: anything else (every annotator ``label_<name>``, the ``annotator`` used for
-            ``label``, landmarks ...).
-    """
-
-    case_id: str
-    image: np.ndarray
-    label: np.ndarray
-    fov: np.ndarray | None = None
-    spacing: tuple[float, ...] | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-class SegDataModule(L.LightningDataModule):
+class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModule):
     """Base DataModule. Subclasses implement :meth:`list_cases` (and :meth:`load_case` unless
     the file-table default fits).
 
@@ -103,8 +81,10 @@ class SegDataModule(L.LightningDataModule):
         augment: MONAI augmentation probabilities, e.g. ``{"flip": 0.5, "rot90": 0.5}``.
         fold: k-fold index over the non-test cases (ignored with a fixed validation split).
         num_folds: number of folds; ``1`` keeps ``val_fraction`` of the training pool aside.
-        split_seed: seed of the split (recorded with the run).
-        num_workers: DataLoader workers.
+        split_seed: seed of the split: the held-out test set and the folds (recorded with the run).
+        seed: the run's seed; training patches and augmentations are drawn from
+            ``(seed, epoch, index)``, new every epoch, the same for the same seed.
+        num_workers: DataLoader workers (results do not depend on it).
         cache_dir: where split files are written (default ``$SEGBENCH_CACHE`` or
             ``~/.cache/segbench``), since ``root`` may be read-only.
         annotator: which annotator becomes ``label``: None = the first of ``annotators``, a
@@ -116,7 +96,13 @@ class SegDataModule(L.LightningDataModule):
             linear with anti-aliasing, labels/FOV nearest; spacing is divided by it).
         limit_cases: keep at most this many cases per split (smoke runs); the split file is
             unchanged and ``split_info()`` lists the cases actually used.
-        on_bad_case: ``"skip"`` (warn, listing every skipped case and why) or ``"raise"``.
+        on_bad_case: ``"skip"`` (warn, listing every skipped case and why) or ``"raise"``;
+            None takes the dataset's ``on_bad_case_default``.
+        multi_rater: training patches also carry ``label_<rater>`` for each rater every training
+            case has (val/test batches always carry every rater a case has).
+
+    Raises:
+        DataArgumentError: an invalid argument (a ``ValueError`` naming it), see :meth:`check_kwargs`.
     """
 
     name: ClassVar[str] = ""
@@ -129,6 +115,11 @@ class SegDataModule(L.LightningDataModule):
     default_patch_size: ClassVar[tuple[int, ...]] = (128, 128)
     fixed_val_split: ClassVar[bool] = False
     val_fraction: ClassVar[float] = 0.2
+    # fraction of the cases held out as test when the index has no official test cases
+    test_fraction: ClassVar[float] = 0.2
+    on_bad_case_default: ClassVar[str] = "skip"
+    # checks of a subclass's own constructor arguments: {name: (cls, value, args) -> problem | None}
+    extra_arg_checks: ClassVar[dict[str, ArgCheck]] = {}
     # where the release lives and what a complete copy holds
     folder: ClassVar[str] = ""
     num_cases: ClassVar[int | None] = None
@@ -154,47 +145,77 @@ class SegDataModule(L.LightningDataModule):
         fold: int = 0,
         num_folds: int = 5,
         split_seed: int = 0,
+        seed: int = 0,
         num_workers: int = 0,
         cache_dir: str | os.PathLike[str] | None = None,
         annotator: str | None = None,
         scale: float = 1.0,
         limit_cases: int | None = None,
-        on_bad_case: str = "skip",
+        on_bad_case: str | None = None,
+        multi_rater: bool = False,
     ) -> None:
         super().__init__()
+        args = {k: v for k, v in locals().items() if k not in ("self", "__class__", "root", "cache_dir")}
+        self._check_args(args)
         self.root = Path(root) if root is not None else self.default_root()
         self.download = download
         self.batch_size = batch_size
         self.patch_size = tuple(patch_size or self.default_patch_size)
-        if len(self.patch_size) != self.spatial_dims:
-            raise ValueError(f"{self.name}: patch_size {self.patch_size} needs {self.spatial_dims} entries")
         self.samples_per_epoch = samples_per_epoch
-        self.fg_oversample = fg_oversample
+        self.fg_oversample = float(fg_oversample)
         self.augment = dict(augment or {})
-        if not 0 <= fold < max(num_folds, 1):
-            raise ValueError(f"{self.name}: fold {fold} is outside 0..{num_folds - 1}")
         self.fold = fold
         self.num_folds = num_folds
         self.split_seed = split_seed
+        self.seed = seed
         self.num_workers = num_workers
         default_cache = os.environ.get("SEGBENCH_CACHE", Path.home() / ".cache" / "segbench")
         self.cache_dir = Path(cache_dir or default_cache)
-        if annotator is not None and self.annotators and annotator not in (*self.annotators, CONSENSUS):
-            raise ValueError(
-                f"{self.name}: unknown annotator {annotator!r}; choose from {[*self.annotators, CONSENSUS]}"
-            )
         self.annotator = annotator
-        if scale <= 0:
-            raise ValueError(f"{self.name}: scale must be > 0, got {scale}")
         self.scale = scale
         self.limit_cases = limit_cases
-        if on_bad_case not in _BAD_CASE_POLICIES:
-            raise ValueError(f"{self.name}: on_bad_case must be one of {_BAD_CASE_POLICIES}")
-        self.on_bad_case = on_bad_case
+        self.on_bad_case = on_bad_case or self.on_bad_case_default
+        self.multi_rater = multi_rater
         self.splits: dict[str, list[str]] = {}
+        self.split: Split | None = None
         self.skipped: dict[str, str] = {}
         self._refs: dict[str, CaseRef] = {}
         self._cache: dict[str, Case] = {}
+
+    @classmethod
+    def _check_args(cls, args: Mapping[str, Any]) -> None:
+        """Check the given constructor arguments (:func:`datamodules.args.check_args`)."""
+        check_args(cls, args)
+
+    @classmethod
+    def check_kwargs(cls, kwargs: Mapping[str, Any]) -> None:
+        """Validate DataModule keyword arguments without building the DataModule or touching the disk.
+
+        Meant to be called before a run starts (e.g. on every dataset entry of a sweep). Checks,
+        in order: every key is a constructor argument of ``cls`` (or a base class); then every
+        value, with the constructor's defaults filled in: ``batch_size >= 1``,
+        ``samples_per_epoch >= 1``, ``patch_size`` None or ``spatial_dims`` integers ``>= 1``,
+        ``0 <= fg_oversample <= 1``, ``num_folds >= 1``, ``fold`` in ``0..num_folds-1``,
+        ``num_workers >= 0``, ``annotator`` None / one of ``annotators`` / ``"consensus"``,
+        ``augment`` keys known with probabilities in ``[0, 1]``, ``scale > 0``,
+        ``limit_cases`` None or ``>= 1``, ``on_bad_case`` None / ``"skip"`` / ``"raise"``, and
+        the dataset's own arguments (``extra_arg_checks``).
+
+        Args:
+            kwargs: what would be passed to the constructor (``root`` included or not).
+
+        Raises:
+            DataArgumentError: a ``ValueError`` naming the first bad field (an unknown one is
+                named with the list of accepted arguments).
+        """
+        accepted = accepted_kwargs(cls)
+        unknown = [k for k in kwargs if k not in accepted]
+        if unknown:
+            who = cls.name or cls.__name__
+            raise DataArgumentError(
+                f"{who}: unknown argument {unknown[0]!r}; accepted: {', '.join(accepted)}"
+            )
+        check_args(cls, {**accepted, **kwargs})
 
     # ---- where the data is -------------------------------------------------------------
     @classmethod
@@ -220,7 +241,10 @@ class SegDataModule(L.LightningDataModule):
             return cls.split_note
         if cls.fixed_val_split:
             return "fixed train/val/test split"
-        return "seeded k-fold over all cases; the held-out fold doubles as test"
+        return (
+            f"seeded held-out test set ({cls.test_fraction:.0%} of the cases, the same for every fold), "
+            "seeded k-fold over the rest"
+        )
 
     @classmethod
     def dataset_info(cls, root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -239,19 +263,35 @@ class SegDataModule(L.LightningDataModule):
             "license": cls.license,
             "root": str(where) if where is not None else None,
             "present": cls.is_present(where),
-            "urls": [r.url for r in cls.resources],
+            "urls": list(dict.fromkeys(r.url for r in cls.resources)),
             "download_note": cls.download_note,
         }
 
     def prepare_data(self) -> None:
-        """Download, verify and extract ``resources`` into ``root`` when ``download`` and no data."""
-        if not self.download or self.root is None or self.is_present(self.root):
+        """Make the release in ``root`` readable: use release files placed there, download the rest.
+
+        When ``root`` holds no readable case, every declared release file (``resources``) found
+        in ``root`` is verified (checksum, or trusted and recorded on first use) and extracted,
+        with no network access; with ``download`` the missing ones are fetched first. Nothing
+        in ``root`` is ever deleted or overwritten (:mod:`datamodules.download`).
+
+        Raises:
+            FileNotFoundError: ``download`` is set but a release file cannot be fetched
+                automatically (registration, request) and is not in ``root``.
+        """
+        if self.root is None or self.is_present(self.root):
             return
-        if not self.resources:
+        if self.download and not self.resources:
             raise FileNotFoundError(
                 f"{self.name}: no cases under {self.root} and no automatic download. {self.download_note}"
             )
-        fetch_resources(self.resources, self.root)
+        missing = fetch_resources(self.resources, self.root, download=self.download)
+        if self.download and missing:
+            names = ", ".join(r.filename for r in missing)
+            raise FileNotFoundError(
+                f"{self.name}: {names} cannot be downloaded automatically; put it in {self.root}. "
+                f"{self.download_note}".rstrip()
+            )
 
     def find_files(self, pattern: str) -> list[Path]:
         """Sorted files matching ``pattern`` under ``root`` or one wrapping folder (as archives add)."""
@@ -259,75 +299,10 @@ class SegDataModule(L.LightningDataModule):
             return []
         return sorted(self.root.glob(pattern)) or sorted(self.root.glob(f"*/{pattern}"))
 
-    # ---- what a dataset declares -------------------------------------------------------
+    # ---- what a dataset declares (and load_case, from CaseReadingMixin) -----------------
     def list_cases(self) -> list[CaseRef]:
         """The dataset's index, with the official split in ``CaseRef.split`` where one exists."""
         raise NotImplementedError
-
-    def load_case(self, ref: CaseRef) -> Case:
-        """Read one case; the default reads the file table in ``ref.info`` (2D image, labels, FOV).
-
-        Raises:
-            CaseLoadError: unreadable file, size mismatch or unexpected label values (names the file).
-        """
-        info = ref.info
-        if "image" not in info:
-            raise NotImplementedError(f"{type(self).__name__} must implement load_case")
-        image = read_image_2d(info["image"], self.image_mode)
-        labels = {}
-        for who, path in info["labels"].items():
-            labels[who] = read_binary_label(path, invert=bool(info.get("invert_label", False)))
-            check_same_shape(image.shape[1:], labels[who], path)
-        fov = None
-        if info.get("fov"):
-            fov = read_fov(info["fov"])
-            check_same_shape(image.shape[1:], fov, info["fov"])
-        elif self.derive_missing_fov:
-            fov = derive_fov(image)
-        return self.make_case(ref.case_id, image, labels, fov=fov)
-
-    # ---- shared per-case logic -----------------------------------------------------------
-    def make_case(
-        self,
-        case_id: str,
-        image: np.ndarray,
-        labels: dict[str, np.ndarray],
-        *,
-        fov: np.ndarray | None = None,
-        spacing: Sequence[float] | None = None,
-        extras: dict[str, Any] | None = None,
-        normalise: bool = True,
-    ) -> Case:
-        """Build a :class:`Case` from raw arrays: rescale, z-score inside the FOV, pick the annotator.
-
-        Args:
-            image: ``(C, *spatial)`` raw intensities.
-            labels: ``{annotator: (*spatial) int64}``, in ``annotators`` order (at least one).
-            fov: ``(*spatial)`` bool, or None (statistics then use every voxel).
-            spacing: voxel size per axis (default 1.0).
-            extras: further per-case data (kept as is).
-            normalise: z-score the image (per channel, statistics inside the FOV).
-        """
-        spacing = tuple(float(s) for s in (spacing or (1.0,) * self.spatial_dims))
-        if self.scale != 1.0:
-            image, labels, fov, spacing = rescale_case(image, labels, fov, spacing, self.scale)
-        if normalise:
-            image = zscore(image, fov)
-        used, label = self._pick_label(labels)
-        extra = {f"label_{k}": v for k, v in labels.items()}
-        extra["annotator"] = used
-        extra.update(extras or {})
-        return Case(case_id, image.astype(np.float32), label, fov, spacing, extra)
-
-    def _pick_label(self, labels: dict[str, np.ndarray]) -> tuple[str, np.ndarray]:
-        names = list(labels)
-        if self.annotator == CONSENSUS:
-            if len(names) == 1:
-                return names[0], labels[names[0]]
-            return CONSENSUS, combine_annotators([labels[n] for n in names], self.num_classes)
-        if self.annotator in labels:
-            return self.annotator, labels[self.annotator]
-        return names[0], labels[names[0]]
 
     # ---- shared logic --------------------------------------------------------------------
     def case(self, case_id: str) -> Case:
@@ -337,21 +312,22 @@ class SegDataModule(L.LightningDataModule):
         return self._cache[case_id]
 
     def setup(self, stage: str | None = None) -> None:
+        """Index the release, load or make the split, and load every case of every split once.
+
+        Bad cases are skipped (listed in ``split_info()["skipped"]``) or raised, per ``on_bad_case``.
+        """
         if self.splits:
             return
         self.prepare_data()
         refs = self.list_cases()
         if not refs:
-            hint = (
-                f" Download: {', '.join(r.url for r in self.resources)} (download=True)."
-                if self.resources
-                else ""
-            )
+            files = ", ".join(r.filename for r in self.resources)
+            hint = f" Put the release files ({files}) in it, or pass download=True." if files else ""
             raise FileNotFoundError(
                 f"{self.name}: no cases found under {self.root}.{hint} {self.download_note}".rstrip()
             )
         self._refs = {r.case_id: r for r in refs}
-        self.splits = load_or_make_split(
+        self.split = load_or_make_split(
             refs,
             name=self.name,
             cache_dir=self.cache_dir,
@@ -359,21 +335,38 @@ class SegDataModule(L.LightningDataModule):
             num_folds=self.num_folds,
             split_seed=self.split_seed,
             val_fraction=self.val_fraction,
+            test_fraction=self.test_fraction,
             fixed_val_split=self.fixed_val_split,
         )
+        self.splits = {"train": self.split.train, "val": self.split.val, "test": self.split.test}
         if self.limit_cases is not None:
             self.splits = {k: v[: self.limit_cases] for k, v in self.splits.items()}
+        for split in self.splits:
+            self.good_case_ids(split)
 
     def split_info(self) -> dict[str, Any]:
-        """What goes into a run record: the case ids per split and how they were chosen."""
+        """What goes into a run record: the case ids per split, how they were chosen, what was skipped.
+
+        Keys: ``fold``, ``num_folds``, ``split_seed``, ``fixed_val_split``, ``split_note``,
+        ``test_source`` (``"official"`` or ``"held_out"``), ``test_fraction`` (None when
+        official), ``split_file``, ``annotator``, ``raters``, ``limit_cases``, ``on_bad_case``,
+        ``skipped`` (``{case_id: reason}``), ``train``, ``val``, ``test`` (the case ids used,
+        skipped ones included).
+        """
+        split = self.split
         return {
             "fold": self.fold,
             "num_folds": self.num_folds,
             "split_seed": self.split_seed,
             "fixed_val_split": self.fixed_val_split,
             "split_note": self.describe_split(),
+            "test_source": split.test_source if split else None,
+            "test_fraction": split.test_fraction if split else None,
+            "split_file": str(split.file) if split and split.file else None,
             "annotator": self.annotator,
+            "raters": self.rater_names(),
             "limit_cases": self.limit_cases,
+            "on_bad_case": self.on_bad_case,
             "skipped": dict(self.skipped),
             **{k: list(v) for k, v in self.splits.items()},
         }
@@ -396,31 +389,3 @@ class SegDataModule(L.LightningDataModule):
             listing = "; ".join(f"{k}: {v}" for k, v in bad.items())
             warnings.warn(f"{self.name}: skipped {len(bad)} bad case(s) in {split}: {listing}", stacklevel=2)
         return good
-
-    def _dataset(self, split: str) -> Dataset:
-        return CaseDataset(self, self.good_case_ids(split))
-
-    def train_dataloader(self) -> DataLoader:
-        cases = [self.case(c) for c in self.good_case_ids("train")]
-        if not cases:
-            raise RuntimeError(f"{self.name}: no loadable training cases (skipped: {self.skipped})")
-        ds = PatchSampler(
-            cases,
-            patch_size=self.patch_size,
-            samples_per_epoch=self.samples_per_epoch,
-            fg_oversample=self.fg_oversample,
-            transform=build_augmentation(self.augment, self.spatial_dims),
-        )
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            drop_last=len(ds) >= self.batch_size,
-        )
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self._dataset("val"), batch_size=1, num_workers=self.num_workers)
-
-    def test_dataloader(self) -> DataLoader:
-        return DataLoader(self._dataset("test"), batch_size=1, num_workers=self.num_workers)

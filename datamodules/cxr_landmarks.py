@@ -35,6 +35,13 @@ from datamodules.registry import register_dataset
 
 ORGANS = ("RL", "LL", "H", "RCLA", "LCLA")
 _SPATIAL_AUGMENTS = {"flip", "rot90"}
+
+
+def _organs(cls: type, v: Any, args: Any) -> str | None:
+    ok = not isinstance(v, str) and bool(v) and all(o in ORGANS for o in v)
+    return None if ok else f"must be a non-empty subset of {ORGANS}, got {v!r}"
+
+
 _SPLIT_FILES = {"train": "train_files.txt", "val": "val_files.txt", "test": "test_files.txt"}
 
 
@@ -60,9 +67,10 @@ class CxrLandmarksDataModule(SegDataModule):
     annotators = ("landmarks",)
     image_mode = "L"
     batch_extras = ("landmarks",)
+    extra_arg_checks = {"organs": _organs}
     split_note = (
         "HybridGNet JSRT lists where present (train+val pooled for k-fold, test official); "
-        "other ids seeded k-fold"
+        "other ids seeded k-fold; without any official test id, 20% held out as test"
     )
     resources = (
         Resource(
@@ -84,11 +92,7 @@ class CxrLandmarksDataModule(SegDataModule):
         scale: float = 0.25,
         **kwargs: Any,
     ) -> None:
-        unknown = sorted(set(organs) - set(ORGANS))
-        if unknown or not organs:
-            raise ValueError(
-                f"cxr_landmarks: organs must be a non-empty subset of {ORGANS}, got {list(organs)}"
-            )
+        self._check_args({"organs": organs})
         self.organs = tuple(o for o in ORGANS if o in organs)
         super().__init__(root, scale=scale, **kwargs)
         spatial = sorted(_SPATIAL_AUGMENTS & {k for k, p in self.augment.items() if p > 0})

@@ -9,14 +9,22 @@ Release layout (``root``, or one wrapping folder below it)::
 
 Gotchas: ``2nd_manual`` GIFs are palette images (mode ``P``, indices {0, 1}), the others mode
 ``L`` {0, 255}; the readers convert all to grey first. The current grand-challenge download
-has no test annotations: test images without any label are left out of the index (the
-held-out training fold then doubles as test).
+has no test annotations: test images without any label are left out of the index, and a
+seeded ``test_fraction`` of the training images is then held out as test (``split_info()``
+says ``"test_source": "held_out"``).
+
+Release files: ``training.zip`` and ``test.zip`` from the grand-challenge page (free
+registration, so never downloaded by segbench); placed in ``root`` they are verified (trusted
+and recorded on first use) and extracted offline.
 """
 
 from __future__ import annotations
 
 from datamodules.base import CaseRef, SegDataModule
+from datamodules.download import Resource
 from datamodules.registry import register_dataset
+
+_PAGE = "https://drive.grand-challenge.org/"
 
 _ANNOTATOR_FILES = {"1st": ("1st_manual", "manual1"), "2nd": ("2nd_manual", "manual2")}
 
@@ -33,10 +41,15 @@ class DriveDataModule(SegDataModule):
     folder = "DRIVE"
     num_cases = 40
     annotators = ("1st", "2nd")
-    split_note = "official: 20 training (21-40) / 20 test (01-20); k-fold over training for validation"
+    split_note = (
+        "official: 20 training (21-40) / 20 test (01-20); k-fold over training for validation "
+        "(a download without test labels: 20% of training held out as test)"
+    )
+    resources = tuple(Resource(_PAGE, name, manual=True) for name in ("training.zip", "test.zip"))
     download_note = (
-        "DRIVE needs a free registration at https://drive.grand-challenge.org/: download it and "
-        "unpack it so that root holds training/ and test/."
+        "DRIVE needs a free registration at https://drive.grand-challenge.org/: download training.zip "
+        "and test.zip into root (segbench verifies and extracts them), or unpack them so that root "
+        "holds training/ and test/."
     )
 
     def list_cases(self) -> list[CaseRef]:

@@ -33,6 +33,15 @@ _MSD_URL = "https://msd-for-monai.s3-us-west-2.amazonaws.com/"
 _NIFTI = ".nii.gz"
 
 
+def _window(cls: type, v: Any, args: Any) -> str | None:
+    if v is None:
+        return None
+    ok = (
+        not isinstance(v, str) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v) and v[0] < v[1]
+    )
+    return None if ok else f"must be None or [low, high] with low < high, got {v!r}"
+
+
 def _msd_resource(task: str, md5: str) -> tuple[Resource, ...]:
     return (Resource(f"{_MSD_URL}{task}.tar", f"{task}.tar", f"md5:{md5}"),)
 
@@ -49,6 +58,7 @@ class MsdDataModule(SegDataModule):
     annotators = ("manual",)
     msd_task: ClassVar[str] = ""
     default_window: ClassVar[tuple[float, float] | None] = None
+    extra_arg_checks = {"intensity_window": _window}
 
     def __init__(
         self,
@@ -57,6 +67,7 @@ class MsdDataModule(SegDataModule):
         intensity_window: tuple[float, float] | None = None,
         **kwargs: Any,
     ) -> None:
+        self._check_args({"intensity_window": intensity_window})
         super().__init__(root, **kwargs)
         self.intensity_window = tuple(intensity_window) if intensity_window else self.default_window
 

@@ -88,12 +88,14 @@ class EpochSampler(Sampler):
     """Yields ``(epoch, index)`` for ``index`` in ``range(length)``; ``set_epoch`` picks the epoch.
 
     Lightning calls :meth:`set_epoch` before every training epoch. Without a call, each new
-    iteration is the epoch after the previous one (the first is epoch 0).
+    iteration is the epoch after the previous one (the first is epoch 0). ``skip_first`` leaves
+    out the first indices of the first iteration only (resuming in the middle of an epoch).
     """
 
-    def __init__(self, length: int) -> None:
+    def __init__(self, length: int, skip_first: int = 0) -> None:
         self.length = length
         self._next_epoch = 0
+        self._skip = int(skip_first)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration draw ``epoch``."""
@@ -104,7 +106,8 @@ class EpochSampler(Sampler):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch, self._next_epoch = self._next_epoch, self._next_epoch + 1
-        return iter([(epoch, i) for i in range(self.length)])
+        skip, self._skip = self._skip, 0
+        return iter([(epoch, i) for i in range(skip, self.length)])
 
 
 class PatchSampler(Dataset):
@@ -200,7 +203,9 @@ def _pad_to(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Zero-pad ``image (C, *spatial)`` and every ``(*spatial)`` label to at least ``patch``, centred."""
     shape = next(iter(labels.values())).shape
-    pads = [(max(p - n, 0) // 2, max(p - n, 0) - max(p - n, 0) // 2) for n, p in zip(shape, patch, strict=True)]
+    pads = [
+        (max(p - n, 0) // 2, max(p - n, 0) - max(p - n, 0) // 2) for n, p in zip(shape, patch, strict=True)
+    ]
     if not any(a or b for a, b in pads):
         return image, labels
     return np.pad(image, [(0, 0), *pads]), {k: np.pad(v, pads) for k, v in labels.items()}

@@ -121,7 +121,9 @@ def _read_split_file(path: Path, pool: list[str], test: list[str], num_folds: in
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise SplitFileError(f"{path}: unreadable split file ({type(e).__name__}: {e}); move it away") from e
     if not ok or len(folds) != max(num_folds, 1):
-        raise SplitFileError(f"{path}: not a segbench split file for {max(num_folds, 1)} fold(s); move it away")
+        raise SplitFileError(
+            f"{path}: not a segbench split file for {max(num_folds, 1)} fold(s); move it away"
+        )
     in_folds = [c for f in folds for c in f]
     if saved.get("pool") != pool or saved.get("test") != test or not set(in_folds) <= set(pool):
         raise SplitFileError(f"{path}: its case ids do not match the dataset's index; move it away")
@@ -167,7 +169,9 @@ def load_or_make_split(
     groups = {r.case_id: str(r.info.get("group", r.case_id)) for r in refs}
     source = "official" if official else "held_out"
     fraction = None if official else float(test_fraction)
-    key_src = [[(r.case_id, r.split == "test", groups[r.case_id]) for r in sorted(refs, key=lambda r: r.case_id)]]
+    key_src = [
+        [(r.case_id, r.split == "test", groups[r.case_id]) for r in sorted(refs, key=lambda r: r.case_id)]
+    ]
     key_src.append(fraction)
     key = hashlib.sha256(json.dumps(key_src).encode()).hexdigest()[:10]
     path = Path(cache_dir) / "splits" / f"{name}-seed{split_seed}-k{num_folds}-{key}.json"

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from datamodules.args import int_at_least, integer, spatial_size
 from datamodules.base import Case, CaseRef, SegDataModule
 from datamodules.registry import register_dataset
 
@@ -146,6 +147,14 @@ class SyntheticVesselsDataModule(SegDataModule):
     default_size: tuple[int, ...] = (128, 128)
     fixed_val_split = True
     num_cases = 38  # default num_train + num_val + num_test
+    on_bad_case_default = "raise"  # generated cases cannot be corrupt: a failure is a bug
+    extra_arg_checks = {
+        "size": spatial_size,
+        "num_train": int_at_least(1),
+        "num_val": int_at_least(0),
+        "num_test": int_at_least(0),
+        "data_seed": integer,
+    }
 
     def __init__(
         self,
@@ -158,10 +167,17 @@ class SyntheticVesselsDataModule(SegDataModule):
         data_seed: int = 0,
         **kwargs: Any,
     ) -> None:
+        self._check_args(
+            {
+                "size": size,
+                "num_train": num_train,
+                "num_val": num_val,
+                "num_test": num_test,
+                "data_seed": data_seed,
+            }
+        )
         super().__init__(root, **kwargs)
         self.size = tuple(size or self.default_size)
-        if len(self.size) != self.spatial_dims:
-            raise ValueError(f"{self.name}: size {self.size} needs {self.spatial_dims} entries")
         self.counts = {"train": num_train, "val": num_val, "test": num_test}
         self.data_seed = data_seed
 

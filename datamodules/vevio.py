@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from datamodules.args import one_of
 from datamodules.base import CaseRef, SegDataModule
 from datamodules.registry import register_dataset
 
@@ -38,13 +39,13 @@ class VevioDataModule(SegDataModule):
     folder = "VEVIO"
     num_cases = 16
     annotators = ("01",)
+    extra_arg_checks = {"subset": one_of(tuple(_SUBSETS))}
     download_note = "Request VEVIO from the Farsiu lab (http://people.duke.edu/~sf59/); unpack it into root."
 
     def __init__(
         self, root: str | os.PathLike[str] | None = None, *, subset: str = "frames", **kwargs: Any
     ) -> None:
-        if subset not in _SUBSETS:
-            raise ValueError(f"vevio: subset must be one of {sorted(_SUBSETS)}, got {subset!r}")
+        self._check_args({"subset": subset})
         self.subset = subset
         super().__init__(root, **kwargs)
 

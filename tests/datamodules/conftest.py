@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from datamodules.base import CaseRef, SegDataModule
+
 REPO = Path(__file__).resolve().parents[2]
 _ENV = "SEGBENCH_SHARED_DATA"
 
@@ -32,6 +34,27 @@ def shared_root(folder: str) -> Path:
             pytest.fail(f"{_ENV}={base} is set but {path} is missing")
         pytest.skip(f"{path} is absent ({_ENV} unset)")
     return path
+
+
+class TableDataModule(SegDataModule):
+    """``img_i.png`` + ``lab_i.png`` (annotator a) + ``lab2_i.png`` (annotator b) + ``fov_i.png``."""
+
+    name = "table_test"
+    in_channels = 3
+    default_patch_size = (16, 16)
+    folder = "TABLE"
+    num_cases = 6
+    annotators = ("a", "b")
+
+    def list_cases(self) -> list[CaseRef]:
+        refs = []
+        for img in self.find_files("img_*.png"):
+            i = img.stem.split("_")[1]
+            labels = {"a": img.with_name(f"lab_{i}.png"), "b": img.with_name(f"lab2_{i}.png")}
+            refs.append(
+                CaseRef(f"c{i}", None, {"image": img, "labels": labels, "fov": img.with_name(f"fov_{i}.png")})
+            )
+        return refs
 
 
 @pytest.fixture

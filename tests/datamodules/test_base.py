@@ -10,29 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datamodules.base import CaseRef, SegDataModule
 from datamodules.readers import CaseLoadError
 
-
-class TableDataModule(SegDataModule):
-    """``img_i.png`` + ``lab_i.png`` (annotator a) + ``lab2_i.png`` (annotator b) + ``fov_i.png``."""
-
-    name = "table_test"
-    in_channels = 3
-    default_patch_size = (16, 16)
-    folder = "TABLE"
-    num_cases = 6
-    annotators = ("a", "b")
-
-    def list_cases(self) -> list[CaseRef]:
-        refs = []
-        for img in self.find_files("img_*.png"):
-            i = img.stem.split("_")[1]
-            labels = {"a": img.with_name(f"lab_{i}.png"), "b": img.with_name(f"lab2_{i}.png")}
-            refs.append(
-                CaseRef(f"c{i}", None, {"image": img, "labels": labels, "fov": img.with_name(f"fov_{i}.png")})
-            )
-        return refs
+from .conftest import TableDataModule
 
 
 def test_load_case_normalises_inside_fov_and_keeps_annotators(make_file_table, cache_dir):
@@ -56,24 +36,27 @@ def test_annotator_choice_and_consensus(make_file_table, cache_dir):
     cons = TableDataModule(root, cache_dir=cache_dir, annotator="consensus").load_case(ref)
     np.testing.assert_array_equal(cons.label, cons.extras["label_a"] & cons.extras["label_b"])
     assert cons.extras["annotator"] == "consensus"
-    with pytest.raises(ValueError, match="unknown annotator"):
+    with pytest.raises(ValueError, match="annotator .zz. is unknown"):
         TableDataModule(root, annotator="zz")
 
 
 def test_folds_disjoint_stable_and_saved_once(make_file_table, cache_dir):
     root = make_file_table(n=10)
-    vals = []
-    for fold in range(5):
-        dm = TableDataModule(root, cache_dir=cache_dir, fold=fold, num_folds=5)
+    vals, tests = [], []
+    for fold in range(4):
+        dm = TableDataModule(root, cache_dir=cache_dir, fold=fold, num_folds=4)
         dm.setup()
         assert not set(dm.splits["train"]) & set(dm.splits["val"])
-        assert sorted(dm.splits["train"] + dm.splits["val"]) == sorted(r.case_id for r in dm.list_cases())
+        everything = dm.splits["train"] + dm.splits["val"] + dm.splits["test"]
+        assert sorted(everything) == sorted(r.case_id for r in dm.list_cases())
         vals.append(dm.splits["val"])
+        tests.append(dm.splits["test"])
+    assert len(tests[0]) == 2 and all(t == tests[0] for t in tests)  # 20% held out, same for every fold
     flat = [c for v in vals for c in v]
-    assert len(flat) == len(set(flat)) == 10
+    assert len(flat) == len(set(flat)) == 8 and not set(flat) & set(tests[0])
     files = list((cache_dir / "splits").glob("*.json"))
     assert len(files) == 1
-    again = TableDataModule(root, cache_dir=cache_dir, fold=2, num_folds=5)
+    again = TableDataModule(root, cache_dir=cache_dir, fold=2, num_folds=4)
     again.setup()
     assert again.splits["val"] == vals[2]
     assert again.split_info()["val"] == vals[2]
@@ -85,7 +68,6 @@ def test_bad_case_is_skipped_with_warning_listing_it(make_file_table, cache_dir)
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(root / "lab_4.png")  # size mismatch
     Image.fromarray(np.full((40, 48), 128, np.uint8)).save(root / "lab_5.png")  # mid-grey: not binary
     dm = TableDataModule(root, cache_dir=cache_dir, num_folds=1, batch_size=2, samples_per_epoch=2)
-    dm.setup()
     refs = {r.case_id: r for r in dm.list_cases()}
     with pytest.raises(CaseLoadError, match="img_3.png"):
         dm.load_case(refs["c3"])
@@ -95,18 +77,19 @@ def test_bad_case_is_skipped_with_warning_listing_it(make_file_table, cache_dir)
         dm.load_case(refs["c5"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        batch = next(iter(dm.train_dataloader()))
-        list(dm.val_dataloader())
-    assert batch["image"].shape == (2, 3, 16, 16)
-    bad = {"c3", "c4", "c5"} & set(dm.splits["train"] + dm.splits["val"])
-    assert set(dm.split_info()["skipped"]) == bad
+        dm.setup()  # every split is checked at setup, so split_info() is complete before training
+    assert set(dm.split_info()["skipped"]) == {"c3", "c4", "c5"}
+    assert "lab_4.png" in dm.split_info()["skipped"]["c4"]
     text = " ".join(str(w.message) for w in caught)
-    assert all(c in text for c in bad)
+    assert all(c in text for c in ("c3", "c4", "c5"))
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (2, 3, 16, 16)
+    assert not {"c3", "c4", "c5"} & {
+        c for split in ("val", "test") for b in dm._dataset(split) for c in [b["case_id"]]
+    }
     strict = TableDataModule(root, cache_dir=cache_dir, num_folds=1, on_bad_case="raise")
-    strict.setup()
     with pytest.raises(CaseLoadError):
-        for split in ("train", "val"):
-            strict.good_case_ids(split)
+        strict.setup()
 
 
 def test_scale_limit_and_loaders(make_file_table, cache_dir):

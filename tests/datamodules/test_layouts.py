@@ -29,7 +29,7 @@ def test_hrf_all_zip_layout(tmp_path, cache_dir):
 def test_drive_grand_challenge_layout_without_test_labels(tmp_path, cache_dir):
     rng = np.random.default_rng(0)
     top = tmp_path / "DRIVE"  # the zip unpacks into one wrapping folder
-    for num, part in (("21", "training"), ("22", "training"), ("01", "test")):
+    for num, part in (("21", "training"), ("22", "training"), ("23", "training"), ("01", "test")):
         rgb, lab = fundus_like(rng)
         save_png(top / part / "images" / f"{num}_{part}.tif", rgb)
         save_png(top / part / "mask" / f"{num}_{part}_mask.gif", (rgb[..., 0] > 50).astype(np.uint8) * 255)
@@ -37,8 +37,10 @@ def test_drive_grand_challenge_layout_without_test_labels(tmp_path, cache_dir):
             save_png(top / part / "1st_manual" / f"{num}_manual1.gif", lab)
     dm = create_datamodule("drive", root=tmp_path, cache_dir=cache_dir, num_folds=2)
     dm.setup()
-    assert sorted(dm._refs) == ["21_training", "22_training"]  # unlabelled test image left out
-    assert dm.splits["test"] == dm.splits["val"]
+    assert sorted(dm._refs) == ["21_training", "22_training", "23_training"]  # unlabelled test left out
+    info = dm.split_info()
+    assert info["test_source"] == "held_out" and info["test_fraction"] == 0.2 and len(info["test"]) == 1
+    assert not set(info["test"]) & set(info["train"] + info["val"])
 
 
 def test_chase_db1_flat_zip_in_wrapping_folder(tmp_path, cache_dir):

@@ -56,13 +56,14 @@ def test_stare_download_index_and_load(stare_release, tmp_path, cache_dir, monke
         patch_size=(32, 32),
         batch_size=2,
         samples_per_epoch=2,
-        num_folds=5,
+        num_folds=4,
     )
     with pytest.warns(UserWarning, match="no published checksum"):
         dm.setup()
     assert (root / "labels-ah" / "im0001.ah.ppm.gz").is_file()
     assert sorted(dm._refs) == sorted(_LABELLED)
-    assert len(dm.splits["val"]) == 1 and len(dm.splits["train"]) == 4
+    assert len(dm.splits["test"]) == 1 and dm.split_info()["test_source"] == "held_out"
+    assert len(dm.splits["val"]) == 1 and len(dm.splits["train"]) == 3
     case = dm.case("im0001")
     assert case.image.shape == (3, 60, 70) and case.fov is not None and case.fov.any()
     assert set(case.extras) >= {"label_ah", "label_vk"}

@@ -1,0 +1,128 @@
+"""One case of a dataset: the index entry (:class:`CaseRef`), the loaded arrays (:class:`Case`), and
+the shared reading logic of :class:`~datamodules.base.SegDataModule` (:class:`CaseReadingMixin`).
+
+The file-table default: ``list_cases`` puts the paths of a 2D case in ``CaseRef.info``
+(``image``, ``labels`` = ``{annotator: path}``, optional ``fov``, ``invert_label``) and
+:meth:`CaseReadingMixin.load_case` reads them with :mod:`datamodules.readers`. Every reader path
+ends in :meth:`CaseReadingMixin.make_case`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from datamodules.args import CONSENSUS
+from datamodules.readers import (
+    check_same_shape,
+    combine_annotators,
+    derive_fov,
+    read_binary_label,
+    read_fov,
+    read_image_2d,
+    rescale_case,
+    zscore,
+)
+
+
+@dataclass
+class CaseRef:
+    """One entry of a dataset's index: ``split`` is ``train``/``val``/``test`` or None."""
+
+    case_id: str
+    split: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Case:
+    """One loaded case.
+
+    Attributes:
+        image: ``(C, *spatial)`` float32, normalised.
+        label: ``(*spatial)`` int64 in ``[0, num_classes)``.
+        fov: ``(*spatial)`` bool field of view, or None.
+        spacing: voxel size per spatial axis.
+        extras: anything else (every annotator ``label_<name>``, the ``annotator`` used for
+            ``label``, landmarks ...).
+    """
+
+    case_id: str
+    image: np.ndarray
+    label: np.ndarray
+    fov: np.ndarray | None = None
+    spacing: tuple[float, ...] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class CaseReadingMixin:
+    """Reading one case; needs the DataModule's ``image_mode``, ``derive_missing_fov``,
+    ``spatial_dims``, ``scale``, ``annotator`` and ``num_classes``."""
+
+    def load_case(self, ref: CaseRef) -> Case:
+        """Read one case; the default reads the file table in ``ref.info`` (2D image, labels, FOV).
+
+        Raises:
+            CaseLoadError: unreadable file, size mismatch or unexpected label values (names the file).
+        """
+        info = ref.info
+        if "image" not in info:
+            raise NotImplementedError(f"{type(self).__name__} must implement load_case")
+        image = read_image_2d(info["image"], self.image_mode)
+        labels = {}
+        for who, path in info["labels"].items():
+            labels[who] = read_binary_label(path, invert=bool(info.get("invert_label", False)))
+            check_same_shape(image.shape[1:], labels[who], path)
+        fov = None
+        if info.get("fov"):
+            fov = read_fov(info["fov"])
+            check_same_shape(image.shape[1:], fov, info["fov"])
+        elif self.derive_missing_fov:
+            fov = derive_fov(image)
+        return self.make_case(ref.case_id, image, labels, fov=fov)
+
+    # ---- shared per-case logic -----------------------------------------------------------
+    def make_case(
+        self,
+        case_id: str,
+        image: np.ndarray,
+        labels: dict[str, np.ndarray],
+        *,
+        fov: np.ndarray | None = None,
+        spacing: Sequence[float] | None = None,
+        extras: dict[str, Any] | None = None,
+        normalise: bool = True,
+    ) -> Case:
+        """Build a :class:`Case` from raw arrays: rescale, z-score inside the FOV, pick the annotator.
+
+        Args:
+            image: ``(C, *spatial)`` raw intensities.
+            labels: ``{annotator: (*spatial) int64}``, in ``annotators`` order (at least one).
+            fov: ``(*spatial)`` bool, or None (statistics then use every voxel).
+            spacing: voxel size per axis (default 1.0).
+            extras: further per-case data (kept as is).
+            normalise: z-score the image (per channel, statistics inside the FOV).
+        """
+        spacing = tuple(float(s) for s in (spacing or (1.0,) * self.spatial_dims))
+        if self.scale != 1.0:
+            image, labels, fov, spacing = rescale_case(image, labels, fov, spacing, self.scale)
+        if normalise:
+            image = zscore(image, fov)
+        used, label = self._pick_label(labels)
+        extra = {f"label_{k}": v for k, v in labels.items()}
+        extra["annotator"] = used
+        extra.update(extras or {})
+        return Case(case_id, image.astype(np.float32), label, fov, spacing, extra)
+
+    def _pick_label(self, labels: dict[str, np.ndarray]) -> tuple[str, np.ndarray]:
+        names = list(labels)
+        if self.annotator == CONSENSUS:
+            if len(names) == 1:
+                return names[0], labels[names[0]]
+            return CONSENSUS, combine_annotators([labels[n] for n in names], self.num_classes)
+        if self.annotator in labels:
+            return self.annotator, labels[self.annotator]
+        return names[0], labels[names[0]]
