@@ -31,11 +31,18 @@ _PLUGINS = (
     "umamba",
     "xlstm_unet",
     "graph",
+    "stu_net",
+    "basnet",
+    "rrwnet",
+    "tvconv_unet",
+    "h_denseunet",
+    "oss_net",
     # losses
     "losses",
     "loss_calibration",
     "loss_mip",
     "loss_topology",
+    "loss_basnet",
 )
 for _mod in _PLUGINS:
     importlib.import_module(f"models.{_mod}")

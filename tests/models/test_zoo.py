@@ -7,7 +7,6 @@ vessel image and asks for a training Dice above 0.9.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import pytest
@@ -37,8 +36,8 @@ def _logits(out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def _build(name: str, spatial_dims: int, shape: tuple[int, ...], **kw: Any) -> torch.nn.Module:
-    """Build with the input size passed on to models that need it (``img_size``)."""
-    if "img_size" in inspect.signature(model_entry(name).factory).parameters:
+    """Build with the input size passed on to models that declare a fixed one (registry metadata)."""
+    if model_entry(name).meta["fixed_input_size"]:
         kw.setdefault("img_size", shape)
     return create_model(name, spatial_dims=spatial_dims, in_channels=1, out_channels=_OUT_CHANNELS, **kw)
 
@@ -56,7 +55,7 @@ def _cases() -> list:
 def test_forward_backward(name: str, spatial_dims: int) -> None:
     torch.manual_seed(0)
     shape = _FWD_SHAPE[spatial_dims]
-    net = _build(name, spatial_dims, shape)
+    net = _build(name, spatial_dims, shape, **model_entry(name).meta["small"])  # the CPU size
     x = torch.randn(_FWD_BATCH[spatial_dims], 1, *shape)
     logits = _logits(net(x))
     assert logits.shape == (x.shape[0], _OUT_CHANNELS, *shape)
@@ -85,12 +84,17 @@ def test_unetr_default_img_size_is_default_patch(spatial_dims: int, shape: tuple
 
 
 def _overfit_cases() -> list:
-    registered = {model_entry(n).meta["family"]: n for n in reversed(list_models())}
+    """One representative per family; a family without a listed one gets its first 2D model at its
+    small size (the papers' methods also have an overfit test each in their own test file)."""
+    two_d = [n for n in reversed(list_models()) if 2 in model_entry(n).meta["dims"]]
+    registered = {model_entry(n).meta["family"]: n for n in two_d}
     cases = []
     for family in sorted(set(_OVERFIT) | set(registered)):
-        name, kw, steps, lr = _OVERFIT.get(family, (registered.get(family, ""), {}, 40, 1e-2))
+        name, kw, steps, lr = _OVERFIT.get(family, (registered.get(family, ""), None, 40, 1e-2))
         if name not in list_models():
-            name, kw = registered.get(family, ""), {}
+            name, kw = registered.get(family, ""), None
+        if kw is None:
+            kw = model_entry(name).meta["small"] if name else {}
         marks = () if name else pytest.mark.skip(reason=f"no {family} model registered yet")
         cases.append(pytest.param(name, kw, steps, lr, id=family, marks=marks))
     return cases

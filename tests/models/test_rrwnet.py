@@ -1,0 +1,108 @@
+"""RRWNet: forward/backward, weights shared over refinement steps, RRLoss weights, size, overfit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import models.rrwnet  # noqa: F401  (registers)
+from datamodules.synthetic import generate_vessels
+from models.losses import create_loss
+from models.registry import count_parameters, create_model, model_entry
+
+SMALL = model_entry("rrwnet").meta["small"]
+
+
+def _net(spatial_dims: int, **kw) -> torch.nn.Module:
+    return create_model("rrwnet", spatial_dims=spatial_dims, in_channels=1, out_channels=2, **(SMALL | kw))
+
+
+def _official_unet_params(cin: int, cout: int, base: int) -> int:
+    """Closed-form count of the official ``UNetModule`` (conv blocks, 2x2 up-convs, 1x1 head)."""
+
+    def block(i: int, o: int) -> int:  # two 3x3 convs with bias
+        return 9 * i * o + o + 9 * o * o + o
+
+    f = [base * 2**j for j in range(5)]
+    n = block(cin, f[0]) + sum(block(a, b) for a, b in zip(f[:-1], f[1:]))
+    n += sum(4 * f[j + 1] * f[j] + f[j] + block(2 * f[j], f[j]) for j in range(4))
+    return n + f[0] * cout + cout
+
+
+@pytest.mark.parametrize(("spatial_dims", "shape", "batch"), [(2, (32, 32), 2), (3, (16, 16, 16), 1)])
+def test_forward_backward_small(spatial_dims: int, shape: tuple[int, ...], batch: int) -> None:
+    torch.manual_seed(0)
+    net = _net(spatial_dims).train()
+    x = torch.randn(batch, 1, *shape)
+    label = (torch.rand(batch, 1, *shape) > 0.7).long()
+    out = net(x)
+    assert out["logits"].shape == (batch, 2, *shape)
+    assert len(out["aux"]) == SMALL["refine_steps"]  # base + intermediate refinements
+    (out["logits"].square().mean() + net.aux_loss(out, {"label": label})).backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    with torch.no_grad():
+        assert net.eval()(x).shape == (batch, 2, *shape)
+        assert net(torch.randn(1, 1, *[s + 4 for s in shape])).shape[2:] == tuple(s + 4 for s in shape)
+
+
+def test_refinement_steps_share_weights_and_see_only_maps() -> None:
+    torch.manual_seed(0)
+    net = _net(2, refine_steps=3).eval()
+    calls: list[torch.Tensor] = []
+    net.refiner.register_forward_hook(lambda _m, args, _out: calls.append(args[0]))
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        final = net(x)
+        assert len(calls) == 3  # one module, called once per step
+        assert all(c.shape[1] == 2 for c in calls)  # class maps only, not the image
+        torch.testing.assert_close(calls[0], torch.softmax(net.base(x), 1))
+        manual = net.base(x)
+        for _ in range(3):
+            manual = net.refiner(torch.softmax(manual, 1))
+        torch.testing.assert_close(final, manual)
+    # more steps add no parameters: the refinement weights are shared
+    assert count_parameters(_net(2, refine_steps=1)) == count_parameters(_net(2, refine_steps=6))
+
+
+def test_aux_loss_is_the_paper_rrloss_rescaled() -> None:
+    """RRLoss = L(base) + sum_i i L(r_i) / Z; segbench adds L(r_K) itself with weight 1."""
+    torch.manual_seed(0)
+    k = 4
+    net = _net(2, refine_steps=k).train()
+    x, y = torch.randn(1, 1, 32, 32), (torch.rand(1, 1, 32, 32) > 0.5).long()
+    out = net(x)
+    ce = create_loss("ce")
+    outs = [*out["aux"], out["logits"]]
+    z = k * (k + 1) / 2
+    paper = ce(outs[0], y) + sum(i * ce(r, y) for i, r in enumerate(outs[1:], start=1)) / z
+    segbench = ce(out["logits"], y) + net.aux_loss(out, {"label": y})
+    torch.testing.assert_close(segbench, paper * z / k)
+
+
+def test_paper_size_parameter_count() -> None:
+    with torch.device("meta"):
+        net = create_model("rrwnet", spatial_dims=2, in_channels=3, out_channels=3)
+    assert count_parameters(net.base) == _official_unet_params(3, 3, 64)  # 31.03 M
+    # the official refiner outputs 2 maps (artery, vein); segbench refines all 3 class maps
+    assert count_parameters(net.refiner) == _official_unet_params(3, 2, 64) + 64 + 1
+    assert net.refine_steps == 6 and not any(isinstance(m, torch.nn.InstanceNorm2d) for m in net.modules())
+
+
+def test_overfits_one_sample() -> None:
+    torch.manual_seed(0)
+    image, label = generate_vessels((32, 32), 0, 0)
+    x = torch.from_numpy(image)[None, None]
+    y = torch.from_numpy(label)[None, None].long()
+    net = _net(2).train()
+    loss_fn = create_loss("dice_ce")
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(45):
+        opt.zero_grad()
+        out = net(x)
+        (loss_fn(out["logits"], y) + net.aux_loss(out, {"label": y})).backward()
+        opt.step()
+    with torch.no_grad():
+        pred = net(x)["logits"].argmax(1, keepdim=True)
+    dice = 2 * ((pred == 1) & (y == 1)).sum() / ((pred == 1).sum() + (y == 1).sum())
+    assert dice > 0.9, f"training Dice {dice:.3f}"
