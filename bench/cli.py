@@ -94,6 +94,10 @@ def _run(args: argparse.Namespace) -> int:
         from bench.slurm import submit_sweep
 
         return submit_sweep(args.sweep, args.override, results, args)
+    if hasattr(args, "executor"):
+        from bench.slurm import check_local_options
+
+        check_local_options(args)  # e.g. --partition without --executor slurm is an error
     done_before = sum(run_state(results, cfg) == "done" for cfg in runs)
     records = run_sweep(sweep, results, force=args.force, progress=not args.quiet, runs=runs)
     failed = [r for r in records if r["status"] == "failed"]

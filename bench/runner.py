@@ -55,7 +55,7 @@ from bench.store import (
 )
 from datamodules import create_datamodule, dataset_entry
 from models import SegmentationModule, count_parameters, create_loss, create_model, model_entry
-from models.registry import check_kwargs, loss_dims, loss_targets
+from models.registry import SEGBENCH_MODEL_OPTIONS, check_kwargs, loss_dims, loss_targets
 
 # TrainerConfig fields that are segbench's own, not ``lightning.Trainer`` arguments.
 _NOT_TRAINER_ARGS = ("checkpoint_every_n_steps",)
@@ -130,7 +130,10 @@ def check_run(cfg: RunConfig) -> None:
     cls = entry.factory
     dims = int(cls.spatial_dims)
     m = model_entry(cfg.model.name)
-    if dims not in m.meta["dims"]:
+    two_half = cfg.model.kwargs.get("input_mode") == "2.5d"
+    if two_half and (dims != 3 or 2 not in m.meta["dims"]):
+        raise ConfigError(f"models: {cfg.model.name!r}: input_mode 2.5d needs a 2D model on a 3D dataset")
+    if not two_half and dims not in m.meta["dims"]:
         raise ConfigError(
             f"models: {cfg.model.name!r} supports {'/'.join(f'{d}D' for d in m.meta['dims'])}, "
             f"but dataset {cfg.dataset.name!r} is {dims}D"
@@ -139,8 +142,12 @@ def check_run(cfg: RunConfig) -> None:
     for key in cfg.model.kwargs:
         if key in reserved:
             raise ConfigError(f"models: {cfg.model.name!r}: {key!r} is set by segbench from the dataset")
+    options = [k for k in cfg.model.kwargs if k not in SEGBENCH_MODEL_OPTIONS]
+    path = cfg.model.kwargs.get("pretrained_encoder")
+    if path is not None and not Path(str(path)).is_file():
+        raise ConfigError(f"models: {cfg.model.name!r}: pretrained_encoder {path}: no such file")
     try:
-        check_kwargs("model", cfg.model.name, m.factory, list(cfg.model.kwargs), reserved)
+        check_kwargs("model", cfg.model.name, m.factory, options, reserved)
     except ValueError as e:
         raise ConfigError(f"models: {e}") from None
     if dims not in loss_dims(cfg.loss.name):
@@ -244,14 +251,21 @@ def build_module(cfg: RunConfig, dm: Any) -> SegmentationModule:
         sam_rho=o.sam_rho,
         sam_base=o.sam_base,
         loss_targets=loss_targets(cfg.loss.name),
+        gradient_clip_val=cfg.trainer.gradient_clip_val if o.optimizer == "sam" else None,
         sw_batch_size=cfg.eval.sw_batch_size,
         sw_overlap=cfg.eval.sw_overlap,
     )
 
 
-def trainer_kwargs(t: TrainerConfig) -> dict[str, Any]:
-    """``lightning.Trainer`` arguments from the typed config (every field under its own name)."""
-    return {f.name: getattr(t, f.name) for f in dataclasses.fields(t) if f.name not in _NOT_TRAINER_ARGS}
+def trainer_kwargs(t: TrainerConfig, *, manual_optimization: bool = False) -> dict[str, Any]:
+    """``lightning.Trainer`` arguments from the typed config (every field under its own name).
+
+    Under manual optimisation (SAM) Lightning refuses ``gradient_clip_val``; the module clips.
+    """
+    kw = {f.name: getattr(t, f.name) for f in dataclasses.fields(t) if f.name not in _NOT_TRAINER_ARGS}
+    if manual_optimization:
+        kw["gradient_clip_val"] = None
+    return kw
 
 
 def build_trainer(
@@ -259,7 +273,7 @@ def build_trainer(
 ) -> L.Trainer:
     """A Lightning Trainer from ``cfg.trainer`` plus the run's callbacks and loggers."""
     return L.Trainer(
-        **trainer_kwargs(cfg.trainer),
+        **trainer_kwargs(cfg.trainer, manual_optimization=cfg.optim.optimizer == "sam"),
         default_root_dir=work_dir,
         callbacks=callbacks,
         logger=loggers,

@@ -37,12 +37,22 @@ _PLUGINS = (
     "tvconv_unet",
     "h_denseunet",
     "oss_net",
+    "deeplabv3plus",
+    "dformer",
+    "att_swin_unet",
+    "transdae",
+    "paratranscnn",
+    "msga_net",
+    "tubule_net",
+    "prob_unet",
     # losses
     "losses",
     "loss_calibration",
     "loss_mip",
     "loss_topology",
     "loss_basnet",
+    "loss_uncertainty",
+    "loss_pulaski",
 )
 for _mod in _PLUGINS:
     importlib.import_module(f"models.{_mod}")

@@ -49,6 +49,7 @@ class SegmentationModule(L.LightningModule):
         warmup_steps: linear warm-up steps before the schedule.
         sam_rho, sam_base: radius and base optimiser of ``optimizer="sam"`` (sharpness-aware
             minimisation: two forward/backward passes per step, manual optimisation).
+        gradient_clip_val: gradient clipping under SAM (Lightning clips automatically otherwise).
         loss_targets: ``"label"`` (``batch["label"] (B, 1, *spatial)``) or ``"raters"`` (every
             annotator's labels ``batch["label_<name>"]`` stacked to ``(B, R, *spatial)``).
         sw_batch_size, sw_overlap: sliding-window batch size and overlap fraction.
@@ -75,6 +76,7 @@ class SegmentationModule(L.LightningModule):
         sam_rho: float = 0.05,
         sam_base: str = "sgd",
         loss_targets: str = "label",
+        gradient_clip_val: float | None = None,
         sw_batch_size: int = 4,
         sw_overlap: float = 0.25,
     ) -> None:
@@ -100,6 +102,7 @@ class SegmentationModule(L.LightningModule):
             raise ValueError(f"loss_targets {loss_targets!r} is not 'label' or 'raters'")
         self.loss_targets = loss_targets
         self.automatic_optimization = optimizer != "sam"
+        self.gradient_clip_val = gradient_clip_val  # applied by hand under SAM's manual optimisation
         self.sw_batch_size = sw_batch_size
         self.sw_overlap = sw_overlap
         self.infer_seconds = 0.0
@@ -120,8 +123,15 @@ class SegmentationModule(L.LightningModule):
         return torch.cat([batch[k] for k in keys], dim=1)
 
     def _train_loss(self, batch: dict[str, Any]) -> torch.Tensor:
-        out = self.net(batch["image"])
-        loss = self.loss_fn(_logits(out), self._target(batch))
+        """Training loss of one batch: the loss on the network's logits (or, for a multi-rater loss
+        and a probabilistic net, on its samples) plus the network's own ``aux_loss``."""
+        target = self._target(batch)
+        image = batch["image"]
+        out = self.net(image, target) if getattr(self.net, "takes_target", False) else self.net(image)
+        if self.loss_targets == "raters" and isinstance(out, dict) and "samples" in out:
+            loss = self.loss_fn(out["samples"], target)
+        else:
+            loss = self.loss_fn(_logits(out), target)
         if hasattr(self.net, "aux_loss"):
             loss = loss + self.net.aux_loss(out, batch)
         return loss
@@ -129,17 +139,19 @@ class SegmentationModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         if self.automatic_optimization:
             loss = self._train_loss(batch)
-        else:  # SAM: gradient at w, climb to w + e(w), gradient there, step from w
+        else:  # SAM: gradient at w, climb to w + e(w), gradient there, step from w (one Lightning step)
             opt = self.optimizers()
-            loss = self._train_loss(batch)
-            opt.zero_grad()
-            self.manual_backward(loss)
-            opt.optimizer.first_step(zero_grad=True)
-            self.manual_backward(self._train_loss(batch))
-            clip = self.trainer.gradient_clip_val
-            if clip:
-                self.clip_gradients(opt, gradient_clip_val=clip)
-            opt.optimizer.second_step(zero_grad=True)
+            clip = self.gradient_clip_val
+
+            def closure() -> torch.Tensor:
+                opt.zero_grad()
+                value = self._train_loss(batch)
+                self.manual_backward(value)
+                if clip:
+                    self.clip_gradients(opt, gradient_clip_val=clip)
+                return value
+
+            loss = opt.step(closure=closure)
             self.lr_schedulers().step()
         self.log("train_loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
         return loss
@@ -213,7 +225,11 @@ class SegmentationModule(L.LightningModule):
         """The optimiser of ``optimizer`` (network and any learnable loss weights) and the per-step
         schedule, whose length is ``max_steps`` or, for an epoch budget, the Trainer's estimate."""
         o = self.optim
-        params = [p for p in self.parameters() if p.requires_grad]
+        net_params = [p for p in self.net.parameters() if p.requires_grad]
+        loss_params = [p for p in self.loss_fn.parameters() if p.requires_grad]
+        params: list[Any] = net_params
+        if loss_params:  # learned loss weights (e.g. uncertainty weighting): no weight decay
+            params = [{"params": net_params}, {"params": loss_params, "weight_decay": 0.0}]
         opt = _OPTIMIZERS[o["optimizer"]](params, o)
         total = int(o["max_steps"])
         if total <= 0:

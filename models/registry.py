@@ -99,6 +99,12 @@ def _guard_input_size(net: nn.Module, name: str, img_size: tuple[int, ...]) -> N
     net.img_size = img_size  # type: ignore[assignment]
 
 
+SEGBENCH_MODEL_OPTIONS = ("input_mode", "context", "pretrained_encoder")
+"""Model options every model takes, handled here rather than by the builder:
+``input_mode: 2.5d`` (a 2D model on 3D data, ``context`` neighbouring slices on each side as
+channels) and ``pretrained_encoder`` (a local checkpoint loaded into the registered encoder)."""
+
+
 def create_model(
     name: str, *, spatial_dims: int, in_channels: int, out_channels: int, **kwargs: Any
 ) -> nn.Module:
@@ -106,30 +112,54 @@ def create_model(
 
     For a model registered with ``fixed_input_size``, ``img_size`` (an int or one entry per
     spatial axis) is resolved here and the network's forward raises :class:`InputSizeError`
-    for any other input size.
+    for any other input size. ``input_mode="2.5d"`` builds a 2D model for 3D data
+    (:func:`models.slices.wrap_2p5d`); ``pretrained_encoder=PATH`` loads a safetensors / torch /
+    Lightning checkpoint into the encoder the registration names (:func:`models.pretrained.load_encoder`).
 
     Raises:
         KeyError: for an unknown name (the message lists the known ones).
-        ValueError: when the model does not support ``spatial_dims``.
+        ValueError: when the model does not support ``spatial_dims``, or a checkpoint does not fit.
     """
     entry = MODELS.get(name)
     meta = entry.meta
-    if spatial_dims not in meta["dims"]:
+    input_mode = kwargs.pop("input_mode", "native")
+    context = int(kwargs.pop("context", 1))
+    pretrained = kwargs.pop("pretrained_encoder", None)
+    if input_mode not in ("native", "2.5d"):
+        raise ValueError(f"model {name!r}: input_mode {input_mode!r} is not 'native' or '2.5d'")
+    two_half = input_mode == "2.5d"
+    if two_half and (spatial_dims != 3 or 2 not in meta["dims"]):
+        raise ValueError(f"model {name!r}: input_mode 2.5d needs a 2D model on 3D data")
+    if not two_half and spatial_dims not in meta["dims"]:
         raise ValueError(f"model {name!r} supports spatial_dims {meta['dims']}, not {spatial_dims}")
     img_size = None
     if meta.get("fixed_input_size"):
-        size = kwargs.get("img_size") or meta["default_img_size"].get(spatial_dims)
+        dims = 2 if two_half else spatial_dims
+        size = kwargs.get("img_size") or meta["default_img_size"].get(dims)
         if size is None:
             raise ValueError(f"model {name!r} has a fixed input size: give img_size")
-        img_size = tuple(int(s) for s in ([size] * spatial_dims if isinstance(size, int) else size))
-        if len(img_size) != spatial_dims:
-            raise ValueError(f"model {name!r}: img_size {img_size} does not have {spatial_dims} entries")
+        img_size = tuple(int(s) for s in ([size] * dims if isinstance(size, int) else size))[:dims]
+        if len(img_size) != dims:
+            raise ValueError(f"model {name!r}: img_size {img_size} does not have {dims} entries")
         kwargs["img_size"] = img_size
-    net = entry.factory(
-        spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, **kwargs
-    )
-    if img_size is not None:
-        _guard_input_size(net, name, img_size)
+    if two_half:
+        from models.slices import wrap_2p5d
+
+        net = wrap_2p5d(entry.factory, in_channels=in_channels, out_channels=out_channels, context=context,
+                        **kwargs)
+    else:
+        net = entry.factory(
+            spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, **kwargs
+        )
+        if img_size is not None:
+            _guard_input_size(net, name, img_size)
+    if pretrained is not None:
+        from models.pretrained import load_encoder
+
+        encoder = meta.get("encoder")
+        if two_half and encoder:
+            encoder = f"net.{encoder}"
+        load_encoder(net, pretrained, encoder_attr=encoder)
     return net
 
 
