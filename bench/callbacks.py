@@ -72,6 +72,9 @@ class ResumeCheckpoint(L.Callback):
         if trainer.state.fn == "fit":
             self._save(trainer)
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._save(trainer)  # a run killed during the test resumes with nothing left to train
+
     def state_dict(self) -> dict[str, Any]:
         name, keys, pos, has_gauss, cached = np.random.get_state()
         version, internal, gauss = random.getstate()

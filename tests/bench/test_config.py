@@ -57,7 +57,7 @@ def test_component_kwargs_and_round_trip():
     [
         ("trainer.max_stepz=3", "trainer.max_stepz: unknown field (did you mean 'max_steps'?)"),
         ("trainer.max_steps=ten", "trainer.max_steps: expected int, got 'ten'"),
-        ("trainer.max_steps=0", "trainer.max_steps: must be > 0"),
+        ("trainer.max_steps=0", "trainer.max_steps: must be >= 1"),
         ("optim.optimizer=lion", "optim.optimizer: 'lion' is not one of adamw, adam, sgd"),
         ("optim.lr=fast", "optim.lr: expected float"),
         ("models=[]", "models: must list at least one entry"),
@@ -83,7 +83,7 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_sweep(bad)
     top = tmp_path / "list.yaml"
     top.write_text("- unet\n")
-    with pytest.raises(ConfigError, match="top level must be a mapping"):
+    with pytest.raises(ConfigError, match="top level is a list; it must be a mapping"):
         load_sweep(top)
 
 

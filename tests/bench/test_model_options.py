@@ -13,8 +13,10 @@ from tests.conftest import tiny_sweep_dict
 
 
 def test_sam_runs_the_step_budget(tmp_path) -> None:
-    sweep = tiny_sweep_dict(optim={"optimizer": "sam", "sam_rho": 0.05, "lr": 0.01},
-                            trainer={"max_steps": 3, "gradient_clip_val": 1.0})
+    sweep = tiny_sweep_dict(
+        optim={"optimizer": "sam", "sam_rho": 0.05, "lr": 0.01},
+        trainer={"max_steps": 3, "gradient_clip_val": 1.0},
+    )
     (rec,) = run_sweep(sweep_from_dict(sweep), tmp_path, progress=False)
     assert rec["status"] == "done", rec.get("traceback")
     assert rec["steps"] == 3  # SAM's two passes count as one optimiser step
@@ -22,8 +24,15 @@ def test_sam_runs_the_step_budget(tmp_path) -> None:
 
 def test_a_2d_model_runs_on_3d_data_in_2p5d_mode(tmp_path) -> None:
     sweep = tiny_sweep_dict(
-        datasets=[{"name": "synthetic_vessels_3d", "size": [16, 16, 16], "num_train": 2, "num_val": 1,
-                   "num_test": 1}],
+        datasets=[
+            {
+                "name": "synthetic_vessels_3d",
+                "size": [16, 16, 16],
+                "num_train": 2,
+                "num_val": 1,
+                "num_test": 1,
+            }
+        ],
         models=[{"name": "hybridgnet_dense", "input_mode": "2.5d", "context": 1}],
         data={"batch_size": 1, "patch_size": [16, 16, 16], "samples_per_epoch": 2},
         eval={"sw_batch_size": 1},
@@ -44,12 +53,22 @@ def test_pretrained_encoder_is_loaded_from_a_local_checkpoint(tmp_path) -> None:
     path = tmp_path / "unet.safetensors"
     save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
     torch.manual_seed(123)
-    net = create_model("unet", spatial_dims=2, in_channels=1, out_channels=2, pretrained_encoder=str(path), **kw)
+    net = create_model(
+        "unet", spatial_dims=2, in_channels=1, out_channels=2, pretrained_encoder=str(path), **kw
+    )
     for (k, a), b in zip(source.state_dict().items(), net.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
-    missing = sweep_from_dict(tiny_sweep_dict(models=[{"name": "unet", "pretrained_encoder": str(tmp_path / "x")}]))
+    missing = sweep_from_dict(
+        tiny_sweep_dict(models=[{"name": "unet", "pretrained_encoder": str(tmp_path / "x")}])
+    )
     with pytest.raises(ConfigError, match="pretrained_encoder .*: no such file"):
         check_run(resolve_run(missing.expand()[0]))
     with pytest.raises(ValueError, match="unet.safetensors"):
-        create_model("unet", spatial_dims=2, in_channels=1, out_channels=2, pretrained_encoder=str(path),
-                     channels=[4, 8, 16])
+        create_model(
+            "unet",
+            spatial_dims=2,
+            in_channels=1,
+            out_channels=2,
+            pretrained_encoder=str(path),
+            channels=[4, 8, 16],
+        )
