@@ -15,7 +15,7 @@ from typing import Any
 
 import optuna
 
-from bench.config import TuneConfig
+from bench.config import ConfigError, TuneConfig
 
 _RETRY_WAIT_SECONDS = 2.0  # upper bound of the random back-off between storage attempts
 _STORAGE_ATTEMPTS = 5
@@ -42,6 +42,16 @@ def make_storage(url: str, tune: TuneConfig) -> optuna.storages.RDBStorage:
     ``failed_trial_callback`` are deprecated aliases). Workers that start together on a fresh
     database race to create the tables; the loser retries.
     """
+    shown = _shown(url)
+    try:
+        from sqlalchemy.engine import make_url
+
+        make_url(url)
+    except Exception:  # noqa: BLE001 - any parse failure is the user's URL
+        raise ConfigError(
+            f"--storage {shown}: not a database URL (e.g. sqlite:///results/optuna.db or "
+            "postgresql://user@host:5432/db)"
+        ) from None
     url = storage_url(url)
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     for attempt in range(_STORAGE_ATTEMPTS):
@@ -55,9 +65,12 @@ def make_storage(url: str, tune: TuneConfig) -> optuna.storages.RDBStorage:
                     grace_period=tune.grace_period,
                     **_retry_callback(tune.max_retry),
                 )
-        except Exception:  # noqa: BLE001 - concurrent schema creation; retried, then raised
+        except ImportError as e:
+            raise ConfigError(f"--storage {shown}: no database driver for this URL ({e})") from None
+        except Exception as e:  # noqa: BLE001 - concurrent schema creation; retried, then raised
             if attempt == _STORAGE_ATTEMPTS - 1:
-                raise
+                first = (str(getattr(e, "orig", None) or e).strip().splitlines() or [type(e).__name__])[0]
+                raise ConfigError(f"--storage {shown}: cannot open the study storage: {first}") from None
             time.sleep(_RETRY_WAIT_SECONDS * random.random())
     raise AssertionError("unreachable")
 
@@ -68,6 +81,13 @@ def _retry_callback(max_retry: int) -> dict[str, Any]:
     if retry is not None:
         return {"heartbeat_stale_trial_callback": retry(max_retry=max_retry)}
     return {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=max_retry)}
+
+
+def _shown(url: str) -> str:
+    try:
+        return public_url(url)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as given
+        return url
 
 
 def public_url(url: str) -> str:

@@ -46,6 +46,10 @@ def _msd_resource(task: str, md5: str) -> tuple[Resource, ...]:
     return (Resource(f"{_MSD_URL}{task}.tar", f"{task}.tar", f"md5:{md5}"),)
 
 
+class DatasetFileError(ValueError):
+    """A dataset's own index file is unreadable; the message names it."""
+
+
 class MsdDataModule(SegDataModule):
     """Shared reader of Decathlon tasks; subclasses declare the task, classes and window.
 
@@ -72,11 +76,18 @@ class MsdDataModule(SegDataModule):
         self.intensity_window = tuple(intensity_window) if intensity_window else self.default_window
 
     def _pairs(self) -> list[tuple[Path, Path]]:
+        """(image, label) paths from ``dataset.json`` when present, else paired by file name."""
         spec = self.find_files("dataset.json")
         if spec:
             base = spec[0].parent
-            entries = json.loads(spec[0].read_text()).get("training", [])
-            return [(base / e["image"], base / e["label"]) for e in entries]
+            try:
+                entries = json.loads(spec[0].read_text()).get("training", [])
+                return [(base / e["image"], base / e["label"]) for e in entries]
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, KeyError, TypeError) as e:
+                raise DatasetFileError(
+                    f"{spec[0]}: not a valid MSD dataset.json ({type(e).__name__}: {e}); "
+                    "fix or delete it (the cases are then paired from imagesTr/ and labelsTr/)"
+                ) from None
         return [
             (img, img.parent.parent / "labelsTr" / img.name)
             for img in self.find_files(f"imagesTr/*{_NIFTI}")

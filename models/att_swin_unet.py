@@ -20,13 +20,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from monai.networks.layers import Conv
 from monai.networks.nets.swin_unetr import BasicLayer, PatchEmbed, PatchMergingV2, WindowAttention
 from monai.utils import ensure_tuple_rep
 from torch import nn
 
-from models.dformer import PatchExpand, channels_first, channels_last
+from models.dformer import PatchExpand, channels_first, channels_last, pad_to_multiple
 from models.registry import register_model
 
 
@@ -133,10 +132,7 @@ class AttSwinUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spatial = x.shape[2:]
-        pad = [(-s) % self.factor for s in spatial]
-        if any(pad):
-            x = F.pad(x, [p for q in reversed(pad) for p in (0, q)])
-        x = self.embed(x)
+        x = self.embed(pad_to_multiple(x, self.factor))
         skips = []
         for layer in self.encoder:
             skips.append(x)  # the stage input is the skip (Swin-Unet layout)

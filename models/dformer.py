@@ -39,6 +39,14 @@ def channels_first(x: torch.Tensor) -> torch.Tensor:
     return x.movedim(-1, 1)
 
 
+def pad_to_multiple(x: torch.Tensor, factor: int | Sequence[int]) -> torch.Tensor:
+    """Zero-pads ``x (B, C, *S)`` on the high side of each axis to a multiple of ``factor`` (per axis)."""
+    pad = [(-s) % f for s, f in zip(x.shape[2:], ensure_tuple_rep(factor, x.ndim - 2))]
+    if any(pad):
+        x = F.pad(x, [p for q in reversed(pad) for p in (0, q)])
+    return x
+
+
 def group_tokens(x: torch.Tensor, group: Sequence[int], dilated: bool) -> torch.Tensor:
     """Split ``x (B, *S, C)`` into groups of ``prod(group)`` tokens: ``(B * n_groups, prod(group), C)``.
 
@@ -189,10 +197,7 @@ class DFormer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spatial = x.shape[2:]
-        pad = [(-s) % f for s, f in zip(spatial, self.factor)]
-        if any(pad):
-            x = F.pad(x, [p for q in reversed(pad) for p in (0, q)])
-        x = self.embed_norm(channels_last(self.embed(x)))
+        x = self.embed_norm(channels_last(self.embed(pad_to_multiple(x, self.factor))))
         skips = []
         for i, stage in enumerate(self.encoder):
             skips.append(x)  # the stage input is the skip (Swin-Unet layout)

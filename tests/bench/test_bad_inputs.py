@@ -61,6 +61,10 @@ ROWS: list[tuple[str, list[str], int, str]] = [
     ("lb-output-dir", ["leaderboard", "--results", "{results}", "--output", "{tmp}"], 2, "is a folder"),
     ("lb-no-records", ["leaderboard", "--results", "{tmp}/emptydir", "--output", "{tmp}/board.md"], 2, "no run record found"),
     ("tune-trials", ["tune", "--n-trials", "0"], 2, "--n-trials: must be >= 1"),
+    ("storage-syntax", ["tune", "{tmp}/tune.yaml", "--storage", "notascheme"], 2, "--storage notascheme: not a database URL"),
+    ("storage-driver", ["tune", "{tmp}/tune.yaml", "--storage", "mysql://"], 2, "--storage mysql://: no database driver"),
+    ("storage-unreachable", ["tune", "{tmp}/tune.yaml", "--storage", "sqlite:////nonexistent/dir/x.db"], 2, "cannot open the study storage"),
+    ("tune-no-space", ["tune"], 2, "tune.space is empty"),
 ]
 
 
@@ -82,6 +86,10 @@ def world(tmp_path: Path) -> dict[str, Path]:
     (tmp_path / "list.yaml").write_text("- unet\n- dice\n")
     (tmp_path / "broken.yaml").write_text("models: [unet\n")
     (tmp_path / "emptydir").mkdir()
+    (tmp_path / "tune.yaml").write_text(
+        "models: [{name: unet, channels: [4, 8]}]\ntrainer: {max_steps: 2}\n"
+        "tune: {n_trials: 1, space: {optim.lr: {type: float, low: 1e-4, high: 1e-2, log: true}}}\n"
+    )
     results = tmp_path / "results"
     results.mkdir()
     (results / "existing.json").write_text(json.dumps(_RECORD))
@@ -122,3 +130,24 @@ def test_readme_override_example_is_a_number(world) -> None:
     sweep.write_text("optim: {lr: 3e-4, weight_decay: 1e30}\n")
     loaded = load_sweep(sweep)
     assert loaded.optim.lr == 3e-4 and loaded.optim.weight_decay == 1e30
+
+
+def test_corrupt_dataset_json_is_one_line_naming_the_file(tmp_path, capsys) -> None:
+    root = tmp_path / "Task04_Hippocampus"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "dataset.json").write_text('{"training": [')
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(
+        f"datasets: [{{name: msd_hippocampus, root: {root}, download: false}}]\n"
+        "models: [{name: unet, channels: [4, 8]}]\ntrainer: {max_steps: 1}\n"
+    )
+    code = main(["run", str(sweep), "--results", str(tmp_path / "r"), "--dry-run"])
+    err = capsys.readouterr().err
+    if code == 0:  # the index is read when the run starts: the failed record names the file
+        from bench.config import load_sweep
+        from bench.runner import run_sweep
+
+        (rec,) = run_sweep(load_sweep(sweep), tmp_path / "r", progress=False)
+        assert rec["status"] == "failed" and "dataset.json: not a valid MSD dataset.json" in rec["error"]
+    else:
+        assert "dataset.json: not a valid MSD dataset.json" in err and len(err.strip().splitlines()) == 1

@@ -2,60 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
 from monai.networks.nets.swin_unetr import WindowAttention
 
 import models.att_swin_unet  # noqa: F401  (registers)
-from datamodules.synthetic import generate_vessels
 from models.att_swin_unet import ContextWindowAttention
-from models.losses import create_loss
-from models.registry import count_parameters, create_model, model_entry
+from models.registry import count_parameters, create_model
+from tests.models.zoo_checks import (
+    SMALL_INPUTS,
+    check_small_forward_backward,
+    small_model,
+    train_dice,
+    vessel_sample,
+)
 
 NAME = "att_swin_unet"
 
 
-def _small(spatial_dims: int, **kw: Any) -> torch.nn.Module:
-    size = {**model_entry(NAME).meta["small"], **kw}
-    return create_model(NAME, spatial_dims=spatial_dims, in_channels=1, out_channels=2, **size)
-
-
-def _train_dice(net: torch.nn.Module, steps: int, lr: float) -> float:
-    """Adam on one 32×32 synthetic vessel image with Dice+CE; training-mode Dice afterwards."""
-    image, label = generate_vessels((32, 32), 0, 0)
-    x, y = torch.from_numpy(image)[None, None], torch.from_numpy(label)[None, None].long()
-    loss_fn, opt = create_loss("dice_ce"), torch.optim.Adam(net.parameters(), lr=lr)
-    for _ in range(steps):
-        opt.zero_grad()
-        loss_fn(net(x), y).backward()
-        opt.step()
-    with torch.no_grad():
-        pred = net(x).argmax(1, keepdim=True) == 1
-    return float(2 * (pred & (y == 1)).sum() / (pred.sum() + (y == 1).sum()))
-
-
-@pytest.mark.parametrize(
-    ("spatial_dims", "batch", "shape"), [(2, 2, (32, 32)), (3, 1, (32, 32, 32)), (2, 1, (48, 80))]
-)
+@pytest.mark.parametrize(("spatial_dims", "batch", "shape"), SMALL_INPUTS)
 def test_forward_backward_small(spatial_dims: int, batch: int, shape: tuple[int, ...]) -> None:
-    torch.manual_seed(0)
-    net = _small(spatial_dims, drop_path=0.0)  # stochastic depth would drop whole blocks of batch 1
-    out = net(torch.randn(batch, 1, *shape))
-    assert out.shape == (batch, 2, *shape)
-    out.square().mean().backward()
-    for name, p in net.named_parameters():
-        # A 32-voxel input leaves one token at the bottleneck: its position bias cancels in softmax.
-        if name.startswith("encoder.3.") and "relative_position_bias_table" in name:
-            continue
-        assert p.grad is not None and torch.isfinite(p.grad).all(), name
-        assert p.grad.abs().sum() > 0, name
+    # A 32-voxel input leaves one token at the bottleneck: its position bias cancels in softmax.
+    # drop_path=0: stochastic depth would drop whole blocks of batch 1.
+    check_small_forward_backward(
+        NAME,
+        spatial_dims,
+        batch,
+        shape,
+        skip=lambda name: name.startswith("encoder.3.") and "relative_position_bias_table" in name,
+        drop_path=0.0,
+    )
 
 
 def test_overfits_one_sample() -> None:
     torch.manual_seed(0)
-    assert _train_dice(_small(2), steps=80, lr=1e-2) > 0.9
+    assert train_dice(small_model(NAME, 2), *vessel_sample(), steps=80, lr=1e-2) > 0.9
 
 
 def test_window_attention_adds_the_context_weights() -> None:
@@ -76,7 +57,7 @@ def test_window_attention_adds_the_context_weights() -> None:
 
 def test_decoder_blocks_receive_the_encoder_attention_of_their_level() -> None:
     torch.manual_seed(0)
-    net = _small(2).eval()
+    net = small_model(NAME, 2).eval()
     given: dict[tuple[int, int], torch.Tensor | None] = {}
     made: dict[tuple[int, int], torch.Tensor | None] = {}
     handles = []
@@ -98,7 +79,7 @@ def test_decoder_blocks_receive_the_encoder_attention_of_their_level() -> None:
         torch.testing.assert_close(ctx.sum(-1), torch.ones_like(ctx.sum(-1)))  # softmax rows
     assert all(b.attn.context is None and b.attn.weights is None for lay in net.decoder for b in lay.blocks)
     # The attention changes the output: the ablation without it differs with the same weights.
-    plain = _small(2, cross_contextual=False).eval()
+    plain = small_model(NAME, 2, cross_contextual=False).eval()
     plain.load_state_dict(net.state_dict())
     x = torch.randn(1, 1, 64, 64)
     with torch.no_grad():

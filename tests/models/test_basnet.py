@@ -7,11 +7,9 @@ import torch
 from monai.networks.nets.resnet import ResNetBlock
 
 import models.basnet  # noqa: F401  (registers)
-from datamodules.synthetic import generate_vessels
-from models.losses import create_loss
-from models.registry import count_parameters, create_model, model_entry
+from models.registry import count_parameters, create_model
+from tests.models.zoo_checks import assert_gradients, forward_backward, small_model, train_dice, vessel_sample
 
-SMALL = model_entry("basnet").meta["small"]
 # The official BASNet checkpoint is 348.5 MB (Qin et al., U^2-Net, Pattern Recognition 2020,
 # Table 3, where BASNet is compared): 348.5e6 bytes / 4 bytes per float32 weight. The saved file
 # also holds BatchNorm running statistics (~0.06 M values), hence the tolerance.
@@ -19,29 +17,20 @@ PAPER_PARAMS = 348.5e6 / 4
 PARAM_RTOL = 0.005
 
 
-def _net(spatial_dims: int, **kw) -> torch.nn.Module:
-    return create_model("basnet", spatial_dims=spatial_dims, in_channels=1, out_channels=2, **(SMALL | kw))
-
-
 @pytest.mark.parametrize(("spatial_dims", "shape", "batch"), [(2, (32, 32), 2), (3, (16, 16, 16), 1)])
 def test_forward_backward_small(spatial_dims: int, shape: tuple[int, ...], batch: int) -> None:
     torch.manual_seed(0)
-    net = _net(spatial_dims).train()
-    x = torch.randn(batch, 1, *shape)
-    label = (torch.rand(batch, 1, *shape) > 0.7).long()
-    out = net(x)
-    assert out["logits"].shape == (batch, 2, *shape)
+    net = small_model("basnet", spatial_dims).train()
+    x, out = forward_backward(net, batch, shape, aux_label=True)
     assert len(out["aux"]) == len(net.decoder) + 1  # every decoder stage + the bridge
     assert all(a.shape == out["logits"].shape for a in out["aux"])  # side outputs at full size
-    (out["logits"].square().mean() + net.aux_loss(out, {"label": label})).backward()
-    for name, p in net.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert_gradients(net)
     with torch.no_grad():
         assert net.eval()(x).shape == (batch, 2, *shape)
 
 
 def test_sizes_divisible_by_16_and_others() -> None:
-    net = _net(2).eval()
+    net = small_model("basnet", 2).eval()
     with torch.no_grad():
         assert net(torch.randn(1, 1, 48, 16)).shape == (1, 2, 48, 16)
         assert net(torch.randn(1, 1, 20, 36)).shape == (1, 2, 20, 36)
@@ -49,7 +38,7 @@ def test_sizes_divisible_by_16_and_others() -> None:
 
 def test_refinement_adds_a_residual_to_the_coarse_map() -> None:
     torch.manual_seed(0)
-    net = _net(2).train()
+    net = small_model("basnet", 2).train()
     x = torch.randn(2, 1, 32, 32)
     with torch.no_grad():
         out = net(x)
@@ -74,18 +63,6 @@ def test_paper_size_structure_and_parameter_count() -> None:
 
 def test_overfits_one_sample_with_the_hybrid_loss() -> None:
     torch.manual_seed(0)
-    image, label = generate_vessels((32, 32), 0, 0)
-    x = torch.from_numpy(image)[None, None]
-    y = torch.from_numpy(label)[None, None].long()
-    net = _net(2).train()
-    loss_fn = create_loss("basnet_hybrid")
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(25):
-        opt.zero_grad()
-        out = net(x)
-        (loss_fn(out["logits"], y) + net.aux_loss(out, {"label": y})).backward()
-        opt.step()
-    with torch.no_grad():
-        pred = net(x)["logits"].argmax(1, keepdim=True)  # training mode, as trained
-    dice = 2 * ((pred == 1) & (y == 1)).sum() / ((pred == 1).sum() + (y == 1).sum())
+    x, y = vessel_sample()
+    dice = train_dice(small_model("basnet", 2).train(), x, y, steps=25, lr=1e-2, loss="basnet_hybrid")
     assert dice > 0.9, f"training Dice {dice:.3f}"

@@ -6,10 +6,9 @@ import pytest
 import torch
 
 import models.h_denseunet  # noqa: F401  (registers)
-from datamodules.synthetic import generate_vessels
 from models.h_denseunet import _slices_with_neighbours
-from models.losses import create_loss
 from models.registry import create_model, model_entry
+from tests.models.zoo_checks import assert_gradients, forward_backward, train_dice, vessel_sample
 
 SMALL = model_entry("h_denseunet").meta["small"]
 
@@ -21,13 +20,9 @@ def _net(**kw) -> torch.nn.Module:
 def test_forward_backward_small() -> None:
     torch.manual_seed(0)
     net = _net().train()
-    x = torch.randn(1, 1, 32, 32, 32)
-    label = (torch.rand(1, 1, 32, 32, 32) > 0.7).long()
-    out = net(x)
-    assert out["logits"].shape == (1, 2, 32, 32, 32) and out["aux"][0].shape == (1, 2, 32, 32, 32)
-    (out["logits"].square().mean() + net.aux_loss(out, {"label": label})).backward()
-    for name, p in net.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    _, out = forward_backward(net, 1, (32, 32, 32), aux_label=True)
+    assert out["aux"][0].shape == (1, 2, 32, 32, 32)
+    assert_gradients(net)
     with torch.no_grad():
         assert net.eval()(torch.randn(1, 1, 48, 16, 20)).shape == (1, 2, 48, 16, 20)  # padded, cropped
 
@@ -87,18 +82,6 @@ def test_two_dimensional_input_is_one_clear_error() -> None:
 def test_overfits_one_sample() -> None:
     """One synthetic vessel image stacked into an 8-slice volume."""
     torch.manual_seed(0)
-    image, label = generate_vessels((32, 32), 0, 0)
-    x = torch.from_numpy(image)[None, None, ..., None].repeat(1, 1, 1, 1, 8)
-    y = torch.from_numpy(label)[None, None, ..., None].repeat(1, 1, 1, 1, 8).long()
-    net = _net().train()
-    loss_fn = create_loss("dice_ce")
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(18):
-        opt.zero_grad()
-        out = net(x)
-        (loss_fn(out["logits"], y) + net.aux_loss(out, {"label": y})).backward()
-        opt.step()
-    with torch.no_grad():
-        pred = net(x)["logits"].argmax(1, keepdim=True)
-    dice = 2 * ((pred == 1) & (y == 1)).sum() / ((pred == 1).sum() + (y == 1).sum())
+    x, y = (t[..., None].repeat(1, 1, 1, 1, 8) for t in vessel_sample())
+    dice = train_dice(_net().train(), x, y, steps=18, lr=1e-2)
     assert dice > 0.9, f"training Dice {dice:.3f}"

@@ -2,51 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
 
 import models.msga_net  # noqa: F401  (registers)
-from datamodules.synthetic import generate_vessels
-from models.losses import create_loss
 from models.msga_net import ChannelAttention, PositionAttention
-from models.registry import count_parameters, create_model, model_entry
+from models.registry import count_parameters, create_model
+from tests.models.zoo_checks import SMALL_INPUTS, assert_gradients, small_model, train_dice, vessel_sample
 
 NAME = "msga_net"
 
 
-def _small(spatial_dims: int, **kw: Any) -> torch.nn.Module:
-    size = {**model_entry(NAME).meta["small"], **kw}
-    return create_model(NAME, spatial_dims=spatial_dims, in_channels=1, out_channels=2, **size)
-
-
-def _train_dice(net: torch.nn.Module, steps: int, lr: float, zoom: int = 1) -> float:
-    """Adam on one 32×32 vessel image, Dice+CE on the logits plus the net's aux_loss; training-mode Dice.
-
-    ``zoom`` shows the image ``zoom`` times larger (nearest neighbour, same vessels).
-    """
-    image, label = generate_vessels((32, 32), 0, 0)
-    x, y = torch.from_numpy(image)[None, None], torch.from_numpy(label)[None, None].long()
-    for dim in (2, 3):
-        x, y = x.repeat_interleave(zoom, dim), y.repeat_interleave(zoom, dim)
-    loss_fn, opt = create_loss("dice_ce"), torch.optim.Adam(net.parameters(), lr=lr)
-    for _ in range(steps):
-        opt.zero_grad()
-        out = net(x)
-        (loss_fn(out["logits"], y) + net.aux_loss(out, {"label": y})).backward()
-        opt.step()
-    with torch.no_grad():
-        pred = net(x)["logits"].argmax(1, keepdim=True) == 1
-    return float(2 * (pred & (y == 1)).sum() / (pred.sum() + (y == 1).sum()))
-
-
-@pytest.mark.parametrize(
-    ("spatial_dims", "batch", "shape"), [(2, 2, (32, 32)), (3, 1, (32, 32, 32)), (2, 1, (48, 80))]
-)
+@pytest.mark.parametrize(("spatial_dims", "batch", "shape"), SMALL_INPUTS)
 def test_forward_backward_small(spatial_dims: int, batch: int, shape: tuple[int, ...]) -> None:
     torch.manual_seed(0)
-    net = _small(spatial_dims)
+    net = small_model(NAME, spatial_dims)
     for m in net.modules():  # γ starts at 0 (identity), which blocks the query/key gradients
         if isinstance(m, PositionAttention | ChannelAttention):
             m.gamma.data.fill_(0.1)
@@ -55,11 +25,8 @@ def test_forward_backward_small(spatial_dims: int, batch: int, shape: tuple[int,
     assert len(out["aux"]) == 8 and all(p.shape == out["logits"].shape for p in out["aux"])
     label = torch.randint(0, 2, (batch, 1, *shape))
     (out["logits"].square().mean() + net.aux_loss(out, {"label": label})).backward()
-    for name, p in net.named_parameters():
-        if name.endswith("key.bias"):  # adds q·b to every key of a softmax row: cancels exactly
-            continue
-        assert p.grad is not None and torch.isfinite(p.grad).all(), name
-        assert p.grad.abs().sum() > 0, name
+    # key.bias adds q·b to every key of a softmax row: it cancels exactly
+    assert_gradients(net, skip=lambda name: name.endswith("key.bias"), nonzero=True)
 
 
 @pytest.mark.slow
@@ -67,12 +34,12 @@ def test_overfits_one_sample() -> None:
     # Predictions are made at stride 4 and upsampled bilinearly, which caps training Dice on the
     # 1-pixel vessels of the 32×32 sample (as for DeepLabV3+); shown at 4× zoom it learns them.
     torch.manual_seed(0)
-    assert _train_dice(_small(2), steps=20, lr=1e-2, zoom=4) > 0.9
+    assert train_dice(small_model(NAME, 2), *vessel_sample(zoom=4), steps=20, lr=1e-2) > 0.9
 
 
 def test_logits_are_the_mean_of_the_refined_predictions() -> None:
     torch.manual_seed(0)
-    net = _small(2).eval()
+    net = small_model(NAME, 2).eval()
     with torch.no_grad():
         out = net(torch.randn(1, 1, 32, 32))
     torch.testing.assert_close(out["logits"], torch.stack(out["aux"][4:]).mean(0))
@@ -81,7 +48,7 @@ def test_logits_are_the_mean_of_the_refined_predictions() -> None:
 def test_aux_loss_is_the_papers_weighted_sum() -> None:
     # CE on each side prediction + 0.25 Σ ||e1 - e2||² + 0.1 Σ ||rec - in||² (MSE means), by hand
     torch.manual_seed(0)
-    net = _small(2).eval()
+    net = small_model(NAME, 2).eval()
     with torch.no_grad():
         out = net(torch.randn(1, 1, 32, 32))
     label = torch.randint(0, 2, (1, 1, 32, 32))
@@ -118,7 +85,7 @@ def test_position_and_channel_attention_match_their_formulas() -> None:
 def test_second_step_is_guided_by_the_first() -> None:
     # step 2 of scale s receives [F_s, A_s * F_MS]: changing the step-1 attention changes step 2
     torch.manual_seed(0)
-    net = _small(2).eval()
+    net = small_model(NAME, 2).eval()
     seen: list[torch.Tensor] = []
     hook = net.steps[1][0].register_forward_hook(lambda m, a, o: seen.append(a[0]))
     x = torch.randn(1, 1, 32, 32)

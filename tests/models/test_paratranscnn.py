@@ -2,63 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
 from monai.networks.blocks import ChannelSELayer, TransformerBlock
 
 import models.paratranscnn  # noqa: F401  (registers)
-from datamodules.synthetic import generate_vessels
-from models.losses import create_loss
-from models.registry import count_parameters, create_model, model_entry
+from models.registry import count_parameters, create_model
+from tests.models.zoo_checks import (
+    SMALL_INPUTS,
+    check_small_forward_backward,
+    small_model,
+    train_dice,
+    vessel_sample,
+)
 
 NAME = "paratranscnn"
 
 
-def _small(spatial_dims: int, **kw: Any) -> torch.nn.Module:
-    size = {**model_entry(NAME).meta["small"], **kw}
-    return create_model(NAME, spatial_dims=spatial_dims, in_channels=1, out_channels=2, **size)
-
-
-def _train_dice(net: torch.nn.Module, steps: int, lr: float) -> float:
-    """Adam on one 32×32 synthetic vessel image with Dice+CE; training-mode Dice afterwards."""
-    image, label = generate_vessels((32, 32), 0, 0)
-    x, y = torch.from_numpy(image)[None, None], torch.from_numpy(label)[None, None].long()
-    loss_fn, opt = create_loss("dice_ce"), torch.optim.Adam(net.parameters(), lr=lr)
-    for _ in range(steps):
-        opt.zero_grad()
-        loss_fn(net(x), y).backward()
-        opt.step()
-    with torch.no_grad():
-        pred = net(x).argmax(1, keepdim=True) == 1
-    return float(2 * (pred & (y == 1)).sum() / (pred.sum() + (y == 1).sum()))
-
-
-@pytest.mark.parametrize(
-    ("spatial_dims", "batch", "shape"), [(2, 2, (32, 32)), (3, 1, (32, 32, 32)), (2, 1, (48, 80))]
-)
+@pytest.mark.parametrize(("spatial_dims", "batch", "shape"), SMALL_INPUTS)
 def test_forward_backward_small(spatial_dims: int, batch: int, shape: tuple[int, ...]) -> None:
-    torch.manual_seed(0)
-    net = _small(spatial_dims)
-    out = net(torch.randn(batch, 1, *shape))
-    assert out.shape == (batch, 2, *shape)
-    out.square().mean().backward()
-    for name, p in net.named_parameters():
-        if "norm_cross_attn" in name:  # MONAI's TransformerBlock builds it even without cross-attention
-            continue
-        assert p.grad is not None and torch.isfinite(p.grad).all(), name
-        assert p.grad.abs().sum() > 0, name
+    # MONAI's TransformerBlock builds norm_cross_attn even without cross-attention
+    check_small_forward_backward(
+        NAME, spatial_dims, batch, shape, skip=lambda name: "norm_cross_attn" in name
+    )
 
 
 def test_overfits_one_sample() -> None:
     torch.manual_seed(0)
-    assert _train_dice(_small(2), steps=40, lr=1e-2) > 0.9
+    assert train_dice(small_model(NAME, 2), *vessel_sample(), steps=40, lr=1e-2) > 0.9
 
 
 def test_both_encoders_run_in_parallel_on_the_image_and_meet_in_se_fusion() -> None:
     torch.manual_seed(0)
-    net = _small(2).eval()
+    net = small_model(NAME, 2).eval()
     x = torch.randn(1, 1, 64, 64)
     cnn = [f.shape[-1] for f in net.encoder(x)]
     assert cnn == [32, 16, 8, 4]  # ResNet without the stem max-pool: strides 2, 4, 8, 16

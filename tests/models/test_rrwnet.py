@@ -6,15 +6,11 @@ import pytest
 import torch
 
 import models.rrwnet  # noqa: F401  (registers)
-from datamodules.synthetic import generate_vessels
 from models.losses import create_loss
 from models.registry import count_parameters, create_model, model_entry
+from tests.models.zoo_checks import assert_gradients, forward_backward, small_model, train_dice, vessel_sample
 
 SMALL = model_entry("rrwnet").meta["small"]
-
-
-def _net(spatial_dims: int, **kw) -> torch.nn.Module:
-    return create_model("rrwnet", spatial_dims=spatial_dims, in_channels=1, out_channels=2, **(SMALL | kw))
 
 
 def _official_unet_params(cin: int, cout: int, base: int) -> int:
@@ -32,15 +28,10 @@ def _official_unet_params(cin: int, cout: int, base: int) -> int:
 @pytest.mark.parametrize(("spatial_dims", "shape", "batch"), [(2, (32, 32), 2), (3, (16, 16, 16), 1)])
 def test_forward_backward_small(spatial_dims: int, shape: tuple[int, ...], batch: int) -> None:
     torch.manual_seed(0)
-    net = _net(spatial_dims).train()
-    x = torch.randn(batch, 1, *shape)
-    label = (torch.rand(batch, 1, *shape) > 0.7).long()
-    out = net(x)
-    assert out["logits"].shape == (batch, 2, *shape)
+    net = small_model("rrwnet", spatial_dims).train()
+    x, out = forward_backward(net, batch, shape, aux_label=True)
     assert len(out["aux"]) == SMALL["refine_steps"]  # base + intermediate refinements
-    (out["logits"].square().mean() + net.aux_loss(out, {"label": label})).backward()
-    for name, p in net.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert_gradients(net)
     with torch.no_grad():
         assert net.eval()(x).shape == (batch, 2, *shape)
         assert net(torch.randn(1, 1, *[s + 4 for s in shape])).shape[2:] == tuple(s + 4 for s in shape)
@@ -48,7 +39,7 @@ def test_forward_backward_small(spatial_dims: int, shape: tuple[int, ...], batch
 
 def test_refinement_steps_share_weights_and_see_only_maps() -> None:
     torch.manual_seed(0)
-    net = _net(2, refine_steps=3).eval()
+    net = small_model("rrwnet", 2, refine_steps=3).eval()
     calls: list[torch.Tensor] = []
     net.refiner.register_forward_hook(lambda _m, args, _out: calls.append(args[0]))
     x = torch.randn(1, 1, 32, 32)
@@ -62,14 +53,15 @@ def test_refinement_steps_share_weights_and_see_only_maps() -> None:
             manual = net.refiner(torch.softmax(manual, 1))
         torch.testing.assert_close(final, manual)
     # more steps add no parameters: the refinement weights are shared
-    assert count_parameters(_net(2, refine_steps=1)) == count_parameters(_net(2, refine_steps=6))
+    one, six = (small_model("rrwnet", 2, refine_steps=k) for k in (1, 6))
+    assert count_parameters(one) == count_parameters(six)
 
 
 def test_aux_loss_is_the_paper_rrloss_rescaled() -> None:
     """RRLoss = L(base) + sum_i i L(r_i) / Z; segbench adds L(r_K) itself with weight 1."""
     torch.manual_seed(0)
     k = 4
-    net = _net(2, refine_steps=k).train()
+    net = small_model("rrwnet", 2, refine_steps=k).train()
     x, y = torch.randn(1, 1, 32, 32), (torch.rand(1, 1, 32, 32) > 0.5).long()
     out = net(x)
     ce = create_loss("ce")
@@ -91,18 +83,6 @@ def test_paper_size_parameter_count() -> None:
 
 def test_overfits_one_sample() -> None:
     torch.manual_seed(0)
-    image, label = generate_vessels((32, 32), 0, 0)
-    x = torch.from_numpy(image)[None, None]
-    y = torch.from_numpy(label)[None, None].long()
-    net = _net(2).train()
-    loss_fn = create_loss("dice_ce")
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(45):
-        opt.zero_grad()
-        out = net(x)
-        (loss_fn(out["logits"], y) + net.aux_loss(out, {"label": y})).backward()
-        opt.step()
-    with torch.no_grad():
-        pred = net(x)["logits"].argmax(1, keepdim=True)
-    dice = 2 * ((pred == 1) & (y == 1)).sum() / ((pred == 1).sum() + (y == 1).sum())
+    x, y = vessel_sample()
+    dice = train_dice(small_model("rrwnet", 2).train(), x, y, steps=45, lr=1e-2)
     assert dice > 0.9, f"training Dice {dice:.3f}"

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
 from monai.networks.blocks import UnetResBlock
 
 import models.stu_net  # noqa: F401  (registers)
-from datamodules.synthetic import generate_vessels
-from models.losses import create_loss
-from models.registry import count_parameters, create_model, model_entry
-
-SMALL = model_entry("stu_net").meta["small"]
+from models.registry import count_parameters, create_model
+from tests.models.zoo_checks import assert_gradients, forward_backward, small_model, train_dice, vessel_sample
 
 # STU-Net paper, Table 1 (and the official README): parameters in millions for 1 input channel
 # and the 105 TotalSegmentator classes (104 structures + background).
@@ -23,39 +18,27 @@ PAPER_PARAMS_M = {"S": 14.60, "B": 58.26, "L": 440.30, "H": 1457.33}
 PARAM_RTOL = 0.001
 
 
-def _net(spatial_dims: int, **kw: Any) -> torch.nn.Module:
-    return create_model("stu_net", spatial_dims=spatial_dims, in_channels=1, out_channels=2, **(SMALL | kw))
-
-
 @pytest.mark.parametrize(("spatial_dims", "shape", "batch"), [(2, (32, 32), 2), (3, (32, 32, 32), 1)])
 def test_forward_backward_small(spatial_dims: int, shape: tuple[int, ...], batch: int) -> None:
     torch.manual_seed(0)
-    net = _net(spatial_dims).train()
-    x = torch.randn(batch, 1, *shape)
-    label = (torch.rand(batch, 1, *shape) > 0.7).long()
-    out = net(x)
-    assert out["logits"].shape == (batch, 2, *shape)
+    net = small_model("stu_net", spatial_dims).train()
+    x, out = forward_backward(net, batch, shape, aux_label=True)
     # side outputs, finest first, at the decoder stages' resolutions (small strides 2, 2, 2, 1, 1)
     assert [a.shape[2:] for a in out["aux"]] == [torch.Size(s // k for s in shape) for k in (2, 4, 8, 8)]
-    loss = out["logits"].square().mean() + net.aux_loss(out, {"label": label})
-    loss.backward()
     coarsest = {id(p) for p in net.heads[0].parameters()}  # weight 0 in nnU-Net's deep supervision
-    for name, p in net.named_parameters():
-        if id(p) in coarsest:
-            assert p.grad is None, name
-        else:
-            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert all(p.grad is None for p in net.heads[0].parameters())
+    assert_gradients(net, skip=lambda name: id(net.get_parameter(name)) in coarsest)
     net.eval()
     with torch.no_grad():
         assert net(x).shape == (batch, 2, *shape)
 
 
 def test_input_sizes() -> None:
-    net = _net(2).train()
+    net = small_model("stu_net", 2).train()
     assert net(torch.randn(1, 1, 48, 16))["logits"].shape == (1, 2, 48, 16)
     assert net.eval()(torch.randn(1, 1, 20, 36)).shape == (1, 2, 20, 36)  # padded, cropped back
     with pytest.raises(ValueError, match="one bottleneck voxel"):
-        _net(2, strides=(2, 2, 2, 2, 2)).train()(torch.randn(1, 1, 32, 32))
+        small_model("stu_net", 2, strides=(2, 2, 2, 2, 2)).train()(torch.randn(1, 1, 32, 32))
 
 
 @pytest.mark.parametrize("size", sorted(PAPER_PARAMS_M))
@@ -89,18 +72,6 @@ def test_bad_size_is_one_clear_error() -> None:
 
 def test_overfits_one_sample() -> None:
     torch.manual_seed(0)
-    image, label = generate_vessels((32, 32), 0, 0)
-    x = torch.from_numpy(image)[None, None]
-    y = torch.from_numpy(label)[None, None].long()
-    net = _net(2).train()
-    loss_fn = create_loss("dice_ce")
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(30):
-        opt.zero_grad()
-        out = net(x)
-        (loss_fn(out["logits"], y) + net.aux_loss(out, {"label": y})).backward()
-        opt.step()
-    with torch.no_grad():
-        pred = net(x)["logits"].argmax(1, keepdim=True)
-    dice = 2 * ((pred == 1) & (y == 1)).sum() / ((pred == 1).sum() + (y == 1).sum())
+    x, y = vessel_sample()
+    dice = train_dice(small_model("stu_net", 2).train(), x, y, steps=30, lr=1e-2)
     assert dice > 0.9, f"training Dice {dice:.3f}"

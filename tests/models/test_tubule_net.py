@@ -2,58 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
 
 import models.tubule_net  # noqa: F401  (registers)
-from datamodules.synthetic import generate_vessels
-from models.losses import create_loss
-from models.registry import count_parameters, create_model, model_entry
+from models.registry import count_parameters, create_model
 from models.tubule_net import FeatureRecalibration, attention_map
+from tests.models.zoo_checks import SMALL_INPUTS, assert_gradients, small_model, train_dice, vessel_sample
 
 NAME = "tubule_net"
 
 
-def _small(spatial_dims: int, **kw: Any) -> torch.nn.Module:
-    size = {**model_entry(NAME).meta["small"], **kw}
-    return create_model(NAME, spatial_dims=spatial_dims, in_channels=1, out_channels=2, **size)
-
-
-def _train_dice(net: torch.nn.Module, steps: int, lr: float) -> float:
-    """Adam on one 32×32 vessel image, Dice+CE on the logits plus the net's aux_loss; training-mode Dice."""
-    image, label = generate_vessels((32, 32), 0, 0)
-    x, y = torch.from_numpy(image)[None, None], torch.from_numpy(label)[None, None].long()
-    loss_fn, opt = create_loss("dice_ce"), torch.optim.Adam(net.parameters(), lr=lr)
-    for _ in range(steps):
-        opt.zero_grad()
-        out = net(x)
-        (loss_fn(out["logits"], y) + net.aux_loss(out, {"label": y})).backward()
-        opt.step()
-    with torch.no_grad():
-        pred = net(x)["logits"].argmax(1, keepdim=True) == 1
-    return float(2 * (pred & (y == 1)).sum() / (pred.sum() + (y == 1).sum()))
-
-
-@pytest.mark.parametrize(
-    ("spatial_dims", "batch", "shape"), [(2, 2, (32, 32)), (3, 1, (32, 32, 32)), (2, 1, (48, 80))]
-)
+@pytest.mark.parametrize(("spatial_dims", "batch", "shape"), SMALL_INPUTS)
 def test_forward_backward_small(spatial_dims: int, batch: int, shape: tuple[int, ...]) -> None:
     torch.manual_seed(0)
-    net = _small(spatial_dims)
+    net = small_model(NAME, spatial_dims)
     out = net(torch.randn(batch, 1, *shape))
     assert out["logits"].shape == (batch, 2, *shape)
     assert [a.shape[2:] for a in out["aux"]] == [tuple(s // 2**k for s in shape) for k in (3, 2, 1, 0)]
     (out["logits"].square().mean() + net.aux_loss(out, {})).backward()
-    for name, p in net.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), name
-        assert p.grad.abs().sum() > 0, name
+    assert_gradients(net, nonzero=True)
 
 
 def test_overfits_one_sample() -> None:
     torch.manual_seed(0)
-    assert _train_dice(_small(2), steps=40, lr=1e-2) > 0.9
+    assert train_dice(small_model(NAME, 2), *vessel_sample(), steps=40, lr=1e-2) > 0.9
 
 
 def test_feature_recalibration_projects_along_each_axis() -> None:
@@ -72,7 +45,7 @@ def test_feature_recalibration_projects_along_each_axis() -> None:
 
 def test_attention_distillation_pulls_coarse_maps_towards_the_next_finer_one() -> None:
     torch.manual_seed(0)
-    net = _small(2, distill_weight=1.0)
+    net = small_model(NAME, 2, distill_weight=1.0)
     coarse = torch.rand(1, 1, 2, 2, requires_grad=True)
     fine = torch.rand(1, 1, 4, 4, requires_grad=True)
     loss = net.aux_loss({"aux": [coarse, fine]}, {})

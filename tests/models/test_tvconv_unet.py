@@ -7,10 +7,9 @@ import torch
 import torch.nn.functional as F
 
 import models.tvconv_unet  # noqa: F401  (registers)
-from datamodules.synthetic import generate_vessels
-from models.losses import create_loss
 from models.registry import InputSizeError, count_parameters, create_model, model_entry
 from models.tvconv_unet import TVConv
+from tests.models.zoo_checks import assert_gradients, forward_backward, train_dice, vessel_sample
 
 SMALL = model_entry("tvconv_unet").meta["small"]
 
@@ -30,12 +29,8 @@ def _net(spatial_dims: int, img_size: tuple[int, ...], **kw) -> torch.nn.Module:
 def test_forward_backward_small(spatial_dims: int, shape: tuple[int, ...], batch: int) -> None:
     torch.manual_seed(0)
     net = _net(spatial_dims, shape).train()
-    x = torch.randn(batch, 1, *shape)
-    logits = net(x)
-    assert logits.shape == (batch, 2, *shape)
-    logits.square().mean().backward()
-    for name, p in net.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    forward_backward(net, batch, shape)
+    assert_gradients(net)
     with pytest.raises(InputSizeError, match="tvconv_unet"):
         net(torch.randn(1, 1, *[2 * s for s in shape]))
 
@@ -99,17 +94,6 @@ def test_bad_img_size_is_one_clear_error() -> None:
 
 def test_overfits_one_sample() -> None:
     torch.manual_seed(0)
-    image, label = generate_vessels((32, 32), 0, 0)
-    x = torch.from_numpy(image)[None, None]
-    y = torch.from_numpy(label)[None, None].long()
-    net = _net(2, (32, 32)).train()
-    loss_fn = create_loss("dice_ce")
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(20):
-        opt.zero_grad()
-        loss_fn(net(x), y).backward()
-        opt.step()
-    with torch.no_grad():
-        pred = net(x).argmax(1, keepdim=True)  # training mode, as trained
-    dice = 2 * ((pred == 1) & (y == 1)).sum() / ((pred == 1).sum() + (y == 1).sum())
+    x, y = vessel_sample()
+    dice = train_dice(_net(2, (32, 32)).train(), x, y, steps=20, lr=1e-2)
     assert dice > 0.9, f"training Dice {dice:.3f}"
