@@ -185,6 +185,9 @@ class TuneConfig:
 
 HASH_EXCLUDED: tuple[str, ...] = (
     "sweep",
+    "dataset.kwargs.root",
+    "dataset.kwargs.download",
+    "dataset.kwargs.cache_dir",
     "data.num_workers",
     "trainer.log_every_n_steps",
     "trainer.checkpoint_every_n_steps",
@@ -192,7 +195,9 @@ HASH_EXCLUDED: tuple[str, ...] = (
     "eval.save_probabilities",
 )
 """Dotted paths left out of ``config_hash``: they cannot change a recorded number (the sweep's
-name, loader workers, logging cadence, checkpoint cadence, which predictions are saved)."""
+name, where the dataset lies on this machine and whether it may be downloaded - its files are
+verified by checksum -, loader workers, logging cadence, checkpoint cadence, which predictions
+are saved). The same run on two machines with the data in different folders has one id."""
 
 ROW_EXCLUDED: tuple[str, ...] = ("seed", "fold", *HASH_EXCLUDED)
 """Also left out of a leaderboard row's identity: the runs of a row differ only in seed / fold."""

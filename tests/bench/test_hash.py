@@ -91,10 +91,28 @@ def _leaf_paths(d: dict[str, Any], prefix: str = "") -> list[str]:
     return out
 
 
+# dataset options that say where the data lies, not what it is (verified by checksum)
+_EXCLUDED_KWARGS = {
+    "dataset.kwargs.root": "/elsewhere",
+    "dataset.kwargs.download": False,
+    "dataset.kwargs.cache_dir": "/tmp/cache",
+}
+
+
 def test_every_config_field_is_classified() -> None:
     fields = set(_leaf_paths(_base().to_dict()))
     assert fields == set(_CHANGES) | set(_EXCLUDED), "classify new fields in _CHANGES or _EXCLUDED"
-    assert set(_EXCLUDED) == set(HASH_EXCLUDED)
+    assert set(_EXCLUDED) | set(_EXCLUDED_KWARGS) == set(HASH_EXCLUDED)
+
+
+@pytest.mark.parametrize("path", sorted(_EXCLUDED_KWARGS))
+def test_where_the_data_lies_keeps_the_run_id(path: str) -> None:
+    base = _set(_base(), "dataset.kwargs", {"num_train": 5})
+    d = base.to_dict()
+    d["dataset"]["kwargs"][path.rsplit(".", 1)[1]] = _EXCLUDED_KWARGS[path]
+    moved = run_from_dict(d)
+    assert moved.run_id == base.run_id
+    assert row_key(moved.to_dict()) == row_key(base.to_dict())
 
 
 @pytest.mark.parametrize("path", sorted(_CHANGES))
