@@ -153,6 +153,8 @@ class SegmentationModule(L.LightningModule):
 
             loss = opt.step(closure=closure)
             self.lr_schedulers().step()
+        if not torch.isfinite(loss):  # stop a diverged run here, with the step, not at evaluation
+            raise FloatingPointError(f"training loss became {float(loss)} at step {self.global_step}")
         self.log("train_loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
         return loss
 

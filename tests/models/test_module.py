@@ -203,3 +203,14 @@ def test_val_dice_applies_the_field_of_view_to_prediction_and_truth() -> None:
     assert _val_dice([pred], [label_outside], [fov]) == pytest.approx(1.0)
     # without the FOV the same maps score 2*4 / (8 + 5)
     assert _val_dice([pred], [label_outside]) == pytest.approx(8 / 13)
+
+
+class _Diverging(nn.Module):
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return logits.sum() * float("nan")
+
+
+def test_a_diverged_loss_stops_the_fit_naming_the_step() -> None:
+    module = SegmentationModule(_Constant(), _Diverging(), num_classes=2, roi_size=(4, 4), max_steps=5)
+    with pytest.raises(FloatingPointError, match="training loss became nan at step 0"):
+        _trainer(max_steps=5, limit_val_batches=0).fit(module, DataLoader(_Patches(8), batch_size=2))
