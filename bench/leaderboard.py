@@ -644,9 +644,9 @@ def render_table_md(a: Analysis, links: list[tuple[str, str]] | None = None) -> 
     lines += ["", legend(a)]
     if a.stability is not None:
         lines += ["", *_ranking_md(a)]
-    noise = noise_pairs(a)
+    noise = _noise_md(a)
     if noise:
-        lines += ["", "Within training noise: " + "; ".join(noise) + "."]
+        lines += ["", noise]
     if links:
         lines += ["", "Plots: " + " · ".join(f"[{title}]({path})" for title, path in links)]
         if a.plot_notes:
@@ -668,6 +668,27 @@ def noise_pairs(a: Analysis) -> list[str]:
         for p in a.pairs.get(m, [])
         if p.within_noise
     ]
+
+
+def _noise_md(a: Analysis) -> str:
+    """The noise flags for the markdown table, kept short: per metric, the rows whose difference
+    from that metric's best row is below the seed spread; the full pair list is in the exports."""
+    parts, total = [], 0
+    for m in a.rank_metrics:
+        pairs = [p for p in a.pairs.get(m, []) if p.within_noise]
+        total += len(pairs)
+        best = a.best.get(m) if hasattr(a, "best") else None
+        if best is None and a.ranked:
+            best = a.ranked[0].key
+        near = sorted({_label(a, p.b if p.a == best else p.a) for p in pairs if best in (p.a, p.b)})
+        if near:
+            parts.append(f"{m}: {', '.join(near)} vs the best ({_label(a, best)})")
+    if not total:
+        return ""
+    return (
+        f"Within training noise (difference below the seed spread; {total} pair(s) in all, listed in "
+        "the json export and the HTML report): " + "; ".join(parts) + "."
+    )
 
 
 def _label(a: Analysis, key: str) -> str:
