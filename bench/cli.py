@@ -319,8 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite under results/)")
     t.add_argument("--n-trials", type=int, default=None)
 
-    b = sub.add_parser("bench", help="speed benchmarks: `segbench bench metrics|models [args]`")
-    b.add_argument("what", choices=["metrics", "models"])
+    b = sub.add_parser("bench", help="speed benchmarks: `segbench bench metrics|models|suite [args]`")
+    b.add_argument("what", choices=["metrics", "models", "suite"])
     b.add_argument("rest", nargs=argparse.REMAINDER)
     return p
 
