@@ -284,26 +284,22 @@ def build_trainer(
     )
 
 
-def checkpoint_step(path: Path) -> int | None:
-    """The global step stored in a Lightning checkpoint, or None when there is none."""
+def resume_point(path: Path) -> tuple[int, int] | None:
+    """``(global step, training batches already done in its epoch)`` of a Lightning checkpoint, or
+    None when there is none; read with one load (the batches are skipped on resume)."""
     if not path.exists():
         return None
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    return int(ckpt.get("global_step", 0))
-
-
-def _resume_batches(path: Path) -> int:
-    """Training batches already completed in the checkpoint's epoch (to skip on resume)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    step = int(ckpt.get("global_step", 0))
     try:
         progress = ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]
         if progress.get("is_last_batch"):
-            return 0  # saved at the end of an epoch: the next epoch starts from its first batch
+            return step, 0  # saved at the end of an epoch: the next epoch starts from its first batch
         # a checkpoint written in on_train_batch_end has processed (trained on) the batch that
         # Lightning only counts as completed after the hook
-        return int(progress["current"]["processed"])
+        return step, int(progress["current"]["processed"])
     except (KeyError, TypeError, AttributeError):
-        return 0
+        return step, 0
 
 
 def build_run(
@@ -322,9 +318,10 @@ def build_run(
     dm.setup("fit")
     module = build_module(resolved, dm)
     ckpt = work_dir / "checkpoints" / "last.ckpt"
-    resume_step = checkpoint_step(ckpt)
-    if resume_step is not None and hasattr(dm, "skip_train_batches"):
-        dm.skip_train_batches(_resume_batches(ckpt))  # continue the epoch where it stopped
+    point = resume_point(ckpt)
+    resume_step = None if point is None else point[0]
+    if point is not None and hasattr(dm, "skip_train_batches"):
+        dm.skip_train_batches(point[1])  # continue the epoch where it stopped
     e = resolved.eval
     wandb_on = tracking is not None and tracking.wandb
     metrics_cb = CaseMetricsCallback(

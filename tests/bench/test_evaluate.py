@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import nibabel as nib
@@ -23,20 +22,9 @@ from torchmetrics.functional.classification import binary_calibration_error
 from bench import evaluate as ev
 from bench.imageio import case_id_of
 from bench.metrics import evaluate_case
+from tests.datamodules.conftest import shared_root
 
-REPO = Path(__file__).resolve().parents[2]
-_ENV = "SEGBENCH_SHARED_DATA"
-
-
-def _shared(folder: str) -> Path:
-    """``$SEGBENCH_SHARED_DATA/<folder>``: fail when the variable is set and it is missing, else skip."""
-    base = os.environ.get(_ENV)
-    path = Path(base if base else REPO.parent / "shared" / "data") / folder
-    if not path.is_dir():
-        if base:
-            pytest.fail(f"{_ENV}={base} is set but {path} is missing")
-        pytest.skip(f"{path} is absent ({_ENV} unset)")
-    return path
+_shared = shared_root  # fail when SEGBENCH_SHARED_DATA is set and the folder is missing, else skip
 
 
 def _cli(argv: list[str]) -> int:
