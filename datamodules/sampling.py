@@ -13,11 +13,13 @@ sampler wrapper); without it, each new pass over the sampler counts as the next 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from monai.data import get_track_meta, set_track_meta
 from monai.transforms import (
     Compose,
     RandFlipd,
@@ -177,13 +179,26 @@ class PatchSampler(Dataset):
         landmarks = case.extras.get("landmarks")
         if self.transform is not None:
             self.transform.set_random_state(seed=int(rng.integers(2**31)))
-            item = self.transform(item)
+            with _plain_tensors():
+                item = self.transform(item)
             item = {k_: torch.as_tensor(np.asarray(v)).contiguous() for k_, v in item.items()}
             for key_ in labels:
                 item[key_] = item[key_].long()
         if landmarks is not None:
             item["landmarks"] = _landmarks_in_patch(landmarks, case.label.shape, padded, box)
         return item
+
+
+@contextlib.contextmanager
+def _plain_tensors() -> Iterator[None]:
+    """MONAI transforms without their ``MetaTensor`` bookkeeping: the same values, in half the time
+    (the training items carry no metadata, so nothing is lost)."""
+    before = get_track_meta()
+    set_track_meta(False)
+    try:
+        yield
+    finally:
+        set_track_meta(before)
 
 
 def _landmarks_in_patch(

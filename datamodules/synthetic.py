@@ -9,6 +9,8 @@ textured, unevenly lit, noisy background. ``label`` is the tube mask.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +25,7 @@ _MIN_RADIUS = 0.6
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
-    return v / max(float(np.linalg.norm(v)), 1e-8)
+    return v / max(math.sqrt(float(v.dot(v))), 1e-8)  # np.linalg.norm's own formula, without its checks
 
 
 def _grow_tree(
@@ -32,6 +34,7 @@ def _grow_tree(
     """Centreline samples ``(point, radius)`` of one tree, 0.5 voxel apart."""
     samples: list[tuple[np.ndarray, float]] = []
     stack = [(start.astype(float), _unit(direction), radius, 0)]
+    upper = shape - 1
     while stack and len(samples) < 40000:
         p, d, r, depth = stack.pop()
         length = 0.0
@@ -39,9 +42,9 @@ def _grow_tree(
         while length < max_len and r >= _MIN_RADIUS:
             d = _unit(d + rng.normal(0, 0.12, size=d.shape))
             p = p + 0.5 * d
-            if np.any(p < 0) or np.any(p > shape - 1):
+            if (p < 0).any() or (p > upper).any():
                 break
-            samples.append((p.copy(), r))
+            samples.append((p, r))  # p is rebound, never changed in place
             length += 0.5
             r *= 0.997
             if length > 4 and rng.random() < 0.03 and depth < 7:
@@ -75,19 +78,29 @@ def _anastomoses(
     return out
 
 
-def _rasterise(shape: tuple[int, ...], samples: list[tuple[np.ndarray, float]]) -> np.ndarray:
-    """Union of balls around the samples; radius at least the voxel half-diagonal so lines stay connected."""
+def _rasterise(
+    shape: tuple[int, ...], samples: list[tuple[np.ndarray, float]], chunk: int = 4096
+) -> np.ndarray:
+    """Union of balls around the samples; radius at least the voxel half-diagonal so lines stay connected.
+
+    Vectorised over samples: each sample tests the same ``width^dims`` window of voxels from the
+    floor of its lower corner (the voxels past its own upper corner are farther than its radius).
+    """
     mask = np.zeros(shape, dtype=bool)
-    floor = 0.5 * np.sqrt(len(shape)) + 0.05
-    for p, r in samples:
-        r = max(r, floor)
-        lo = np.maximum(np.floor(p - r).astype(int), 0)
-        hi = np.minimum(np.ceil(p + r).astype(int) + 1, shape)
-        if np.any(hi <= lo):
-            continue
-        grids = np.ogrid[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
-        d2 = sum((g - c) ** 2 for g, c in zip(grids, p, strict=True))
-        mask[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] |= d2 <= r * r
+    if not samples:
+        return mask
+    dims = len(shape)
+    pts = np.stack([p for p, _ in samples])  # (N, dims)
+    rad = np.maximum([r for _, r in samples], 0.5 * np.sqrt(dims) + 0.05)  # (N,)
+    lo = np.floor(pts - rad[:, None]).astype(int)
+    width = int((np.ceil(pts + rad[:, None]).astype(int) + 1 - lo).max())
+    window = np.stack(np.meshgrid(*[np.arange(width)] * dims, indexing="ij"), -1).reshape(-1, dims)
+    for s in range(0, len(pts), chunk):
+        grid = lo[s : s + chunk, None, :] + window[None]  # (n, width^dims, dims) voxel indices
+        d2 = sum((grid[..., k] - pts[s : s + chunk, None, k]) ** 2 for k in range(dims))
+        inside = np.all((grid >= 0) & (grid < np.array(shape)), axis=-1)
+        hit = (d2 <= rad[s : s + chunk, None] ** 2) & inside
+        mask[tuple(grid[hit].T)] = True
     return mask
 
 
@@ -119,9 +132,9 @@ def generate_vessels(shape: Sequence[int], seed: int, index: int) -> tuple[np.nd
     samples += _anastomoses(rng, samples, int(rng.integers(1, 4)))
     mask = _rasterise(shape, samples)
     radius_map = np.zeros(shape, dtype=np.float32)
-    for p, r in samples:
-        idx = tuple(np.clip(np.round(p).astype(int), 0, np.array(shape) - 1))
-        radius_map[idx] = max(radius_map[idx], r)
+    if samples:
+        centres = np.clip(np.round(np.stack([p for p, _ in samples])).astype(int), 0, np.array(shape) - 1)
+        np.maximum.at(radius_map, tuple(centres.T), np.array([r for _, r in samples], dtype=np.float32))
     contrast = gaussian_filter(np.clip(0.1 + 0.12 * radius_map, 0, 0.45), 1.0)
     contrast = np.where(mask, np.maximum(contrast, 0.1), 0)
     tubes = gaussian_filter(mask.astype(np.float32) * contrast, 0.6)
@@ -134,6 +147,16 @@ def generate_vessels(shape: Sequence[int], seed: int, index: int) -> tuple[np.nd
     image = light * (0.6 + 0.08 * texture - tubes) + rng.normal(0, 0.035, size=shape)
     image = (image - image.mean()) / (image.std() + 1e-8)
     return image.astype(np.float32), mask.astype(np.int64)
+
+
+@functools.lru_cache(maxsize=128)
+def _cached_case(shape: tuple[int, ...], seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`generate_vessels` kept for the process: the runs of a sweep share their cases
+    (``image`` float32, ``label`` uint8, both read-only; ``load_case`` hands out copies)."""
+    image, label = generate_vessels(shape, seed, index)
+    label = label.astype(np.uint8)
+    image.flags.writeable = label.flags.writeable = False
+    return image, label
 
 
 @register_dataset("synthetic_vessels")
@@ -190,8 +213,10 @@ class SyntheticVesselsDataModule(SegDataModule):
         return refs
 
     def load_case(self, ref: CaseRef) -> Case:
-        image, label = generate_vessels(self.size, self.data_seed, ref.info["index"])
-        return Case(ref.case_id, image[None], label, spacing=(1.0,) * self.spatial_dims)
+        image, label = _cached_case(self.size, self.data_seed, ref.info["index"])
+        return Case(
+            ref.case_id, image[None].copy(), label.astype(np.int64), spacing=(1.0,) * self.spatial_dims
+        )
 
 
 @register_dataset("synthetic_vessels_3d")

@@ -198,3 +198,26 @@ def test_rater_cases_for_a_human_baseline(make_file_table, cache_dir):
         assert not np.array_equal(label, dm.case(cid).label)  # differs from the reference rater
     with pytest.raises(ValueError, match="unknown rater 'zz'"):
         list(dm.rater_cases("test", "zz"))
+
+
+def test_augmented_patches_equal_monai_with_its_metadata_tracking(monkeypatch):
+    """The sampler runs MONAI's transforms without MetaTensor bookkeeping (for speed); the items
+    must equal those of MONAI's default path, value for value and dtype for dtype."""
+    import contextlib
+
+    import datamodules.sampling as sampling
+
+    every = {"flip": 0.5, "rot90": 0.5, "noise": 0.5, "scale_intensity": 0.5, "shift_intensity": 0.5}
+    dm = create_datamodule(
+        "synthetic_vessels", size=(48, 48), num_train=3, num_val=0, num_test=1, augment=every
+    )
+    dm.setup("fit")
+    ds = dm.train_dataloader().dataset
+    fast = [ds[(2, i)] for i in range(24)]
+    monkeypatch.setattr(sampling, "_plain_tensors", contextlib.nullcontext)
+    reference = [ds[(2, i)] for i in range(24)]
+    for a, b in zip(fast, reference, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert type(a[key]) is torch.Tensor and a[key].dtype == b[key].dtype
+            assert torch.equal(a[key], b[key].as_subclass(torch.Tensor))
