@@ -29,10 +29,22 @@ from torch import nn
 
 _CUDA_KERNEL = "chunkwise--triton_limit_chunk"
 _IGATE_BIAS_STD = 0.1  # input-gate bias init (xLSTM reference init)
+_MAX_NEG_STAB = 80.0  # exp(80) ~ 5.5e34 < float32 max
 
 
 def _scaled(q: torch.Tensor) -> torch.Tensor:
     return q / math.sqrt(q.shape[-1])
+
+
+def _floor(m: torch.Tensor) -> torch.Tensor:
+    """``exp(-m)``: the stabilised form of the normaliser's lower bound 1.
+
+    ``m`` is clamped at ``-_MAX_NEG_STAB`` first. Without it, input gates closed far enough
+    (``m < -88``) make ``exp(-m)`` overflow float32: the forward still gives ``h = 0``, but the
+    backward multiplies a zero gradient by ``inf`` and every weight becomes NaN. Past the clamp the
+    bound is above 5e34, so ``h`` is 0 to float precision either way.
+    """
+    return torch.exp(-m.clamp(min=-_MAX_NEG_STAB))
 
 
 def _acc(t: torch.Tensor) -> torch.Tensor:
@@ -69,7 +81,7 @@ def mlstm_parallel(
     log_d = log_d.masked_fill(~causal, float("-inf"))
     m = log_d.amax(dim=-1, keepdim=True)  # (B, NH, S, 1) stabiliser, finite (diagonal is finite)
     scores = (_scaled(_acc(q)) @ _acc(k).transpose(-1, -2)) * torch.exp(log_d - m)
-    norm = torch.maximum(scores.sum(-1, keepdim=True).abs(), torch.exp(-m)) + eps
+    norm = torch.maximum(scores.sum(-1, keepdim=True).abs(), _floor(m)) + eps
     return ((scores / norm) @ _acc(v)).to(v.dtype)
 
 
@@ -102,7 +114,7 @@ def mlstm_recurrent(
         c = f_t[..., None, None] * c + i_t[..., None, None] * (k[..., t, :, None] * v[..., t, None, :])
         n = f_t[..., None] * n + i_t[..., None] * k[..., t, :]
         num = (q[..., t, :, None] * c).sum(-2)  # (B, NH, DV)
-        den = torch.maximum((q[..., t, :] * n).sum(-1).abs(), torch.exp(-m_new)) + eps
+        den = torch.maximum((q[..., t, :] * n).sum(-1).abs(), _floor(m_new)) + eps
         out.append(num / den[..., None])
         m = m_new
     return torch.stack(out, dim=-2).to(v_dtype)
@@ -145,7 +157,7 @@ def mlstm_chunkwise(
         inter = torch.exp(log_inter - m_t)
         num = scores @ vc + inter * (qc @ c)
         den = scores.sum(-1, keepdim=True) + inter * (qc @ n)
-        out.append(num / (torch.maximum(den.abs(), torch.exp(-m_t)) + eps))
+        out.append(num / (torch.maximum(den.abs(), _floor(m_t)) + eps))
         # carry the state to the chunk end (row of the last step)
         decay = (cum[..., -1:] - cum + igate[..., sl]).unsqueeze(-1)  # (B, NH, L, 1)
         m_new = m_t[..., -1:, :]

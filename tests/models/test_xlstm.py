@@ -50,6 +50,34 @@ def test_chunkwise_form_equals_recurrence(chunk_size: int) -> None:
         torch.testing.assert_close(g_c, g_p)
 
 
+@pytest.mark.parametrize("form", ["parallel", "chunkwise", "recurrent"])
+def test_closed_input_gates_keep_gradients_finite(form: str) -> None:
+    """Input-gate pre-activations of -100 (gates closed, stabiliser m < -88): float32 must give the
+    float64 outputs and gradients (h ~ 0), not NaN. The unguarded exp(-m) overflowed to inf and its
+    backward (0 * inf) turned every weight of the xLSTM U-Net NaN on CHASE_DB1 near step 100."""
+    fn = {
+        "parallel": mlstm_parallel,
+        "chunkwise": lambda *a: mlstm_chunkwise(*a, chunk_size=5),
+        "recurrent": mlstm_recurrent,
+    }[form]
+    q, k, v, ig, fg = _cell_inputs(4, 1.0, torch.float64)
+    ig = ig - 100.0
+    fg = fg + 3.0
+    weights = torch.randn(2, 3, 13, 5, dtype=torch.float64)
+    results = {}
+    for dtype in (torch.float32, torch.float64):
+        args = [t.to(dtype).requires_grad_() for t in (q, k, v, ig, fg)]
+        out = fn(*args)
+        grads = torch.autograd.grad((out * weights.to(dtype)).sum(), args)
+        results[dtype] = (out, grads)
+    out32, grads32 = results[torch.float32]
+    out64, grads64 = results[torch.float64]
+    assert torch.isfinite(out32).all() and all(torch.isfinite(g).all() for g in grads32)
+    torch.testing.assert_close(out32.double(), out64, atol=1e-6, rtol=1e-4)
+    for g32, g64 in zip(grads32, grads64, strict=True):
+        torch.testing.assert_close(g32.double(), g64, atol=1e-5, rtol=1e-3)
+
+
 def test_recurrence_matches_unstabilised_definition() -> None:
     """With moderate gates the cell equals the plain definition C_t = f C + i v k^T,
     n_t = f n + i k, h_t = C_t q_t / max(|n_t^T q_t|, 1) (Beck et al. 2024, eq. 19-27)."""
