@@ -40,10 +40,18 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-@lru_cache(maxsize=1)
-def git_state() -> dict[str, Any]:
-    """Commit and dirty flag of the segbench source tree (None outside a git checkout)."""
-    src = Path(__file__).resolve().parent.parent
+# Generated outputs that sweeps write into a checkout: changing them does not change the code.
+GENERATED_PATHS = ("results", "leaderboard.md")
+
+
+@lru_cache(maxsize=4)
+def git_state(src: Path | None = None) -> dict[str, Any]:
+    """Commit and dirty flag of the segbench source tree (None outside a git checkout).
+
+    ``dirty`` is about the code: tracked files changed outside :data:`GENERATED_PATHS`. A sweep
+    that replaces a record in the checkout's own ``results/`` leaves its later runs clean.
+    """
+    src = src or Path(__file__).resolve().parent.parent
 
     def git(*args: str) -> str | None:
         try:
@@ -55,7 +63,9 @@ def git_state() -> dict[str, Any]:
         return res.stdout.strip()
 
     sha = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    top = git("rev-parse", "--show-toplevel")
+    excluded = [f":(exclude,top){p}" for p in GENERATED_PATHS] if top else []
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", *excluded)
     return {"commit": sha, "dirty": bool(status) if status is not None else None}
 
 
