@@ -45,13 +45,23 @@ def paired_losses(
         key = _model_key(c)
         names[key] = c["model"]["name"]
         means[(key, c["loss"]["name"], c["seed"])] = {m: r["aggregates"][m]["mean"] for m in metrics}
-    shared = {n for n in names.values() if list(names.values()).count(n) > 1}
-    labels = {k: (f"{n} {json.loads(k)['model']['kwargs']}" if n in shared else n) for k, n in names.items()}
+    seeds_of = {
+        key: sorted(s for k, loss, s in means if k == key and loss == base and (k, other, s) in means)
+        for key in names
+    }
+    paired = [key for key in names if seeds_of[key]]
+    counts = defaultdict(int)
+    for key in paired:
+        counts[names[key]] += 1
+    labels: dict[str, str] = {}
+    for i, key in enumerate(paired):  # rows sharing a model name: its settings, then a number
+        label = (
+            names[key] if counts[names[key]] == 1 else f"{names[key]} {json.loads(key)['model']['kwargs']}"
+        )
+        labels[key] = label if label not in labels.values() else f"{label} #{i}"
     diffs: dict[str, dict[str, float]] = defaultdict(dict)
-    for key in names:
-        seeds = sorted(s for k, loss, s in means if k == key and loss == base and (k, other, s) in means)
-        if not seeds:
-            continue
+    for key in paired:
+        seeds = seeds_of[key]
         for m in metrics:
             d = [means[(key, other, s)][m] - means[(key, base, s)][m] for s in seeds]
             diffs[labels[key]][m] = float(np.mean(d)) if np.all(np.isfinite(d)) else float("nan")

@@ -154,29 +154,36 @@ def _loader_rate(dm: Any, n_batches: int) -> tuple[float, dict[str, torch.Tensor
 
 
 def data_pipeline(data_root: Path | None, n_batches: int = 20) -> dict[str, Any]:
-    """Per DataModule: loader samples/s vs the default U-Net's consumption, and the waiting share."""
-    from bench.runner import build_module, resolve_run
-    from datamodules import create_datamodule
+    """Per DataModule: loader samples/s vs the default U-Net's consumption, and the waiting share.
+
+    Each DataModule is built as the runner builds it for a run with segbench's default ``data``
+    settings (batch 4, flip and rot90 augmentation, foreground oversampling, ``num_workers: 0``)
+    and the dataset's own default patch size.
+    """
+    from bench.config import ComponentSpec
+    from bench.runner import build_datamodule, build_module, resolve_run
     from datamodules.registry import DATASETS
 
-    cfg = resolve_run(default_run(10))
+    base = default_run(10)
     out: dict[str, Any] = {}
     for entry in DATASETS:
         folder = getattr(entry.factory, "folder", "")
-        root = None
+        kwargs: dict[str, Any] = {}
         if folder:
             if data_root is None or not (data_root / folder).is_dir():
-                out[entry.name] = {
-                    "skipped": f"no data at {data_root / folder if data_root else '(no --data-root)'}"
-                }
+                where = data_root / folder if data_root else "(no --data-root)"
+                out[entry.name] = {"skipped": f"no data at {where}"}
                 continue
-            root = data_root / folder
-        t0 = time.perf_counter()
-        dm = (
-            create_datamodule(entry.name, root=root, download=False)
-            if root
-            else create_datamodule(entry.name)
+            kwargs = {"root": str(data_root / folder), "download": False}
+        cfg = resolve_run(
+            dataclasses.replace(
+                base,
+                dataset=ComponentSpec(entry.name, kwargs),
+                data=dataclasses.replace(base.data, patch_size=None),
+            )
         )
+        t0 = time.perf_counter()
+        dm = build_datamodule(cfg)
         dm.setup("fit")
         setup_s = time.perf_counter() - t0
         load, batch = _loader_rate(dm, n_batches)
@@ -193,6 +200,7 @@ def data_pipeline(data_root: Path | None, n_batches: int = 20) -> dict[str, Any]
         out[entry.name] = {
             "patch_size": list(dm.patch_size),
             "batch_size": int(batch["image"].shape[0]),
+            "augment": dict(cfg.data.augment),
             "num_workers": dm.num_workers,
             "setup_s": setup_s,
             "loader_samples_per_s": load,
