@@ -1,8 +1,8 @@
 """Paired loss comparisons across models: ``python -m bench.claims RESULTS --dataset D --base L1 --other L2``.
 
-For every model trained with both losses (same model settings, same seeds, everything else
-equal), the per-seed test mean of each metric is differenced (``other - base``) and averaged over
-the seeds. Across models this gives how many models the other loss improves, the median
+For every leaderboard row trained with both losses (same row identity apart from the loss, same
+seeds and folds), the per-run test mean of each metric is differenced (``other - base``) and
+averaged over the runs. Across models this gives how many models the other loss improves, the median
 difference and a two-sided Wilcoxon signed-rank p-value (scipy) over the models. README's "What
 the tables say" quotes this for clDice on the synthetic grid.
 """
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import wilcoxon
 
+from bench.config import row_key
 from bench.metrics.registry import higher_is_better
 from bench.store import scan_records
 
@@ -25,16 +26,16 @@ DEFAULT_METRICS = ("dice", "cldice", "betti0_err", "betti1_err", "hd95")
 
 
 def _model_key(config: dict[str, Any]) -> str:
-    """Everything but the loss and the seed: which rows may be paired."""
-    rest = {k: v for k, v in config.items() if k not in ("loss", "seed", "sweep")}
-    return json.dumps(rest, sort_keys=True, default=str)
+    """The leaderboard's row identity (:func:`bench.config.row_key`) without the loss: which rows
+    may be paired."""
+    return row_key({k: v for k, v in config.items() if k != "loss"})
 
 
 def paired_losses(
     records: list[dict[str, Any]], dataset: str, base: str, other: str, metrics: tuple[str, ...]
 ) -> dict[str, Any]:
     """Per-model seed-averaged differences ``other - base`` of each metric, and their summary."""
-    means: dict[tuple[str, str, int], dict[str, float]] = {}
+    means: dict[tuple[str, str, tuple[int, int]], dict[str, float]] = {}  # (row, loss, (seed, fold))
     names: dict[str, str] = {}
     for r in records:
         c = r.get("config", {})
@@ -44,12 +45,13 @@ def paired_losses(
             continue
         key = _model_key(c)
         names[key] = c["model"]["name"]
-        means[(key, c["loss"]["name"], c["seed"])] = {m: r["aggregates"][m]["mean"] for m in metrics}
-    seeds_of = {
+        run = (c["seed"], c.get("fold", 0))
+        means[(key, c["loss"]["name"], run)] = {m: r["aggregates"][m]["mean"] for m in metrics}
+    runs_of = {
         key: sorted(s for k, loss, s in means if k == key and loss == base and (k, other, s) in means)
         for key in names
     }
-    paired = [key for key in names if seeds_of[key]]
+    paired = [key for key in names if runs_of[key]]
     counts = defaultdict(int)
     for key in paired:
         counts[names[key]] += 1
@@ -61,9 +63,8 @@ def paired_losses(
         labels[key] = label if label not in labels.values() else f"{label} #{i}"
     diffs: dict[str, dict[str, float]] = defaultdict(dict)
     for key in paired:
-        seeds = seeds_of[key]
         for m in metrics:
-            d = [means[(key, other, s)][m] - means[(key, base, s)][m] for s in seeds]
+            d = [means[(key, other, s)][m] - means[(key, base, s)][m] for s in runs_of[key]]
             diffs[labels[key]][m] = float(np.mean(d)) if np.all(np.isfinite(d)) else float("nan")
     summary = {}
     for m in metrics:

@@ -677,7 +677,7 @@ def _noise_md(a: Analysis) -> str:
     for m in a.rank_metrics:
         pairs = [p for p in a.pairs.get(m, []) if p.within_noise]
         total += len(pairs)
-        best = a.best.get(m) if hasattr(a, "best") else None
+        best = a.best.get(m)
         if best is None and a.ranked:
             best = a.ranked[0].key
         near = sorted({_label(a, p.b if p.a == best else p.a) for p in pairs if best in (p.a, p.b)})

@@ -78,20 +78,18 @@ def _anastomoses(
     return out
 
 
-def _rasterise(
-    shape: tuple[int, ...], samples: list[tuple[np.ndarray, float]], chunk: int = 4096
-) -> np.ndarray:
-    """Union of balls around the samples; radius at least the voxel half-diagonal so lines stay connected.
+def _rasterise(shape: tuple[int, ...], pts: np.ndarray, radii: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Union of balls around the samples ``pts (N, dims)`` with ``radii (N,)``; radius at least the
+    voxel half-diagonal so lines stay connected.
 
     Vectorised over samples: each sample tests the same ``width^dims`` window of voxels from the
     floor of its lower corner (the voxels past its own upper corner are farther than its radius).
     """
     mask = np.zeros(shape, dtype=bool)
-    if not samples:
+    if not len(pts):
         return mask
     dims = len(shape)
-    pts = np.stack([p for p, _ in samples])  # (N, dims)
-    rad = np.maximum([r for _, r in samples], 0.5 * np.sqrt(dims) + 0.05)  # (N,)
+    rad = np.maximum(radii, 0.5 * np.sqrt(dims) + 0.05)
     lo = np.floor(pts - rad[:, None]).astype(int)
     width = int((np.ceil(pts + rad[:, None]).astype(int) + 1 - lo).max())
     window = np.stack(np.meshgrid(*[np.arange(width)] * dims, indexing="ij"), -1).reshape(-1, dims)
@@ -130,11 +128,12 @@ def generate_vessels(shape: Sequence[int], seed: int, index: int) -> tuple[np.nd
         )
         samples += _grow_tree(rng, size, start, inward, radius)
     samples += _anastomoses(rng, samples, int(rng.integers(1, 4)))
-    mask = _rasterise(shape, samples)
+    pts = np.array([p for p, _ in samples], dtype=float).reshape(-1, dims)  # (N, dims)
+    radii = np.array([r for _, r in samples], dtype=float)  # (N,)
+    mask = _rasterise(shape, pts, radii)
     radius_map = np.zeros(shape, dtype=np.float32)
-    if samples:
-        centres = np.clip(np.round(np.stack([p for p, _ in samples])).astype(int), 0, np.array(shape) - 1)
-        np.maximum.at(radius_map, tuple(centres.T), np.array([r for _, r in samples], dtype=np.float32))
+    centres = np.clip(np.round(pts).astype(int), 0, np.array(shape) - 1)
+    np.maximum.at(radius_map, tuple(centres.T), radii.astype(np.float32))
     contrast = gaussian_filter(np.clip(0.1 + 0.12 * radius_map, 0, 0.45), 1.0)
     contrast = np.where(mask, np.maximum(contrast, 0.1), 0)
     tubes = gaussian_filter(mask.astype(np.float32) * contrast, 0.6)

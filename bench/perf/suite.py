@@ -56,6 +56,10 @@ class _Clock(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         self.end = time.perf_counter()
 
+    def steps_per_s(self, steps: int) -> float:
+        """``steps`` (the steps after the warm-up) over the time measured."""
+        return steps / (self.end - (self.start or self.end))
+
 
 def default_run(steps: int) -> RunConfig:
     """The default sweep's first run with a ``steps`` budget and no validation."""
@@ -101,7 +105,7 @@ def training_overhead(steps: int = 110, warmup: int = 10, reps: int = 5) -> dict
             clock = _Clock(warmup)
             run.trainer.callbacks.append(clock)
             run.trainer.fit(run.module, train_dataloaders=DataLoader(batches, batch_size=None))
-            return (steps - warmup) / (clock.end - (clock.start or clock.end))
+            return clock.steps_per_s(steps - warmup)
 
     def lightning() -> float:  # Lightning's own loop: no segbench callback, logger or checkpoint
         L.seed_everything(cfg.seed, verbose=False)
@@ -119,7 +123,7 @@ def training_overhead(steps: int = 110, warmup: int = 10, reps: int = 5) -> dict
             gradient_clip_val=clip,
         )
         trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
-        return (steps - warmup) / (clock.end - (clock.start or clock.end))
+        return clock.steps_per_s(steps - warmup)
 
     reps_of: dict[str, list[float]] = {"bare": [], "lightning": [], "runner": []}
     for _ in range(reps):
