@@ -30,32 +30,37 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 def _grow_tree(
     rng: np.random.Generator, shape: np.ndarray, start: np.ndarray, direction: np.ndarray, radius: float
-) -> list[tuple[np.ndarray, float]]:
-    """Centreline samples ``(point, radius)`` of one tree, 0.5 voxel apart."""
-    samples: list[tuple[np.ndarray, float]] = []
-    stack = [(start.astype(float), _unit(direction), radius, 0)]
-    upper = shape - 1
+) -> list[tuple[tuple[float, ...], float]]:
+    """Centreline samples ``(point, radius)`` of one tree, 0.5 voxel apart.
+
+    The direction stays a numpy vector (its norm is numpy's ``dot``, which rounds differently
+    from a Python sum); the point and the bounds test are plain floats, the same IEEE
+    operations without numpy's per-call cost.
+    """
+    samples: list[tuple[tuple[float, ...], float]] = []
+    stack = [(tuple(start.astype(float).tolist()), _unit(direction), radius, 0)]
+    upper = (shape - 1).tolist()
     while stack and len(samples) < 40000:
         p, d, r, depth = stack.pop()
         length = 0.0
         max_len = rng.uniform(0.5, 1.0) * float(shape.min()) * (0.85**depth)
         while length < max_len and r >= _MIN_RADIUS:
             d = _unit(d + rng.normal(0, 0.12, size=d.shape))
-            p = p + 0.5 * d
-            if (p < 0).any() or (p > upper).any():
+            p = tuple([x + 0.5 * v for x, v in zip(p, d.tolist())])
+            if any(x < 0 or x > u for x, u in zip(p, upper)):
                 break
-            samples.append((p, r))  # p is rebound, never changed in place
+            samples.append((p, r))
             length += 0.5
             r *= 0.997
             if length > 4 and rng.random() < 0.03 and depth < 7:
                 child = _unit(d + rng.normal(0, 0.9, size=d.shape))
-                stack.append((p.copy(), child, r * rng.uniform(0.5, 0.75), depth + 1))
+                stack.append((p, child, r * rng.uniform(0.5, 0.75), depth + 1))
                 r *= rng.uniform(0.8, 0.95)
     return samples
 
 
 def _anastomoses(
-    rng: np.random.Generator, samples: list[tuple[np.ndarray, float]], n: int
+    rng: np.random.Generator, samples: list[tuple[Any, float]], n: int
 ) -> list[tuple[np.ndarray, float]]:
     """Curved connections between pairs of centreline points 10-40 voxels apart (loops)."""
     out: list[tuple[np.ndarray, float]] = []
@@ -85,21 +90,27 @@ def _rasterise(shape: tuple[int, ...], pts: np.ndarray, radii: np.ndarray, chunk
     Vectorised over samples: each sample tests the same ``width^dims`` window of voxels from the
     floor of its lower corner (the voxels past its own upper corner are farther than its radius).
     """
-    mask = np.zeros(shape, dtype=bool)
     if not len(pts):
-        return mask
+        return np.zeros(shape, dtype=bool)
     dims = len(shape)
     rad = np.maximum(radii, 0.5 * np.sqrt(dims) + 0.05)
     lo = np.floor(pts - rad[:, None]).astype(int)
     width = int((np.ceil(pts + rad[:, None]).astype(int) + 1 - lo).max())
     window = np.stack(np.meshgrid(*[np.arange(width)] * dims, indexing="ij"), -1).reshape(-1, dims)
+    # A margin on every side holds each window whole (anastomoses may bend outside the image): no
+    # bounds test per voxel, the margin is cut off at the end. Voxels are addressed by their flat
+    # index in the padded mask.
+    pad = max(width, int(-lo.min()), int((lo.max(axis=0) + width - np.array(shape)).max()))
+    padded = np.zeros([s + 2 * pad for s in shape], dtype=bool)
+    strides = np.array([int(np.prod(padded.shape[k + 1 :])) for k in range(dims)])
+    offsets = window @ strides  # (width^dims,)
     for s in range(0, len(pts), chunk):
-        grid = lo[s : s + chunk, None, :] + window[None]  # (n, width^dims, dims) voxel indices
-        d2 = sum((grid[..., k] - pts[s : s + chunk, None, k]) ** 2 for k in range(dims))
-        inside = np.all((grid >= 0) & (grid < np.array(shape)), axis=-1)
-        hit = (d2 <= rad[s : s + chunk, None] ** 2) & inside
-        mask[tuple(grid[hit].T)] = True
-    return mask
+        corner, centre = lo[s : s + chunk], pts[s : s + chunk]
+        d2 = sum((corner[:, k, None] + window[None, :, k] - centre[:, k, None]) ** 2 for k in range(dims))
+        hit = d2 <= rad[s : s + chunk, None] ** 2  # (n, width^dims)
+        flat = ((corner + pad) @ strides)[:, None] + offsets[None]
+        padded.flat[flat[hit]] = True
+    return padded[tuple(slice(pad, pad + n) for n in shape)].copy()
 
 
 def generate_vessels(shape: Sequence[int], seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -117,7 +128,7 @@ def generate_vessels(shape: Sequence[int], seed: int, index: int) -> tuple[np.nd
     dims = len(shape)
     rng = np.random.default_rng([seed, index, dims])
     size = np.array(shape, dtype=float)
-    samples: list[tuple[np.ndarray, float]] = []
+    samples: list[tuple[Any, float]] = []  # (point (dims,), radius)
     for _ in range(int(rng.integers(2, 5))):
         axis, side = int(rng.integers(dims)), int(rng.integers(2))
         start = rng.uniform(0.15, 0.85, size=dims) * (size - 1)

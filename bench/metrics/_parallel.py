@@ -1,4 +1,5 @@
-"""Runs expensive metric parts in forked child processes while the caller computes the rest.
+"""Runs expensive metric parts (and leaderboard figures) in forked child processes while the
+caller computes the rest.
 
 scikit-image's 3D skeletonisation (clDice) holds the GIL for most of its work, so a thread
 cannot overlap it with the other metrics; a ``fork`` child can, and it inherits the masks
@@ -50,11 +51,12 @@ _LOCK = threading.Lock()
 _live = 0  # children started by submit() and not yet waited for
 
 
-def fork_enabled(n_voxels: int) -> bool:
+def fork_enabled(n_voxels: int | None) -> bool:
     """Whether :func:`submit` would use a child process for an input of ``n_voxels`` voxels
-    (when fewer than :func:`max_children` children are running)."""
+    (``None``: work that is always worth a child, e.g. leaderboard figures) when fewer than
+    :func:`max_children` children are running."""
     return (
-        n_voxels >= MIN_VOXELS
+        (n_voxels is None or n_voxels >= MIN_VOXELS)
         and sys.platform.startswith("linux")
         and os.environ.get(ENV_FLAG, "1") != "0"
         and not mp.current_process().daemon
@@ -71,13 +73,14 @@ def _child(conn: Connection, fn: Callable[..., Any], args: tuple) -> None:
         conn.close()
 
 
-def submit(fn: Callable[..., T], *args: Any, n_voxels: int) -> Callable[[], T]:
+def submit(fn: Callable[..., T], *args: Any, n_voxels: int | None) -> Callable[[], T]:
     """Starts ``fn(*args)`` (in a forked child when :func:`fork_enabled`) and returns a waiter.
 
     Args:
         fn: picklable-result function of numpy arrays; it must not modify its arguments.
         *args: its arguments (inherited by the child, not pickled).
-        n_voxels: input size, compared with :data:`MIN_VOXELS`.
+        n_voxels: input size, compared with :data:`MIN_VOXELS`; ``None`` skips that test (and
+            the child gets :data:`TIMEOUT_BASE_S`).
 
     Returns:
         A function without arguments that returns ``fn(*args)``: the child's result, or an
@@ -105,7 +108,7 @@ def submit(fn: Callable[..., T], *args: Any, n_voxels: int) -> Callable[[], T]:
         return lambda: fn(*args)
     send.close()
 
-    timeout = TIMEOUT_BASE_S + TIMEOUT_PER_MVOXEL_S * n_voxels / 2**20
+    timeout = TIMEOUT_BASE_S + TIMEOUT_PER_MVOXEL_S * (n_voxels or 0) / 2**20
 
     def wait() -> T:
         global _live

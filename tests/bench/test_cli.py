@@ -72,6 +72,34 @@ def test_run_then_leaderboard_through_the_console_script(tmp_path):
     assert "--force" in again.stdout
 
 
+def test_console_entry_imports_with_the_collector_off_and_works_with_it_on(tmp_path):
+    # the probe replaces the `losses` handler to look at the collector while a command works; an
+    # atexit hook registered before the command runs sees the state the interpreter exits in
+    probe = (
+        "import atexit, gc, sys\n"
+        "import bench.cli as cli\n"
+        "def losses(args):\n"
+        "    print('working', gc.isenabled(), gc.get_freeze_count(), 'models' in sys.modules, flush=True)\n"
+        "    cli.kept = [[] for _ in range(50_000)]  # objects the command leaves alive\n"
+        "    return 0\n"
+        "cli.COMMANDS['losses'] = losses\n"
+        "atexit.register(lambda: print('exit', gc.get_freeze_count(), flush=True))\n"
+        "sys.argv = ['segbench', *sys.argv[1:]]\n"
+        "cli.entry()\n"
+    )
+    ok = subprocess.run([sys.executable, "-c", probe, "losses"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    working = ok.stdout.split("working ")[1].split()
+    assert working[0] == "True"  # the collector is on for the command's own work
+    assert int(working[1]) > 100_000  # torch's and the models' objects, frozen after importing
+    assert working[2] == "True"  # the command's modules were imported before it started
+    assert int(ok.stdout.split("exit ")[1]) > int(working[1]) + 40_000  # frozen again for the exit
+    bad = subprocess.run(
+        [sys.executable, "-c", probe, "run", str(tmp_path / "missing.yaml")], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "no such sweep file" in bad.stderr
+
+
 def test_leaderboard_goes_beside_its_records_not_into_the_current_folder(tmp_path, monkeypatch):
     """``segbench run --results DIR`` renders DIR/../leaderboard.md; the working folder is untouched."""
     work = tmp_path / "elsewhere"

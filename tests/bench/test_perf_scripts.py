@@ -46,3 +46,18 @@ def test_metric_benchmark_checks_equality_with_every_reference():
         "nsd vs MONAI",
     }
     assert all(row.rstrip(" |").endswith("yes") for row in rows)
+
+
+def test_sweep_cost_counts_metrics_and_the_test_loop_outside():
+    from bench.perf.suite import cost_shares
+
+    records = [
+        {"status": "done", "train_seconds": 40.0, "test_seconds": 5.0, "infer_seconds": 3.0},
+        {"status": "done", "train_seconds": 50.0, "test_seconds": 5.0, "infer_seconds": 4.0},
+        {"status": "failed", "train_seconds": 1.0},
+    ]
+    cost = cost_shares(records, 110.0)
+    assert (cost["runs"], cost["failed"]) == (3, 1)
+    assert (cost["fit_s"], cost["test_s"], cost["inference_s"]) == (91.0, 10.0, 7.0)
+    assert abs(cost["outside_share"] - 12 / 110) < 1e-12  # 110 - 91 fit - 7 inference
+    assert abs(cost["outside_share_test_inside"] - 9 / 110) < 1e-12

@@ -1,6 +1,8 @@
 """Leaderboard figures: every PNG is written, readable and non-empty; missing probabilities are said."""
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ from PIL import Image
 from bench import leaderboard as lb
 from bench import plots
 from bench.config import run_from_dict
+from bench.metrics import _parallel
 from bench.store import write_json_atomic
 
 CASES = [f"c{i}" for i in range(6)]
@@ -106,6 +109,62 @@ def test_every_plot_is_written_and_non_empty(tmp_path):
         "reliability: swin_unetr / dice_ce": "no saved probabilities (eval.save_probabilities off)",
         "reliability: attention_unet / dice_ce": "no saved probabilities (eval.save_probabilities off)",
     }
+
+
+def _pixels(folder: Path) -> dict[str, np.ndarray]:
+    return {p.name: np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.glob("*.png"))}
+
+
+needs_fork = pytest.mark.skipif(
+    not _parallel.fork_enabled(_parallel.MIN_VOXELS), reason="needs Linux fork and >= 2 cores"
+)
+
+
+@needs_fork
+def test_figures_drawn_in_a_child_are_those_drawn_in_process(tmp_path, monkeypatch):
+    (a,) = [lb.analyse(t, n_resamples=200) for t in lb.group_records(make_results(tmp_path))]
+    draw, parent = plots._draw, os.getpid()
+    drawn_by: dict[int, list[str]] = {}
+
+    def spy(a, results, out, names):
+        (out / f"drawn_by_{os.getpid()}.json").write_text(json.dumps(names))
+        return draw(a, results, out, names)
+
+    monkeypatch.setattr(plots, "_draw", spy)
+    done = plots.render_plots(a, tmp_path)
+    out = done["files"][0].parent
+    for p in out.glob("drawn_by_*.json"):
+        drawn_by[int(p.stem.rsplit("_", 1)[1])] = json.loads(p.read_text())
+        p.unlink()
+    assert len(drawn_by) == 2 and parent in drawn_by  # this process and one child, half each
+    assert sorted(sum(drawn_by.values(), [])) == sorted(p.name for p in done["files"])
+    forked, notes = _pixels(out), dict(a.plot_notes)
+    assert "reliability.png" not in drawn_by[parent] and "reliability: swin_unetr / dice_ce" in notes
+
+    monkeypatch.setenv(_parallel.ENV_FLAG, "0")  # everything in this process
+    shutil.rmtree(out)
+    a.plot_notes.clear()
+    assert plots.render_plots(a, tmp_path)["skipped"] == done["skipped"]
+    assert a.plot_notes == notes
+    here = _pixels(out)
+    assert forked.keys() == here.keys() and all(np.array_equal(forked[k], here[k]) for k in here)
+
+
+@needs_fork
+def test_figures_of_a_failed_child_are_drawn_in_process(tmp_path, monkeypatch):
+    (a,) = [lb.analyse(t, n_resamples=100) for t in lb.group_records(make_results(tmp_path))]
+    draw, parent = plots._draw, os.getpid()
+
+    def fails_in_child(*args):
+        if os.getpid() != parent:
+            raise RuntimeError("child died")
+        return draw(*args)
+
+    monkeypatch.setattr(plots, "_draw", fails_in_child)
+    done = plots.render_plots(a, tmp_path)
+    for p in done["files"]:
+        _assert_png(p)
+    assert "reliability: swin_unetr / dice_ce" in done["skipped"]
 
 
 def test_reliability_plot_is_left_out_without_probabilities(tmp_path):
