@@ -77,10 +77,25 @@ def test_signed_rank_p_is_scipys_exact_and_permutation_p(n):
     assert stats.signed_rank_p(tied) == pytest.approx(ref, rel=1e-12)
 
 
-def test_signed_rank_p_above_the_exact_limit_uses_scipy():
-    d = np.random.default_rng(7).normal(0.2, 1.0, 30)
-    assert stats.signed_rank_p(d) == pytest.approx(st.wilcoxon(d).pvalue)
+@pytest.mark.parametrize("n", [19, 30, 44, 50, 51, 80])
+def test_signed_rank_p_above_the_enumeration_limit_is_scipys_to_the_bit(n):
+    # scipy's exact null without ties up to 50 differences, its tie-corrected normal approximation
+    # otherwise; zeros are dropped first (zero_method="wilcox")
+    rng = np.random.default_rng(n)
+    for shift in (0.0, 0.15, 0.4, 1.0):
+        d = rng.normal(shift, 1.0, n)
+        method = "exact" if n <= 50 else "asymptotic"
+        assert stats.signed_rank_p(d) == st.wilcoxon(d, method=method).pvalue
+        tied = np.round(rng.normal(shift, 2.0, n))
+        tied[tied == 0], tied[:2] = 1.0, 0.0  # ties, and two zeros
+        assert stats.signed_rank_p(tied) == st.wilcoxon(tied[2:], method="asymptotic").pvalue
+    assert stats.signed_rank_p(np.full(n, 0.5)) == st.wilcoxon(np.full(n, 0.5), method="asymptotic").pvalue
     assert stats.signed_rank_p(np.zeros(5)) == 1.0
+
+
+def test_signed_rank_p_at_the_null_mean_is_one():
+    d = np.r_[np.arange(1.0, 15.0), -np.arange(15.0, 21.0)]  # T+ = 1 + ... + 14 = 105 = 20 * 21 / 4
+    assert stats.signed_rank_p(d) == st.wilcoxon(d, method="exact").pvalue == 1.0
 
 
 def test_paired_compare_difference_and_bootstrap_ci():
