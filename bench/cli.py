@@ -351,8 +351,9 @@ def main(argv: Sequence[str] | None = None, *, fast_start: bool = False) -> int:
         gc.disable()
     try:
         args = build_parser().parse_args(argv)
-        for module in COMMAND_IMPORTS.get(args.command, ()) if fast_start else ():
-            importlib.import_module(module)
+        if fast_start:
+            for module in COMMAND_IMPORTS.get(args.command, ()):
+                importlib.import_module(module)
     finally:
         if fast_start:
             gc.freeze()

@@ -187,14 +187,13 @@ def signed_rank_p(d: np.ndarray) -> float:
     if n == 0:
         return 1.0
     ranks = _st.rankdata(np.abs(d))
-    tie_sizes = np.unique(np.abs(d), return_counts=True)[1]
+    t = float(ranks[d > 0].sum())  # T+: a sum of integers and halves, exact in any order
     if n > EXACT_MAX:
-        r_plus = float(ranks[d > 0].sum())  # a sum of integers and halves: exact in any order
+        tie_sizes = np.unique(np.abs(d), return_counts=True)[1]
         if tie_sizes.size == n and n <= 50:
-            return _exact_signed_rank_p(r_plus, n)
-        return _asymptotic_signed_rank_p(r_plus, n, tie_sizes)
+            return _exact_signed_rank_p(t, n)
+        return _asymptotic_signed_rank_p(t, n, tie_sizes)
     null = _sign_patterns(n) @ ranks
-    t = ranks[d > 0].sum()
     eps = 1e-9 * max(1.0, ranks.sum())
     p = 2.0 * min(np.mean(null >= t - eps), np.mean(null <= t + eps))
     return float(min(1.0, p))

@@ -102,7 +102,7 @@ def _rasterise(shape: tuple[int, ...], pts: np.ndarray, radii: np.ndarray, chunk
     # index in the padded mask.
     pad = max(width, int(-lo.min()), int((lo.max(axis=0) + width - np.array(shape)).max()))
     padded = np.zeros([s + 2 * pad for s in shape], dtype=bool)
-    strides = np.array([int(np.prod(padded.shape[k + 1 :])) for k in range(dims)])
+    strides = np.array(padded.strides) // padded.itemsize  # (dims,) elements per step along each axis
     offsets = window @ strides  # (width^dims,)
     for s in range(0, len(pts), chunk):
         corner, centre = lo[s : s + chunk], pts[s : s + chunk]

@@ -40,6 +40,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from bench.cli import COMMAND_IMPORTS
 from bench.config import RunConfig, load_sweep
 
 
@@ -244,7 +245,7 @@ def cost_shares(records: list[dict[str, Any]], wall: float) -> dict[str, Any]:
     }
 
 
-_IMPORTS = "import bench.cli, bench.runner, bench.leaderboard, bench.plots, bench.report"
+_IMPORTS = "import " + ", ".join(("bench.cli", *COMMAND_IMPORTS["run"]))  # what `segbench run` imports
 
 
 def _child_seconds(code: str) -> float:
