@@ -1,8 +1,7 @@
 """Raters and loaders of :class:`~datamodules.base.SegDataModule` (a mixin, kept apart from indexing
 and splitting).
 
-- :meth:`rater_names` / :meth:`rater_cases`: every annotator of a dataset, per case, e.g. for a
-  human-baseline row (the second annotator scored against the first);
+- :meth:`rater_names`: every annotator of a dataset (each exposed as ``label_<name>``);
 - the loaders: random training patches in ``(epoch, index)`` order
   (:class:`~datamodules.sampling.EpochSampler`, :class:`~datamodules.sampling.PatchSampler`) and
   whole cases for validation / test (:class:`~datamodules.sampling.CaseDataset`).
@@ -10,13 +9,10 @@ and splitting).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.args import DataArgumentError
 from datamodules.sampling import CaseDataset, EpochSampler, PatchSampler, build_augmentation
 
 if TYPE_CHECKING:
@@ -31,29 +27,6 @@ class RatersAndLoadersMixin:
     def rater_names(self) -> list[str]:
         """The dataset's annotators (``annotators``), each exposed as ``label_<name>`` in batches."""
         return list(self.annotators)
-
-    def rater_cases(
-        self, split: str, rater: str
-    ) -> Iterator[tuple[str, np.ndarray, np.ndarray | None, tuple[float, ...]]]:
-        """Per-case arrays of one rater on ``split`` (after :meth:`setup`), e.g. for a human baseline.
-
-        Yields ``(case_id, label (*spatial) int64, fov (*spatial) bool or None, spacing)`` for
-        every loadable case of ``split`` that ``rater`` annotated, in split order; cases without
-        that rater (DRIVE training images have no 2nd observer) are left out. Score the second
-        rater against the reference with ``label`` of the same case (``dm.case(case_id).label``).
-
-        Raises:
-            DataArgumentError: ``rater`` is not one of :meth:`rater_names` or ``split`` is unknown.
-        """
-        if rater not in self.rater_names():
-            raise DataArgumentError(f"{self.name}: unknown rater {rater!r}; raters: {self.rater_names()}")
-        if split not in self.splits:
-            raise DataArgumentError(f"{self.name}: unknown split {split!r}; splits: {sorted(self.splits)}")
-        for cid in self.good_case_ids(split):
-            case = self.case(cid)
-            label = case.extras.get(f"label_{rater}")
-            if label is not None:
-                yield cid, label, case.fov, case.spacing or (1.0,) * self.spatial_dims
 
     # ---- loaders -------------------------------------------------------------------------
     def _dataset(self, split: str) -> Dataset:

@@ -1,4 +1,5 @@
-"""Readers for release formats and the shared per-case conversions.
+"""Readers for release formats and the shared per-case conversions: the one place segbench reads
+image files (the DataModules, and ``segbench evaluate`` for predictions made elsewhere).
 
 Every reader turns a broken or unexpected file into :class:`CaseLoadError`, a ``ValueError``
 whose message names the file, so one bad case can be reported (and skipped) without hiding
@@ -8,6 +9,20 @@ which file is at fault.
   multi-page TIFF stacks via tifffile; NIfTI via nibabel (with voxel spacing).
 - Binary masks (labels and FOV) are read as 8-bit grey (``convert("L")``), which unifies PIL
   modes ``1`` (CHASE_DB1), ``P`` (DRIVE 2nd observer), ``L`` and ``RGB`` (HRF FOV masks).
+- Any supported file as stored (:func:`read_array`, one reader per extension in
+  :data:`READERS`), for label and probability maps whose values must not be converted:
+
+  - PNG / GIF (PIL): mode ``1`` reads as {0, 1}, ``L`` / ``I`` / ``I;16`` / ``F`` as stored,
+    ``P`` (palette) as its palette indices (the PASCAL VOC convention for class maps), a grey
+    image stored as RGB(A) as one channel; a coloured RGB image is an error.
+  - TIFF (tifffile, PIL for what tifffile cannot decode): 2D images or stacks ``(pages, H, W)``.
+  - NIfTI ``.nii`` / ``.nii.gz`` (nibabel): the array as stored (nibabel's axis order, no
+    reorientation) and the spacing from the header zooms; a 4D file is ``(X, Y, Z, C)``
+    probabilities and becomes ``(C, X, Y, Z)``.
+  - NumPy ``.npy`` and ``.npz`` (the single array, else key ``prob``, ``pred``, nnU-Net's
+    ``probabilities`` or ``seg``, in that order; a ``spacing`` key is read as the spacing).
+    nnU-Net's ``probabilities`` are stored ``(C, z, y, x)`` (SimpleITK order): the spatial axes
+    are reversed to nibabel's ``(x, y, z)``; a 2D case's singleton ``z`` is dropped.
 """
 
 from __future__ import annotations
@@ -15,7 +30,8 @@ from __future__ import annotations
 import gzip
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -174,12 +190,26 @@ def read_nifti(path: str | os.PathLike[str]) -> tuple[np.ndarray, tuple[float, .
     return data, spacing
 
 
-def check_same_shape(spatial: Sequence[int], other: np.ndarray, path: str | os.PathLike[str]) -> None:
-    """Raise :class:`CaseLoadError` naming ``path`` when ``other`` does not match the image size."""
-    if tuple(other.shape) != tuple(spatial):
-        raise CaseLoadError(
-            f"{path}: size {tuple(other.shape)} does not match the image size {tuple(spatial)}"
-        )
+def check_same_shape(
+    spatial: Sequence[int],
+    other: np.ndarray | Sequence[int],
+    path: str | os.PathLike[str],
+    *,
+    reference: str = "the image size",
+) -> None:
+    """Raise :class:`CaseLoadError` naming ``path`` when ``other`` (an array or its shape) is not
+    ``spatial`` in size; the message says so when only the axis order differs.
+
+    ``reference`` names ``spatial`` in the message (``the ground truth's``).
+    """
+    shape = tuple(int(n) for n in (other.shape if isinstance(other, np.ndarray) else other))
+    spatial = tuple(int(n) for n in spatial)
+    if shape == spatial:
+        return
+    hint = ""
+    if shape[-len(spatial) :][::-1] == spatial and shape[-len(spatial) :] != spatial:
+        hint = " (its axes reversed: a file written in another axis order?)"
+    raise CaseLoadError(f"{path}: shape {shape} does not match {reference} {spatial}{hint}")
 
 
 def zscore(image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -240,3 +270,126 @@ def rescale_case(
     labs = {k: nearest(v) for k, v in labels.items()}
     fov = nearest(fov) if fov is not None else None
     return img, labs, fov, tuple(s / scale for s in spacing)
+
+
+# ---- any supported file as stored (label and probability maps) ---------------------------
+
+_NPZ_KEYS = ("prob", "pred", "probabilities", "seg")
+EXTENSIONS = (".nii.gz", ".nii", ".png", ".gif", ".tif", ".tiff", ".npy", ".npz")
+
+
+@dataclass
+class ArrayFile:
+    """What :func:`read_array` returns.
+
+    Attributes:
+        array: the data as stored, ``(*spatial)`` or ``(C, *spatial)``.
+        spacing: voxel size per spatial axis from the file (NIfTI header, npz ``spacing``), or None.
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, ...] | None = None
+
+
+def split_extension(name: str) -> tuple[str, str] | None:
+    """``("case_001", ".nii.gz")`` for ``case_001.nii.gz``; None for an extension of no reader."""
+    low = name.lower()
+    for ext in EXTENSIONS:
+        if low.endswith(ext) and len(name) > len(ext):
+            return name[: -len(ext)], ext
+    return None
+
+
+def read_label_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """A 2D image's values as stored, ``(H, W)``: mode ``1`` as {0, 1}, ``P`` as palette indices,
+    a grey image saved as RGB(A) as one channel.
+
+    Raises:
+        CaseLoadError: unreadable, or a coloured image (names the file).
+    """
+    path = Path(path)
+    img = _open_pil(path)
+    mode = img.mode
+    arr = np.asarray(img)
+    if mode == "1":
+        return arr.astype(np.uint8)
+    if arr.ndim == 3:  # RGB(A) / LA: accept a grey image stored with colour channels
+        grey = arr[..., :3] if arr.shape[-1] >= 3 else arr[..., :1]
+        if not (grey == grey[..., :1]).all():
+            raise CaseLoadError(
+                f"{path}: colour image (mode {mode}); save label maps as grey or palette images"
+            )
+        arr = np.ascontiguousarray(grey[..., 0])
+    return arr
+
+
+def _array_tiff(path: Path) -> ArrayFile:
+    try:
+        return ArrayFile(_read_tiff(path))
+    except CaseLoadError as tiff_error:  # e.g. LZW without imagecodecs: PIL decodes it
+        try:
+            return ArrayFile(read_label_image(path))
+        except CaseLoadError:
+            raise tiff_error from None
+
+
+def _array_nifti(path: Path) -> ArrayFile:
+    data, spacing = read_nifti(path)
+    if data.ndim == 4:  # (X, Y, Z, C) probabilities -> (C, X, Y, Z)
+        return ArrayFile(np.moveaxis(data, -1, 0), spacing)
+    return ArrayFile(data, spacing[: data.ndim])
+
+
+def _array_npy(path: Path) -> ArrayFile:
+    try:
+        return ArrayFile(np.load(path, allow_pickle=False))
+    except (OSError, ValueError, EOFError) as e:
+        raise CaseLoadError(f"{path}: cannot read .npy ({type(e).__name__}: {e})") from e
+
+
+def _array_npz(path: Path) -> ArrayFile:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.files)
+            spacing = tuple(float(s) for s in z["spacing"]) if "spacing" in keys else None
+            arrays = [k for k in keys if k != "spacing"]
+            key = arrays[0] if len(arrays) == 1 else next((k for k in _NPZ_KEYS if k in keys), None)
+            if key is None:
+                raise CaseLoadError(
+                    f"{path}: .npz holds {keys}; expected one array or a key of {list(_NPZ_KEYS)}"
+                )
+            arr = z[key]
+    except CaseLoadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - OSError, ValueError, zipfile.BadZipFile ...
+        raise CaseLoadError(f"{path}: cannot read .npz ({type(e).__name__}: {e})") from e
+    if key == "probabilities" and arr.ndim == 4:  # nnU-Net: (C, z, y, x) in SimpleITK order
+        arr = arr[:, 0] if arr.shape[1] == 1 else arr.transpose(0, 3, 2, 1)  # 2D: (C, 1, y, x)
+    return ArrayFile(arr, spacing)
+
+
+READERS: dict[str, Callable[[Path], ArrayFile]] = {
+    ".png": lambda path: ArrayFile(read_label_image(path)),
+    ".gif": lambda path: ArrayFile(read_label_image(path)),
+    ".tif": _array_tiff,
+    ".tiff": _array_tiff,
+    ".nii": _array_nifti,
+    ".nii.gz": _array_nifti,
+    ".npy": _array_npy,
+    ".npz": _array_npz,
+}
+
+
+def read_array(path: str | os.PathLike[str]) -> ArrayFile:
+    """Read any supported file as stored (see the module docstring and :data:`READERS`).
+
+    Raises:
+        CaseLoadError: unsupported extension, missing or unreadable file (names the file).
+    """
+    path = Path(path)
+    parts = split_extension(path.name)
+    if parts is None:
+        raise CaseLoadError(f"{path}: unsupported file type; supported: {', '.join(EXTENSIONS)}")
+    if not path.is_file():
+        raise CaseLoadError(f"{path}: no such file")
+    return READERS[parts[1]](path)

@@ -1,25 +1,26 @@
-"""segbench models: the model and loss registries and the one LightningModule.
+"""segbench models: the model and loss registries, the factory and the one LightningModule.
 
 Importing this package registers every architecture and loss. Adding a model or a loss is one
 new file with a ``@register_model`` / ``@register_loss`` builder plus its module name in
-``_PLUGINS``; the registries themselves live in :mod:`models.registry`, a leaf module.
+``_PLUGINS``; the registries live in :mod:`models.registry` (a leaf), building in
+:mod:`models.factory`, shared blocks in :mod:`models.layers`, losses in :mod:`models.losses`,
+optimisers in :mod:`models.optim` and deep supervision in :mod:`models.deep_supervision`.
 """
 
 from __future__ import annotations
 
 import importlib
 
+from models.factory import count_parameters, create_loss, create_model
 from models.module import SegmentationModule
 from models.registry import (
     LOSSES,
     MODELS,
-    count_parameters,
-    create_loss,
-    create_model,
     list_losses,
     list_models,
     loss_entry,
     model_entry,
+    parse_loss_name,
     register_loss,
     register_model,
 )
@@ -46,13 +47,13 @@ _PLUGINS = (
     "tubule_net",
     "prob_unet",
     # losses
-    "losses",
-    "loss_calibration",
-    "loss_mip",
-    "loss_topology",
-    "loss_basnet",
-    "loss_uncertainty",
-    "loss_pulaski",
+    "losses.region",
+    "losses.calibration",
+    "losses.mip",
+    "losses.topology",
+    "losses.basnet",
+    "losses.uncertainty",
+    "losses.pulaski",
 )
 for _mod in _PLUGINS:
     importlib.import_module(f"models.{_mod}")
@@ -68,6 +69,7 @@ __all__ = [
     "list_models",
     "loss_entry",
     "model_entry",
+    "parse_loss_name",
     "register_loss",
     "register_model",
 ]

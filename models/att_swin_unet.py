@@ -20,12 +20,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from monai.networks.layers import Conv
 from monai.networks.nets.swin_unetr import BasicLayer, PatchEmbed, PatchMergingV2, WindowAttention
 from monai.utils import ensure_tuple_rep
 from torch import nn
 
-from models.dformer import PatchExpand, channels_first, channels_last, pad_to_multiple
+from models.layers.conv import conv
+from models.layers.padding import crop_to, pad_to_multiple
+from models.layers.tokens import PatchExpand, channels_first, channels_last
 from models.registry import register_model
 
 
@@ -128,9 +129,10 @@ class AttSwinUNet(nn.Module):
         )
         self.norm_up = nn.LayerNorm(embed_dim)
         self.final_expand = PatchExpand(embed_dim, embed_dim, (patch_size,) * sd)
-        self.head = Conv[Conv.CONV, sd](embed_dim, out_channels, kernel_size=1, bias=False)
+        self.head = conv(sd, embed_dim, out_channels, kernel_size=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, in_channels, *S)`` -> logits ``(B, out_channels, *S)``."""
         spatial = x.shape[2:]
         x = self.embed(pad_to_multiple(x, self.factor))
         skips = []
@@ -148,8 +150,7 @@ class AttSwinUNet(nn.Module):
             for layer in [*self.encoder, *self.decoder]:
                 for block in layer.blocks:
                     block.attn.context = block.attn.weights = None
-        logits = self.head(channels_first(self.final_expand(self.norm_up(x))))
-        return logits[(..., *(slice(0, s) for s in spatial))]
+        return crop_to(self.head(channels_first(self.final_expand(self.norm_up(x)))), spatial)
 
 
 @register_model(
@@ -159,7 +160,7 @@ class AttSwinUNet(nn.Module):
     description="Attention Swin U-Net: Swin-Unet whose decoder adds the encoder's attention weights",
     paper="https://arxiv.org/abs/2210.16898",
     small={"embed_dim": 12, "depths": (2, 2, 2, 2), "num_heads": (1, 2, 4, 8), "window_size": 4},
-    fixed_input_size=False,
+    options="embed_dim depths num_heads window_size patch_size drop_path cross_contextual",
     encoder="encoder",
 )
 def att_swin_unet(

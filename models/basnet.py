@@ -15,10 +15,10 @@ https://openaccess.thecvf.com/content_CVPR_2019/html/Qin_BASNet_Boundary-Aware_S
   conv-BN-ReLU per level) that predicts a residual added to the coarse map:
   ``refined = coarse + RRM(coarse)``.
 
-Every output is trained with the hybrid loss (``basnet_hybrid``, :mod:`models.loss_basnet`):
-the SegmentationModule applies the configured loss to the refined logits and :meth:`aux_loss`
-adds the hybrid loss of the 7 side outputs (weight 1 each, as in the paper). The paper's
-sigmoid saliency map becomes ``out_channels`` softmax logits; 3D uses the same blocks with 3D
+Every output is trained with the same loss, weight 1 each (the paper's hybrid loss is the
+registered ``basnet_hybrid``, :mod:`models.losses.basnet`): the run's loss on the refined logits
+and, as deep supervision declared at registration, on the 7 side outputs. The paper's sigmoid
+saliency map becomes ``out_channels`` softmax logits; 3D uses the same blocks with 3D
 convolutions and trilinear upsampling.
 """
 
@@ -28,43 +28,24 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from monai.networks.blocks import Convolution
-from monai.networks.layers import Conv, Norm, Pool
-from monai.networks.nets.resnet import ResNetBlock
+from monai.networks.layers import Pool
 from torch import nn
 
-from models.loss_basnet import basnet_hybrid_loss
+from models.deep_supervision import DeepSupervision, constant_weights
+from models.layers.conv import conv, conv_norm_act
+from models.layers.padding import crop_to, pad_to_multiple
+from models.layers.resize import resize_to
+from models.layers.resnet import StagedEncoder, basic_stage
 from models.registry import register_model
 
 
 def _cbr(spatial_dims: int, cin: int, cout: int, dilation: int = 1) -> Convolution:
     """3x3 conv (bias) -> BatchNorm -> ReLU."""
-    return Convolution(
-        spatial_dims, cin, cout, kernel_size=3, dilation=dilation, act="relu", norm="batch", adn_ordering="NA"
-    )
+    return conv_norm_act(spatial_dims, cin, cout, 3, dilation=dilation, bias=True)
 
 
-def _res_stage(spatial_dims: int, cin: int, cout: int, blocks: int, stride: int) -> nn.Sequential:
-    """ResNet basic blocks; the first strides and projects (1x1 conv + BN) when shapes change."""
-    down = None
-    if stride != 1 or cin != cout:
-        down = nn.Sequential(
-            Conv[Conv.CONV, spatial_dims](cin, cout, kernel_size=1, stride=stride, bias=False),
-            Norm[Norm.BATCH, spatial_dims](cout),
-        )
-    first = ResNetBlock(cin, cout, spatial_dims=spatial_dims, stride=stride, downsample=down)
-    return nn.Sequential(
-        first, *(ResNetBlock(cout, cout, spatial_dims=spatial_dims) for _ in range(blocks - 1))
-    )
-
-
-def _upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    mode = "bilinear" if x.dim() == 4 else "trilinear"
-    return F.interpolate(x, size=tuple(size), mode=mode, align_corners=False)
-
-
-class BASNetEncoder(nn.Module):
+class BASNetEncoder(StagedEncoder):
     """Input conv, ResNet stages, extra max-pool stages: ``(B, C_in, *sp)`` -> feature list.
 
     Level ``j`` has ``levels[j]`` channels at ``1 / 2**j`` of the input resolution.
@@ -84,27 +65,19 @@ class BASNetEncoder(nn.Module):
             raise ValueError(f"basnet: blocks {tuple(blocks)} needs one entry per features level")
         self.stem = _cbr(spatial_dims, in_channels, features[0])
         stages = [
-            _res_stage(spatial_dims, cin, cout, n, 1 if j == 0 else 2)
+            basic_stage(spatial_dims, cin, cout, n, 1 if j == 0 else 2)
             for j, (cin, cout, n) in enumerate(zip([features[0], *features[:-1]], features, blocks))
         ]
         pool = Pool[Pool.MAX, spatial_dims]
         stages += [
             nn.Sequential(
                 pool(2, 2, ceil_mode=True),
-                _res_stage(spatial_dims, features[-1], features[-1], extra_blocks, 1),
+                basic_stage(spatial_dims, features[-1], features[-1], extra_blocks, 1),
             )
             for _ in range(extra_stages)
         ]
         self.stages = nn.ModuleList(stages)
         self.levels = [*features, *[features[-1]] * extra_stages]
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
-        feats = []
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
-        return feats
 
 
 class ResidualRefinementModule(nn.Module):
@@ -119,14 +92,15 @@ class ResidualRefinementModule(nn.Module):
 
     def __init__(self, spatial_dims: int, channels: int, width: int = 64, levels: int = 4) -> None:
         super().__init__()
-        self.inconv = Conv[Conv.CONV, spatial_dims](channels, width, kernel_size=3, padding=1)
+        self.inconv = conv(spatial_dims, channels, width, kernel_size=3, padding=1)
         self.enc = nn.ModuleList(_cbr(spatial_dims, width, width) for _ in range(levels))
         self.pool = Pool[Pool.MAX, spatial_dims](2, 2, ceil_mode=True)
         self.bridge = _cbr(spatial_dims, width, width)
         self.dec = nn.ModuleList(_cbr(spatial_dims, 2 * width, width) for _ in range(levels))
-        self.outconv = Conv[Conv.CONV, spatial_dims](width, channels, kernel_size=3, padding=1)
+        self.outconv = conv(spatial_dims, width, channels, kernel_size=3, padding=1)
 
     def forward(self, coarse: torch.Tensor) -> torch.Tensor:
+        """``coarse (B, C, *sp)`` -> refined logits of the same shape."""
         x = self.inconv(coarse)
         skips = []
         for j, block in enumerate(self.enc):
@@ -134,12 +108,34 @@ class ResidualRefinementModule(nn.Module):
             skips.append(x)
         x = self.bridge(self.pool(x))
         for block, skip in zip(self.dec, reversed(skips)):
-            x = block(torch.cat([_upsample(x, skip.shape[2:]), skip], dim=1))
+            x = block(torch.cat([resize_to(x, skip.shape[2:]), skip], dim=1))
         return coarse + self.outconv(x)
 
 
+@register_model(
+    "basnet",
+    family="cnn",
+    dims=(2, 3),
+    description="BASNet: ResNet-34 encoder-decoder + residual refinement, deeply supervised side outputs",
+    paper="https://openaccess.thecvf.com/content_CVPR_2019/html/Qin_BASNet_Boundary-Aware_Salient_Object_Detection_CVPR_2019_paper.html",
+    small={
+        "features": (8, 16, 32),
+        "blocks": (1, 1, 1),
+        "extra_stages": 1,
+        "extra_blocks": 1,
+        "rrm_width": 8,
+        "rrm_levels": 3,
+    },
+    options="features blocks extra_stages extra_blocks rrm_width rrm_levels",
+    encoder="encoder",
+    deep_supervision=DeepSupervision(constant_weights(1.0)),
+)
 class BASNet(nn.Module):
     """Predict module (encoder, bridge, decoder, side outputs) + residual refinement module.
+
+    The defaults are the paper's (ResNet-34 stages + 2 extra stages, 64-channel RRM). Train it
+    with ``loss: basnet_hybrid`` for the paper's setting (the side outputs are trained on the
+    run's loss too, weight 1 each).
 
     Args:
         spatial_dims: 2 or 3.
@@ -154,14 +150,15 @@ class BASNet(nn.Module):
         spatial_dims: int,
         in_channels: int,
         out_channels: int,
-        features: Sequence[int],
-        blocks: Sequence[int],
-        extra_stages: int,
-        extra_blocks: int,
-        rrm_width: int,
-        rrm_levels: int,
+        features: Sequence[int] = (64, 128, 256, 512),
+        blocks: Sequence[int] = (3, 4, 6, 3),
+        extra_stages: int = 2,
+        extra_blocks: int = 3,
+        rrm_width: int = 64,
+        rrm_levels: int = 4,
     ) -> None:
         super().__init__()
+        features, blocks = tuple(features), tuple(blocks)
         self.encoder = BASNetEncoder(spatial_dims, in_channels, features, blocks, extra_stages, extra_blocks)
         lv = self.encoder.levels
         deep = lv[-1]
@@ -177,8 +174,9 @@ class BASNet(nn.Module):
                 )
             )
         side_in = [deep] + [lv[max(j - 1, 0)] for j in reversed(range(len(lv)))]
-        conv = Conv[Conv.CONV, spatial_dims]
-        self.side = nn.ModuleList(conv(c, out_channels, kernel_size=3, padding=1) for c in side_in)
+        self.side = nn.ModuleList(
+            conv(spatial_dims, c, out_channels, kernel_size=3, padding=1) for c in side_in
+        )
         self.refine = ResidualRefinementModule(spatial_dims, out_channels, rrm_width, rrm_levels)
         self.factor = 2 ** max(len(lv) - 1, rrm_levels)
 
@@ -190,74 +188,17 @@ class BASNet(nn.Module):
         total stride are zero-padded on the high side and cropped back.
         """
         spatial = x.shape[2:]
-        pad = [(-s) % self.factor for s in spatial]
-        if any(pad):
-            x = F.pad(x, [p for d in reversed(pad) for p in (0, d)])
+        x = pad_to_multiple(x, self.factor)
         full = x.shape[2:]
         skips = self.encoder(x)
         h = self.bridge(skips[-1])
         sides = [self.side[0](h)]
         for k, (block, skip) in enumerate(zip(self.decoder, reversed(skips))):
             if k > 0:
-                h = _upsample(h, skip.shape[2:])
+                h = resize_to(h, skip.shape[2:])
             h = block(torch.cat([h, skip], dim=1))
             sides.append(self.side[k + 1](h))
-        coarse = sides[-1]
-        crop = (..., *(slice(0, s) for s in spatial))
-        refined = self.refine(coarse)[crop]
+        refined = crop_to(self.refine(sides[-1]), spatial)
         if not self.training:
             return refined
-        aux = [_upsample(s, full)[crop] for s in reversed(sides)]
-        return {"logits": refined, "aux": aux}
-
-    def aux_loss(self, outputs: torch.Tensor | dict[str, Any], batch: dict[str, Any]) -> torch.Tensor:
-        """Sum of the hybrid loss (BCE + SSIM + IoU) of the 7 side outputs, weight 1 each."""
-        if not isinstance(outputs, dict):
-            return batch["label"].new_zeros((), dtype=torch.float32)
-        return sum(basnet_hybrid_loss(a, batch["label"]) for a in outputs["aux"])
-
-
-@register_model(
-    "basnet",
-    family="cnn",
-    dims=(2, 3),
-    description="BASNet: ResNet-34 encoder-decoder + residual refinement, hybrid-loss deep supervision",
-    paper="https://openaccess.thecvf.com/content_CVPR_2019/html/Qin_BASNet_Boundary-Aware_Salient_Object_Detection_CVPR_2019_paper.html",
-    small={
-        "features": (8, 16, 32),
-        "blocks": (1, 1, 1),
-        "extra_stages": 1,
-        "extra_blocks": 1,
-        "rrm_width": 8,
-        "rrm_levels": 3,
-    },
-    encoder="encoder",
-)
-def basnet(
-    *,
-    spatial_dims: int,
-    in_channels: int,
-    out_channels: int,
-    features: Sequence[int] = (64, 128, 256, 512),
-    blocks: Sequence[int] = (3, 4, 6, 3),
-    extra_stages: int = 2,
-    extra_blocks: int = 3,
-    rrm_width: int = 64,
-    rrm_levels: int = 4,
-) -> nn.Module:
-    """BASNet; the defaults are the paper's (ResNet-34 stages + 2 extra stages, 64-channel RRM).
-
-    Train it with ``loss: basnet_hybrid`` for the paper's setting (the side outputs always use
-    the hybrid loss through :meth:`BASNet.aux_loss`).
-    """
-    return BASNet(
-        spatial_dims,
-        in_channels,
-        out_channels,
-        features=tuple(features),
-        blocks=tuple(blocks),
-        extra_stages=extra_stages,
-        extra_blocks=extra_blocks,
-        rrm_width=rrm_width,
-        rrm_levels=rrm_levels,
-    )
+        return {"logits": refined, "aux": [crop_to(resize_to(s, full), spatial) for s in reversed(sides)]}

@@ -10,72 +10,24 @@ dilated kernel). Each stage starts with a dynamic position encoding (a residual 
 convolution). Patch embedding, patch merging and patch expanding follow Swin-Unet; the decoder
 mirrors the encoder with concatenated skips. The layers here work in 2D and 3D alike.
 
-:class:`PatchExpand` (channels-last 2× upsampling) is shared with :mod:`models.att_swin_unet`.
+Token grouping and patch expanding come from :mod:`models.layers.tokens`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from monai.networks.blocks import MLPBlock, SABlock
-from monai.networks.layers import Conv
 from monai.networks.nets.swin_unetr import PatchMergingV2
 from monai.utils import ensure_tuple_rep
 from torch import nn
 
+from models.layers.conv import conv
+from models.layers.padding import crop_to, pad_to_multiple
+from models.layers.tokens import PatchExpand, channels_first, channels_last, group_tokens, ungroup_tokens
 from models.registry import register_model
-
-
-def channels_last(x: torch.Tensor) -> torch.Tensor:
-    """``(B, C, *S)`` -> ``(B, *S, C)``."""
-    return x.movedim(1, -1)
-
-
-def channels_first(x: torch.Tensor) -> torch.Tensor:
-    """``(B, *S, C)`` -> ``(B, C, *S)``."""
-    return x.movedim(-1, 1)
-
-
-def pad_to_multiple(x: torch.Tensor, factor: int | Sequence[int]) -> torch.Tensor:
-    """Zero-pads ``x (B, C, *S)`` on the high side of each axis to a multiple of ``factor`` (per axis)."""
-    pad = [(-s) % f for s, f in zip(x.shape[2:], ensure_tuple_rep(factor, x.ndim - 2))]
-    if any(pad):
-        x = F.pad(x, [p for q in reversed(pad) for p in (0, q)])
-    return x
-
-
-def group_tokens(x: torch.Tensor, group: Sequence[int], dilated: bool) -> torch.Tensor:
-    """Split ``x (B, *S, C)`` into groups of ``prod(group)`` tokens: ``(B * n_groups, prod(group), C)``.
-
-    Every ``S[i]`` must be divisible by ``group[i]``. Local groups are contiguous windows; dilated
-    groups collect the tokens ``S[i] / group[i]`` apart along each axis (one per window).
-    """
-    b, *size, c = x.shape
-    counts = [s // g for s, g in zip(size, group)]
-    split = [v for g, n in zip(group, counts) for v in ((g, n) if dilated else (n, g))]
-    d = len(size)
-    # positions of the "group index" axes and the "within-group" axes in the split shape
-    outer = [1 + 2 * i + (1 if dilated else 0) for i in range(d)]
-    inner = [1 + 2 * i + (0 if dilated else 1) for i in range(d)]
-    x = x.reshape(b, *split, c).permute(0, *outer, *inner, 2 * d + 1)
-    return x.reshape(-1, math.prod(group), c)
-
-
-def ungroup_tokens(
-    x: torch.Tensor, group: Sequence[int], dilated: bool, batch: int, size: Sequence[int]
-) -> torch.Tensor:
-    """Inverse of :func:`group_tokens`: ``(B * n_groups, prod(group), C)`` -> ``(B, *size, C)``."""
-    d = len(size)
-    counts = [s // g for s, g in zip(size, group)]
-    x = x.reshape(batch, *counts, *group, x.shape[-1])
-    perm = [0]
-    for i in range(d):
-        pair = (1 + d + i, 1 + i) if dilated else (1 + i, 1 + d + i)
-        perm.extend(pair)
-    return x.permute(*perm, 2 * d + 1).reshape(batch, *size, -1)
 
 
 class DilatedTransformerBlock(nn.Module):
@@ -112,6 +64,7 @@ class DilatedTransformerBlock(nn.Module):
         return out[(slice(None), *(slice(0, s) for s in size))]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, *S, C)`` channels-last -> same shape."""
         x = x + self._attend(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
@@ -123,7 +76,7 @@ class DFormerStage(nn.Module):
         self, spatial_dims: int, dim: int, depth: int, num_heads: int, group_size: Sequence[int]
     ) -> None:
         super().__init__()
-        self.dpe = Conv[Conv.CONV, spatial_dims](dim, dim, kernel_size=3, padding=1, groups=dim)
+        self.dpe = conv(spatial_dims, dim, dim, kernel_size=3, padding=1, groups=dim)
         self.blocks = nn.ModuleList(
             DilatedTransformerBlock(dim, num_heads, group_size, dilated=i % 2 == 1) for i in range(depth)
         )
@@ -134,27 +87,6 @@ class DFormerStage(nn.Module):
         for block in self.blocks:
             x = block(x)
         return x
-
-
-class PatchExpand(nn.Module):
-    """Channels-last upsampling by ``scale`` per axis: ``(B, *S, C)`` -> ``(B, *(S * scale), C_out)``.
-
-    A linear layer ``C -> prod(scale) * C_out``, a pixel shuffle, then LayerNorm (Swin-Unet).
-    """
-
-    def __init__(self, dim: int, out_dim: int, scale: Sequence[int]) -> None:
-        super().__init__()
-        self.scale, self.out_dim = tuple(scale), out_dim
-        self.expand = nn.Linear(dim, math.prod(self.scale) * out_dim, bias=False)
-        self.norm = nn.LayerNorm(out_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, *size, _ = x.shape
-        d = len(size)
-        x = self.expand(x).reshape(b, *size, *self.scale, self.out_dim)
-        perm = [0] + [v for i in range(d) for v in (1 + i, 1 + d + i)] + [2 * d + 1]
-        x = x.permute(*perm).reshape(b, *(s * r for s, r in zip(size, self.scale)), self.out_dim)
-        return self.norm(x)
 
 
 class DFormer(nn.Module):
@@ -179,7 +111,7 @@ class DFormer(nn.Module):
         sd, n = spatial_dims, len(depths)
         dims = [embed_dim * 2**i for i in range(n)]
         self.factor = [p * 2 ** (n - 1) for p in patch_size]
-        self.embed = Conv[Conv.CONV, sd](in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.embed = conv(sd, in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
         self.embed_norm = nn.LayerNorm(embed_dim)
         self.encoder = nn.ModuleList(
             DFormerStage(sd, dims[i], depths[i], num_heads[i], group_size) for i in range(n)
@@ -193,9 +125,10 @@ class DFormer(nn.Module):
         )
         self.norm_up = nn.LayerNorm(embed_dim)
         self.final_expand = PatchExpand(embed_dim, embed_dim, patch_size)
-        self.head = Conv[Conv.CONV, sd](embed_dim, out_channels, kernel_size=1)
+        self.head = conv(sd, embed_dim, out_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, in_channels, *S)`` -> logits ``(B, out_channels, *S)``."""
         spatial = x.shape[2:]
         x = self.embed_norm(channels_last(self.embed(pad_to_multiple(x, self.factor))))
         skips = []
@@ -208,8 +141,7 @@ class DFormer(nn.Module):
         for i in reversed(range(len(self.decoder))):
             x = self.fuse[i](torch.cat([self.expands[i](x), skips[i]], dim=-1))
             x = self.decoder[i](x)
-        logits = self.head(channels_first(self.final_expand(self.norm_up(x))))
-        return logits[(..., *(slice(0, s) for s in spatial))]
+        return crop_to(self.head(channels_first(self.final_expand(self.norm_up(x)))), spatial)
 
 
 _PATCH = {2: (4, 4), 3: (2, 4, 4)}
@@ -223,7 +155,7 @@ _GROUP = {2: (8, 8), 3: (2, 8, 8)}
     description="D-Former: U-shaped transformer alternating local and dilated global group attention",
     paper="https://arxiv.org/abs/2201.00462",
     small={"embed_dim": 12, "depths": (2, 2, 2, 2), "num_heads": (1, 2, 4, 8)},
-    fixed_input_size=False,
+    options="embed_dim depths num_heads patch_size group_size",
     encoder="encoder",
 )
 def dformer(

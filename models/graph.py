@@ -7,7 +7,7 @@ Chebyshev graph-convolution decoder unfolds it over a fixed template graph (one 
 per organ), coarse to fine with graph unpooling, into landmark coordinates. Image-to-graph skip
 connections (HybridGNet 2 IGSC) sample encoder feature maps at the node positions predicted so
 far (``F.grid_sample``) and append them to the node features. The contours are rasterised
-differentiably (:mod:`models.contour_raster`) into logits, so pixel losses and metrics apply;
+differentiably (:mod:`models.layers.contour_raster`) into logits, so pixel losses and metrics apply;
 ``aux_loss`` adds an L2 landmark loss when the batch provides ``"landmarks"``.
 
 ``hybridgnet_dense`` keeps the graph idea but decodes densely: a residual U-Net whose coarsest
@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from monai.networks.blocks import UnetResBlock
 from torch import nn
 
-from models.contour_raster import contours_to_logits
-from models.graph_layers import (
+from models.layers.contour_raster import contours_to_logits
+from models.layers.graph import (
     ChebGraphConv,
     GraphResBlock,
     GridGraphMixer,
@@ -34,7 +34,7 @@ from models.graph_layers import (
     contour_unpool_matrix,
     cycle_graph,
 )
-from models.mixer_unet import MixerUNet
+from models.layers.mixer_unet import MixerUNet
 from models.registry import register_model
 
 
@@ -53,10 +53,24 @@ def _sample(feat: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(feat, grid, align_corners=False, padding_mode="border")[..., 0].transpose(1, 2)
 
 
+@register_model(
+    "hybridgnet",
+    family="gnn",
+    dims=(2,),
+    description="HybridGNet: CNN encoder + Chebyshev graph decoder of organ contours (soft-rasterised)",
+    paper="https://arxiv.org/abs/2203.10977",
+    options=(
+        "contour_sizes contour_classes nodes_per_contour features latent_dim pool_size graph_channels "
+        "cheb_order template_radius temperature landmark_weight norm"
+    ),
+)
 class HybridGNet(nn.Module):
-    """CNN encoder -> latent -> Chebyshev graph decoder -> contours -> soft-mask logits.
+    """CNN encoder -> latent -> Chebyshev graph decoder -> contours -> soft-mask logits (2D only).
+
+    Defaults: image-to-graph skips, one 64-node contour per foreground class.
 
     Args:
+        spatial_dims: 2 (the contours are drawn on a plane).
         in_channels: image channels.
         out_channels: classes incl. background.
         contour_sizes: nodes per closed contour (organ); default one contour of
@@ -80,6 +94,7 @@ class HybridGNet(nn.Module):
 
     def __init__(
         self,
+        spatial_dims: int,
         in_channels: int,
         out_channels: int,
         contour_sizes: Sequence[int] | None = None,
@@ -96,6 +111,8 @@ class HybridGNet(nn.Module):
         norm: str = "instance",
     ) -> None:
         super().__init__()
+        if spatial_dims != 2:
+            raise ValueError("hybridgnet is 2D only")
         sizes = list(contour_sizes or [nodes_per_contour] * (out_channels - 1))
         classes = list(contour_classes or range(1, len(sizes) + 1))
         if len(classes) != len(sizes) or not all(0 < c < out_channels for c in classes):
@@ -189,47 +206,12 @@ class HybridGNet(nn.Module):
 
 
 @register_model(
-    "hybridgnet",
-    family="gnn",
-    dims=(2,),
-    description="HybridGNet: CNN encoder + Chebyshev graph decoder of organ contours (soft-rasterised)",
-    paper="https://arxiv.org/abs/2203.10977",
-)
-def hybridgnet(
-    *,
-    spatial_dims: int,
-    in_channels: int,
-    out_channels: int,
-    contour_sizes: Sequence[int] | None = None,
-    contour_classes: Sequence[int] | None = None,
-    nodes_per_contour: int = 64,
-    features: Sequence[int] = (16, 32, 64, 64),
-    latent_dim: int = 64,
-    graph_channels: Sequence[int] = (32, 32, 16),
-    **kwargs: Any,
-) -> nn.Module:
-    """HybridGNet with image-to-graph skips; one 64-node contour per foreground class by default."""
-    if spatial_dims != 2:
-        raise ValueError("hybridgnet is 2D only")
-    return HybridGNet(
-        in_channels,
-        out_channels,
-        contour_sizes=contour_sizes,
-        contour_classes=contour_classes,
-        nodes_per_contour=nodes_per_contour,
-        features=features,
-        latent_dim=latent_dim,
-        graph_channels=graph_channels,
-        **kwargs,
-    )
-
-
-@register_model(
     "hybridgnet_dense",
     family="gnn",
     dims=(2, 3),
     description="Residual U-Net whose coarsest feature grids run through Chebyshev graph convs",
     paper="https://arxiv.org/abs/2203.10977",
+    options="features graph_levels graph_depth cheb_order graph knn_k norm",
 )
 def hybridgnet_dense(
     *,

@@ -17,9 +17,10 @@ official code ``xmengli/H-DenseUNet``).
   as extra channels, giving per-slice features ``X2d`` and predictions ``y2d``, stacked back into
   volumes. The 3D net sees the volume concatenated with ``softmax(y2d)`` and gives ``X3d``; the
   sum ``X2d + X3d`` goes through the HFF layer (3x3x3 conv-BN-ReLU) and a 1x1x1 classifier.
-- **Loss** (Eq. 7): ``L(y_H) + lambda * L(y2d)``, ``lambda = 0.5``; :meth:`HDenseUNet.aux_loss`
-  adds the second term (``ce``, the paper's cross-entropy). The paper first trains the 2D net
-  alone and then fine-tunes end to end; segbench trains end to end from the start.
+- **Loss** (Eq. 7): ``L(y_H) + lambda * L(y2d)``, ``lambda = 0.5``, one loss ``L`` (the paper's
+  cross-entropy: ``loss: ce``): the run's loss on both, the 2D term as deep supervision declared at
+  registration. The paper first trains the 2D net alone and then fine-tunes end to end; segbench
+  trains end to end from the start.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from monai.networks.blocks import Convolution
-from monai.networks.layers import Conv, Pool
+from monai.networks.layers import Pool
 from monai.networks.nets import DenseNet
 from torch import nn
 
-from models.losses import create_loss
+from models.deep_supervision import DeepSupervision, constant_weights
+from models.layers.conv import conv, conv_norm_act
+from models.layers.padding import crop_to, pad_to_multiple
 from models.registry import register_model
 
 
@@ -88,20 +90,16 @@ class DenseUNet(nn.Module):
                 getattr(self.encoder, f"transition{j}").pool = Pool[Pool.AVG, spatial_dims](
                     in_plane, in_plane
                 )
-        self.line = Conv[Conv.CONV, spatial_dims](skips[3], c, kernel_size=1)  # deepest skip projection
+        self.line = conv(spatial_dims, skips[3], c, kernel_size=1)  # deepest skip projection
         ups, chans = [], c
         self.skip_used = []
         for k, cout in enumerate(decoder):
             skip_c = skips[3 - k] if k < 4 else None
             self.skip_used.append(k == 0 or skip_c == chans)
-            ups.append(
-                Convolution(
-                    spatial_dims, chans, cout, kernel_size=3, act="relu", norm="batch", adn_ordering="NA"
-                )
-            )
+            ups.append(conv_norm_act(spatial_dims, chans, cout, 3, bias=True))
             chans = cout
         self.decoder = nn.ModuleList(ups)
-        self.head = Conv[Conv.CONV, spatial_dims](chans, out_channels, kernel_size=1)
+        self.head = conv(spatial_dims, chans, out_channels, kernel_size=1)
         self.features = chans
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,13 +113,13 @@ class DenseUNet(nn.Module):
                 boxes.append(x)
             x = layer(x)
         h = F.relu(x)
-        for k, (conv, scale) in enumerate(zip(self.decoder, self.scales)):
+        for k, (block, scale) in enumerate(zip(self.decoder, self.scales)):
             h = F.interpolate(h, scale_factor=scale, mode="nearest")
             if k == 0:
                 h = h + self.line(boxes[3])
             elif k < 4 and self.skip_used[k]:
                 h = h + boxes[3 - k]
-            h = conv(h)
+            h = block(h)
         return h, self.head(h)
 
 
@@ -150,7 +148,6 @@ class HDenseUNet(nn.Module):
         dense2d, dense3d: ``init_features``, ``growth_rate``, ``block_config``, ``decoder`` of the
             two DenseUNets (their last decoder widths must agree).
         slice_axis: spatial axis of the slices (``-1``: the last, the axial axis of ``(H, W, D)``).
-        aux_weight, aux_loss: ``lambda`` and the registered loss of the 2D term.
     """
 
     def __init__(
@@ -160,8 +157,6 @@ class HDenseUNet(nn.Module):
         dense2d: dict[str, Any],
         dense3d: dict[str, Any],
         slice_axis: int = -1,
-        aux_weight: float = 0.5,
-        aux_loss: str = "ce",
     ) -> None:
         super().__init__()
         self.axis = slice_axis % 3
@@ -171,10 +166,8 @@ class HDenseUNet(nn.Module):
         if self.net2d.features != self.net3d.features:
             raise ValueError("h_denseunet: the 2D and 3D decoders must end with the same width")
         width = self.net3d.features
-        self.hff = Convolution(3, width, width, kernel_size=3, act="relu", norm="batch", adn_ordering="NA")
-        self.classifier = Conv[Conv.CONV, 3](width, out_channels, kernel_size=1)
-        self.aux_weight = aux_weight
-        self._aux_loss = create_loss(aux_loss)
+        self.hff = conv_norm_act(3, width, width, 3, bias=True)
+        self.classifier = conv(3, width, out_channels, kernel_size=1)
         self.factor = tuple(4 if a == self.axis else 32 for a in range(3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, Any]:
@@ -184,26 +177,17 @@ class HDenseUNet(nn.Module):
         Sizes are zero-padded to multiples of 32 in-plane and 4 along the slice axis and cropped.
         """
         spatial = x.shape[2:]
-        pad = [(-s) % f for s, f in zip(spatial, self.factor)]
-        if any(pad):
-            x = F.pad(x, [p for d in reversed(pad) for p in (0, d)])
+        x = pad_to_multiple(x, self.factor)
         feat2d, logit2d = self.net2d(_slices_with_neighbours(x, self.axis))
         feat2d, logit2d = (
             _to_volume(feat2d, x.shape[0], self.axis),
             _to_volume(logit2d, x.shape[0], self.axis),
         )
         feat3d, _ = self.net3d(torch.cat([x, torch.softmax(logit2d, dim=1)], dim=1))
-        logits = self.classifier(self.hff(feat2d + feat3d))
-        crop = (..., *(slice(0, s) for s in spatial))
+        logits = crop_to(self.classifier(self.hff(feat2d + feat3d)), spatial)
         if not self.training:
-            return logits[crop]
-        return {"logits": logits[crop], "aux": [logit2d[crop]]}
-
-    def aux_loss(self, outputs: torch.Tensor | dict[str, Any], batch: dict[str, Any]) -> torch.Tensor:
-        """``lambda * L(y2d, label)`` (Eq. 7)."""
-        if not isinstance(outputs, dict):
-            return batch["label"].new_zeros((), dtype=torch.float32)
-        return self.aux_weight * self._aux_loss(outputs["aux"][0], batch["label"])
+            return logits
+        return {"logits": logits, "aux": [crop_to(logit2d, spatial)]}
 
 
 _PAPER_2D = {
@@ -240,7 +224,8 @@ _PAPER_3D = {
             "decoder": (17, 20, 24, 16, 16),
         },
     },
-    encoder=None,
+    options="dense2d dense3d slice_axis",
+    deep_supervision=DeepSupervision(constant_weights(0.5)),
 )
 def h_denseunet(
     *,
@@ -250,8 +235,6 @@ def h_denseunet(
     dense2d: dict[str, Any] | None = None,
     dense3d: dict[str, Any] | None = None,
     slice_axis: int = -1,
-    aux_weight: float = 0.5,
-    aux_loss: str = "ce",
 ) -> nn.Module:
     """H-DenseUNet; defaults: 2D DenseUNet-167 + 3D DenseUNet-65 of the paper, ``lambda`` 0.5."""
     if spatial_dims != 3:
@@ -264,6 +247,4 @@ def h_denseunet(
         dense2d=_PAPER_2D | dict(dense2d or {}),
         dense3d=_PAPER_3D | dict(dense3d or {}),
         slice_axis=slice_axis,
-        aux_weight=aux_weight,
-        aux_loss=aux_loss,
     )

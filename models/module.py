@@ -13,7 +13,6 @@ Validation and test run MONAI sliding-window inference with windows of the train
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +24,8 @@ from monai.inferers import sliding_window_inference
 from torch import nn
 
 from bench.metrics import DiceAccumulator, reduce_values
+from models.deep_supervision import supervised_loss
+from models.optim import OPTIMIZERS, lr_lambda
 
 
 def _logits(out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
@@ -36,12 +37,15 @@ class SegmentationModule(L.LightningModule):
 
     Args:
         net: maps ``(B, in_channels, *spatial)`` to logits ``(B, num_classes, *spatial)`` (or a
-            dict with ``"logits"``). If it defines ``aux_loss(outputs, batch)``, that term is
-            added to the training loss (e.g. a landmark loss of a graph decoder).
+            dict with ``"logits"``). A deeply supervised net (``net.deep_supervision``, set by
+            ``create_model`` from the registration) has ``loss`` applied to its side outputs
+            too (:func:`models.deep_supervision.supervised_loss`). If it defines
+            ``aux_loss(outputs, batch)``, that term is added to the training loss (e.g. a
+            landmark loss of a graph decoder).
         loss: ``loss(logits, target)`` with ``target (B, 1, *spatial)`` labels.
         num_classes: number of output channels including background.
         roi_size: sliding-window size for whole-case inference (the training patch size).
-        optimizer: ``adamw``, ``adam`` or ``sgd``.
+        optimizer: ``adamw``, ``adam``, ``sgd`` or ``sam`` (:mod:`models.optim`).
         lr, weight_decay, momentum: optimiser settings (momentum only for SGD, Nesterov).
         scheduler: ``poly`` (nnU-Net's (1 - t)^0.9), ``cosine`` or ``none``; stepped per step.
         max_steps: schedule length in optimiser steps; ``-1`` (an epoch budget) takes the length
@@ -96,8 +100,8 @@ class SegmentationModule(L.LightningModule):
             sam_rho=sam_rho,
             sam_base=sam_base,
         )
-        if optimizer not in _OPTIMIZERS:
-            raise ValueError(f"optimizer {optimizer!r} is not one of {', '.join(_OPTIMIZERS)}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer {optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         if loss_targets not in ("label", "raters"):
             raise ValueError(f"loss_targets {loss_targets!r} is not 'label' or 'raters'")
         self.loss_targets = loss_targets
@@ -122,30 +126,39 @@ class SegmentationModule(L.LightningModule):
             raise ValueError("a multi-rater loss needs the batch's label_<rater> keys (multi_rater=True)")
         return torch.cat([batch[k] for k in keys], dim=1)
 
-    def _train_loss(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Training loss of one batch: the loss on the network's logits (or, for a multi-rater loss
-        and a probabilistic net, on its samples) plus the network's own ``aux_loss``."""
+    def training_loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Training loss of one batch, the scalar ``training_step`` minimises.
+
+        The loss on the network's logits and, for a deeply supervised network, on its side
+        outputs (:func:`models.deep_supervision.supervised_loss`) or, for a multi-rater loss and a
+        probabilistic net, on its samples; plus the network's own ``aux_loss``.
+
+        Args:
+            batch: ``image (B, in_channels, *patch)`` float and ``label (B, 1, *patch)`` int64
+                (or every rater's ``label_<name>`` for a multi-rater loss).
+        """
         target = self._target(batch)
         image = batch["image"]
         out = self.net(image, target) if getattr(self.net, "takes_target", False) else self.net(image)
         if self.loss_targets == "raters" and isinstance(out, dict) and "samples" in out:
             loss = self.loss_fn(out["samples"], target)
         else:
-            loss = self.loss_fn(_logits(out), target)
+            loss = supervised_loss(self.net, self.loss_fn, out, target)
         if hasattr(self.net, "aux_loss"):
             loss = loss + self.net.aux_loss(out, batch)
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """One optimiser step on ``batch`` (two passes under SAM); logs ``train_loss``."""
         if self.automatic_optimization:
-            loss = self._train_loss(batch)
+            loss = self.training_loss(batch)
         else:  # SAM: gradient at w, climb to w + e(w), gradient there, step from w (one Lightning step)
             opt = self.optimizers()
             clip = self.gradient_clip_val
 
             def closure() -> torch.Tensor:
                 opt.zero_grad()
-                value = self._train_loss(batch)
+                value = self.training_loss(batch)
                 self.manual_backward(value)
                 if clip:
                     self.clip_gradients(opt, gradient_clip_val=clip)
@@ -183,9 +196,11 @@ class SegmentationModule(L.LightningModule):
         )
 
     def on_validation_epoch_start(self) -> None:
+        """Starts a new list of per-case validation Dice values."""
         self._val_dice = []
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Sliding-window logits of one whole case: ``val_loss`` and the case's Dice."""
         logits = self.predict_logits(batch["image"])
         label = batch["label"]
         if self.loss_targets == "label":
@@ -208,6 +223,7 @@ class SegmentationModule(L.LightningModule):
             self._val_dice.append(float(defined.mean()) if defined.numel() else float("nan"))
 
     def on_validation_epoch_end(self) -> None:
+        """Logs ``val_dice``: the case Dice values of every rank, reduced."""
         values = self._val_dice
         dist = torch.distributed.is_available() and torch.distributed.is_initialized()
         if self.trainer.world_size > 1 and dist:
@@ -244,12 +260,12 @@ class SegmentationModule(L.LightningModule):
         params: list[Any] = net_params
         if loss_params:  # learned loss weights (e.g. uncertainty weighting): no weight decay
             params = [{"params": net_params}, {"params": loss_params, "weight_decay": 0.0}]
-        opt = _OPTIMIZERS[o["optimizer"]](params, o)
+        opt = OPTIMIZERS[o["optimizer"]](params, o)
         total = int(o["max_steps"])
         if total <= 0:
             total = int(self.trainer.estimated_stepping_batches)
         self.schedule_steps = total
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda({**o, "max_steps": total}))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda({**o, "max_steps": total}))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
@@ -261,41 +277,3 @@ def _first(value: Any) -> Any:
     if isinstance(value, (list, tuple)) and value and isinstance(value[0], torch.Tensor):
         return [float(v[0]) for v in value]
     return value
-
-
-def _sam(params: list[nn.Parameter], o: dict[str, Any]) -> torch.optim.Optimizer:
-    from models.sam import SAM
-
-    base = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}[o["sam_base"]]
-    kw: dict[str, Any] = {"lr": o["lr"], "weight_decay": o["weight_decay"]}
-    if o["sam_base"] == "sgd":
-        kw.update(momentum=o["momentum"], nesterov=True)
-    return SAM(params, base, rho=o["sam_rho"], **kw)
-
-
-# optimizer name -> builder(params, optim settings)
-_OPTIMIZERS: dict[str, Any] = {
-    "adamw": lambda params, o: torch.optim.AdamW(params, lr=o["lr"], weight_decay=o["weight_decay"]),
-    "adam": lambda params, o: torch.optim.Adam(params, lr=o["lr"], weight_decay=o["weight_decay"]),
-    "sgd": lambda params, o: torch.optim.SGD(
-        params, lr=o["lr"], momentum=o["momentum"], nesterov=True, weight_decay=o["weight_decay"]
-    ),
-    "sam": _sam,
-}
-
-
-def _lr_lambda(o: dict[str, Any]):
-    """Multiplier of the base LR at step ``t``: linear warm-up, then poly / cosine / constant."""
-    warm, total, kind = int(o["warmup_steps"]), max(int(o["max_steps"]), 1), o["scheduler"]
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        t = min((step - warm) / max(total - warm, 1), 1.0)
-        if kind == "poly":
-            return (1.0 - t) ** 0.9
-        if kind == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * t))
-        return 1.0
-
-    return factor

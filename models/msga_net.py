@@ -4,7 +4,7 @@ Sinha and Dolz, "Multi-scale self-guided attention for medical image segmentatio
 2020, https://arxiv.org/abs/1906.02849 (§III).
 
 - Multi-scale features: the four stages of a ResNeXt-101 32×4d (the authors' code's backbone;
-  :class:`models.deeplabv3plus.ResNetEncoder` with grouped bottlenecks)
+  :class:`models.layers.resnet.ResNetEncoder` with grouped bottlenecks)
   are reduced to ``channels`` by 1×1 conv + BN + PReLU and upsampled to stride 4 (``F_s``); their
   concatenation is fused into one multi-scale map ``F_MS`` (conv 3×3, 3×3, 1×1).
 - Guided attention, two stacked steps per scale: the input ``[F_s, G]`` (``G = F_MS`` in step 1,
@@ -13,9 +13,11 @@ Sinha and Dolz, "Multi-scale self-guided attention for medical image segmentatio
   sum is gated by the output of a small encoder-decoder (the semantic guidance module, shared by
   the scales of a step) that reconstructs its input.
 - Outputs: a prediction from each ``F_s`` and from each refined map; the segmentation is the mean
-  of the four refined predictions. :meth:`MSGANet.aux_loss` adds the paper's training terms:
-  cross-entropy on all eight predictions, 0.25 × the semantic-vector consistency between the two
-  steps and 0.1 × the reconstruction error of the guidance modules.
+  of the four refined predictions. Training (the paper's terms): the run's loss (the paper's
+  cross-entropy: ``loss: ce``) on the segmentation and, as deep supervision declared at
+  registration, on all eight predictions (weight 1 each); :meth:`MSGANet.aux_loss` adds 0.25 × the
+  semantic-vector consistency between the two steps and 0.1 × the reconstruction error of the
+  guidance modules.
 
 All layers are written for 2D and 3D alike.
 """
@@ -31,7 +33,10 @@ from monai.networks.blocks import Convolution
 from monai.networks.layers import Conv, Pool
 from torch import nn
 
-from models.deeplabv3plus import ResNetEncoder, conv_norm_act, resize_to
+from models.deep_supervision import DeepSupervision, constant_weights
+from models.layers.conv import conv, conv_norm_act
+from models.layers.resize import resize_to
+from models.layers.resnet import ResNetEncoder
 from models.registry import register_model
 
 
@@ -49,13 +54,14 @@ class PositionAttention(nn.Module):
 
     def __init__(self, spatial_dims: int, channels: int) -> None:
         super().__init__()
-        conv = Conv[Conv.CONV, spatial_dims]
         inner = max(channels // 8, 1)
-        self.query, self.key = conv(channels, inner, kernel_size=1), conv(channels, inner, kernel_size=1)
-        self.value = conv(channels, channels, kernel_size=1)
+        self.query = conv(spatial_dims, channels, inner, kernel_size=1)
+        self.key = conv(spatial_dims, channels, inner, kernel_size=1)
+        self.value = conv(spatial_dims, channels, channels, kernel_size=1)
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, C, *S)`` -> same shape."""
         b, c = x.shape[:2]
         q, k = self.query(x).flatten(2), self.key(x).flatten(2)  # (B, C', N)
         attn = torch.softmax(q.transpose(1, 2) @ k, dim=-1)  # (B, N, N): row i attends over j
@@ -71,6 +77,7 @@ class ChannelAttention(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, C, *S)`` -> same shape."""
         flat = x.flatten(2)  # (B, C, N)
         energy = flat @ flat.transpose(1, 2)
         attn = torch.softmax(energy.amax(dim=-1, keepdim=True) - energy, dim=-1)
@@ -116,6 +123,7 @@ class SemanticGuidance(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x (B, C, *S)`` -> ``(embedding (B, 4C, *S / 4), reconstruction (B, C, *S))``."""
         e1 = self.enc[0](x)
         e2 = self.enc[1](e1)
         d = resize_to(self.dec[0](e2), e1.shape[2:])
@@ -133,35 +141,84 @@ class GuidedAttention(nn.Module):
         super().__init__()
         self.pam = _AttentionBranch(spatial_dims, channels, PositionAttention(spatial_dims, channels), norm)
         self.cam = _AttentionBranch(spatial_dims, channels, ChannelAttention(), norm)
-        conv = Conv[Conv.CONV, spatial_dims]
-        self.guide = conv(2 * channels, channels, kernel_size=3, padding=1)
-        self.out = conv(channels, channels, kernel_size=1)
+        self.guide = conv(spatial_dims, 2 * channels, channels, kernel_size=3, padding=1)
+        self.out = conv(spatial_dims, channels, channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
+        """``x (B, 2C, *S)``, ``guidance (B, 2C, *S)`` -> ``(B, C, *S)``."""
         return self.out((self.pam(x) + self.cam(x)) * self.guide(guidance))
 
 
+@register_model(
+    "msga_net",
+    family="cnn",
+    dims=(2, 3),
+    description="Multi-scale self-guided attention: ResNeXt-101 features refined by guided PAM + CAM",
+    paper="https://arxiv.org/abs/1906.02849",
+    small={
+        "layers": (1, 1, 1, 1),
+        "base_channels": 8,
+        "groups": 4,
+        "width_per_group": 16,
+        "channels": 8,
+        "output_stride": 16,
+    },
+    options=(
+        "layers base_channels groups width_per_group channels output_stride norm semantic_weight "
+        "reconstruction_weight"
+    ),
+    encoder="encoder",
+    deep_supervision=DeepSupervision(constant_weights(1.0)),
+)
 class MSGANet(nn.Module):
     """``forward(x (B, in_channels, *S))`` -> ``{"logits": (B, out_channels, *S), "aux": [...], ...}``.
 
-    ``aux`` holds the eight side predictions (first the four from ``F_s``, then the four refined);
-    ``semantic`` the two steps' embeddings per scale and ``reconstruction`` (input, output) pairs of
-    the guidance modules, all used by :meth:`aux_loss`. ``S`` must be divisible by 16.
+    ``aux`` holds the eight side predictions (first the four from ``F_s``, then the four refined),
+    deeply supervised; ``semantic`` the two steps' embeddings per scale and ``reconstruction``
+    (input, output) pairs of the guidance modules, used by :meth:`aux_loss`. ``S`` must be
+    divisible by 16. The defaults are the paper's size (ResNeXt-101 32×4d, 64 attention channels).
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels, out_channels: image channels and classes (incl. background).
+        layers, base_channels, groups, width_per_group: the grouped-bottleneck ResNet encoder.
+        channels: width of the reduced features and the attention modules.
+        output_stride: 32, or 16 to dilate the last ResNet stage instead of striding it (the small
+            size uses it, so that a 32-voxel patch keeps more than one value per channel for
+            batch norm).
+        norm: MONAI norm name.
+        semantic_weight, reconstruction_weight: weights of the guidance terms of :meth:`aux_loss`.
     """
 
     def __init__(
         self,
         spatial_dims: int,
+        in_channels: int,
         out_channels: int,
-        encoder: ResNetEncoder,
-        channels: int,
-        norm: str,
+        layers: Sequence[int] = (3, 4, 23, 3),
+        base_channels: int = 64,
+        groups: int = 32,
+        width_per_group: int = 4,
+        channels: int = 64,
+        output_stride: int = 32,
+        norm: str = "batch",
         semantic_weight: float = 0.25,
         reconstruction_weight: float = 0.1,
     ) -> None:
         super().__init__()
         sd, c = spatial_dims, channels
-        self.encoder = encoder
+        self.encoder = encoder = ResNetEncoder(
+            sd,
+            in_channels,
+            layers,
+            bottleneck=True,
+            base_channels=base_channels,
+            output_stride=output_stride,
+            multi_grid=(1,),
+            norm=norm,
+            groups=groups,
+            width_per_group=width_per_group,
+        )
         self.semantic_weight, self.reconstruction_weight = semantic_weight, reconstruction_weight
         self.reduce = nn.ModuleList(_cna(sd, cin, c, 1, norm) for cin in encoder.out_channels)
         self.fuse = nn.Sequential(
@@ -171,10 +228,12 @@ class MSGANet(nn.Module):
         self.steps = nn.ModuleList(
             nn.ModuleList(GuidedAttention(sd, c, norm) for _ in encoder.out_channels) for _ in range(2)
         )
-        conv = Conv[Conv.CONV, sd]
-        self.heads = nn.ModuleList(conv(c, out_channels, kernel_size=1) for _ in range(2 * len(self.reduce)))
+        self.heads = nn.ModuleList(
+            conv(sd, c, out_channels, kernel_size=1) for _ in range(2 * len(self.reduce))
+        )
 
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
+        """``x (B, in_channels, *S)`` -> the dict of the class docstring."""
         stages = self.encoder(x)
         size = stages[0].shape[2:]
         feats = [resize_to(r(f), size) for r, f in zip(self.reduce, stages)]
@@ -199,68 +258,11 @@ class MSGANet(nn.Module):
         return {"logits": logits, "aux": preds, "semantic": semantic, "reconstruction": recon}
 
     def aux_loss(self, outputs: dict[str, Any], batch: dict[str, Any]) -> torch.Tensor:
-        """Paper's extra terms: CE on the 8 side predictions + semantic consistency + reconstruction.
+        """The paper's guidance terms: semantic consistency + reconstruction (``batch`` is not used).
 
-        ``batch["label"]`` is ``(B, 1, *S)`` int64.
+        The eight side predictions are deeply supervised by the run's loss (the registration).
         """
-        target = batch["label"][:, 0].long()
-        ce = sum(F.cross_entropy(p, target) for p in outputs["aux"])
         first, second = outputs["semantic"]
         sem = sum(F.mse_loss(a, b) for a, b in zip(first, second))
         rec = sum(F.mse_loss(inp, out) for inp, out in outputs["reconstruction"])
-        return ce + self.semantic_weight * sem + self.reconstruction_weight * rec
-
-
-@register_model(
-    "msga_net",
-    family="cnn",
-    dims=(2, 3),
-    description="Multi-scale self-guided attention: ResNeXt-101 features refined by guided PAM + CAM",
-    paper="https://arxiv.org/abs/1906.02849",
-    small={
-        "layers": (1, 1, 1, 1),
-        "base_channels": 8,
-        "groups": 4,
-        "width_per_group": 16,
-        "channels": 8,
-        "output_stride": 16,
-    },
-    fixed_input_size=False,
-    encoder="encoder",
-)
-def msga_net(
-    *,
-    spatial_dims: int,
-    in_channels: int,
-    out_channels: int,
-    layers: Sequence[int] = (3, 4, 23, 3),
-    base_channels: int = 64,
-    groups: int = 32,
-    width_per_group: int = 4,
-    channels: int = 64,
-    output_stride: int = 32,
-    norm: str = "batch",
-    semantic_weight: float = 0.25,
-    reconstruction_weight: float = 0.1,
-) -> nn.Module:
-    """Multi-scale guided attention network at the paper's size (ResNeXt-101 32×4d, 64 attention channels).
-
-    ``output_stride=16`` dilates the last ResNet stage instead of striding it (the small size uses
-    it, so that a 32-voxel patch keeps more than one value per channel for batch norm).
-    ``semantic_weight`` and ``reconstruction_weight`` weigh the guidance terms of :meth:`MSGANet.aux_loss`.
-    """
-    encoder = ResNetEncoder(
-        spatial_dims,
-        in_channels,
-        layers,
-        True,
-        base_channels,
-        output_stride,
-        (1,),
-        norm,
-        groups=groups,
-        width_per_group=width_per_group,
-    )
-    return MSGANet(
-        spatial_dims, out_channels, encoder, channels, norm, semantic_weight, reconstruction_weight
-    )
+        return self.semantic_weight * sem + self.reconstruction_weight * rec

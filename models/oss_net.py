@@ -33,11 +33,12 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.networks.blocks import Convolution
-from monai.networks.layers import Conv, Norm, Pool
+from monai.networks.layers import Norm, Pool
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from models.layers.conv import conv, conv_norm_act
+from models.layers.padding import pad_to_multiple
 from models.registry import register_model
 
 
@@ -46,21 +47,23 @@ class _ResidualDown(nn.Module):
 
     def __init__(self, spatial_dims: int, cin: int, cout: int) -> None:
         super().__init__()
-        conv, pool = Conv[Conv.CONV, spatial_dims], Pool[Pool.AVG, spatial_dims]
+        pool = Pool[Pool.AVG, spatial_dims]
         self.main = nn.Sequential(
-            conv(cin, cout, kernel_size=3, padding=1, bias=False),
+            conv(spatial_dims, cin, cout, kernel_size=3, padding=1, bias=False),
             Norm[Norm.BATCH, spatial_dims](cout),
             nn.PReLU(),
             pool(2),
-            conv(cout, cout, kernel_size=3, padding=1, bias=False),
+            conv(spatial_dims, cout, cout, kernel_size=3, padding=1, bias=False),
             Norm[Norm.BATCH, spatial_dims](cout),
         )
         self.shortcut = nn.Sequential(
-            conv(cin, cout, kernel_size=1, bias=False) if cin != cout else nn.Identity(), pool(2)
+            conv(spatial_dims, cin, cout, kernel_size=1, bias=False) if cin != cout else nn.Identity(),
+            pool(2),
         )
         self.act = nn.PReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, cin, *S)`` -> ``(B, cout, *S / 2)``."""
         return self.act(self.main(x) + self.shortcut(x))
 
 
@@ -80,18 +83,13 @@ class GlobalEncoder(nn.Module):
         self.blocks = nn.Sequential(
             *(_ResidualDown(spatial_dims, a, b) for a, b in zip([in_channels, *channels[:-1]], channels))
         )
-        self.final = Convolution(
-            spatial_dims, channels[-1], 1, kernel_size=5, act="prelu", norm="batch", adn_ordering="NA"
-        )
+        self.final = conv_norm_act(spatial_dims, channels[-1], 1, 5, act="prelu", bias=True)
         self.latent_shape = tuple(latent_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x (B, C, *spatial)`` -> ``z (B, prod(latent_shape))``; sizes are zero-padded on the high
         side to a multiple of ``downscale * 2 ** blocks``."""
-        factor = self.downscale * 2 ** len(self.blocks)
-        pad = [(-s) % factor for s in x.shape[2:]]
-        if any(pad):
-            x = F.pad(x, [p for d in reversed(pad) for p in (0, d)])
+        x = pad_to_multiple(x, self.downscale * 2 ** len(self.blocks))
         if self.downscale > 1:
             x = F.avg_pool3d(x, self.downscale) if x.dim() == 5 else F.avg_pool2d(x, self.downscale)
         m = self.final(self.blocks(x))
@@ -118,6 +116,7 @@ class ConditionalBatchNorm(nn.Module):
             nn.init.constant_(lin.bias, b)
 
     def forward(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``h (N, F)``, ``z (N, L)`` -> ``(N, F)``."""
         return self.gamma(z) * self.norm(h.unsqueeze(1)).squeeze(1) + self.beta(z)
 
 
@@ -132,6 +131,7 @@ class _CBNBlock(nn.Module):
         self.shortcut = nn.Linear(fin, fout) if fin != fout else nn.Identity()
 
     def forward(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``h (N, fin)``, ``z (N, L)`` -> ``(N, fout)``."""
         y = self.cbn2(self.fc2(self.act1(self.cbn1(self.fc1(h), z))), z)
         return self.act2(y + self.shortcut(h))
 
@@ -170,12 +170,11 @@ class OSSNet(nn.Module):
             raise ValueError(f"oss_net: patch_size must be odd and latent_shape have {spatial_dims} entries")
         self.encoder = GlobalEncoder(spatial_dims, in_channels, encoder_channels, latent_shape, downscale)
         latent = math.prod(latent_shape)
-        conv = Conv[Conv.CONV, spatial_dims]
         mid, pad = max(in_channels // 2, 1), patch_size // 2
         self.patch_mapping = nn.Sequential(
-            conv(in_channels, mid, kernel_size=patch_size, padding=pad),
+            conv(spatial_dims, in_channels, mid, kernel_size=patch_size, padding=pad),
             nn.PReLU(),
-            conv(mid, 1, kernel_size=patch_size, padding=pad),
+            conv(spatial_dims, mid, 1, kernel_size=patch_size, padding=pad),
             nn.PReLU(),
         )
         fin = spatial_dims + patch_size**spatial_dims + latent
@@ -211,16 +210,16 @@ class OSSNet(nn.Module):
         convolutions on every patch, much faster on many tiny patches.
         """
         h = patches.flatten(1)
-        for conv, act in (
+        for layer, act in (
             (self.patch_mapping[0], self.patch_mapping[1]),
             (self.patch_mapping[2], self.patch_mapping[3]),
         ):
             n_in = h.shape[1]
             basis = torch.eye(n_in, device=h.device, dtype=h.dtype).view(
-                n_in, conv.in_channels, *patches.shape[2:]
+                n_in, layer.in_channels, *patches.shape[2:]
             )
-            matrix = conv._conv_forward(basis, conv.weight, None).flatten(1)  # (C_in P^d, C_out P^d)
-            h = act(h @ matrix + conv.bias.repeat_interleave(matrix.shape[1] // conv.out_channels))
+            matrix = layer._conv_forward(basis, layer.weight, None).flatten(1)  # (C_in P^d, C_out P^d)
+            h = act(h @ matrix + layer.bias.repeat_interleave(matrix.shape[1] // layer.out_channels))
         return h
 
     def _patches(self, padded: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -271,6 +270,10 @@ class OSSNet(nn.Module):
         "decoder_features": 32,
         "decoder_blocks": 2,
     },
+    options=(
+        "encoder_channels latent_shape downscale patch_size decoder_features decoder_blocks chunk "
+        "use_checkpoint"
+    ),
     encoder="encoder",
 )
 def oss_net(

@@ -3,7 +3,7 @@
 Sun et al., "ParaTransCNN: Parallelized TransCNN Encoder for Medical Image Segmentation", 2024,
 https://arxiv.org/abs/2401.15307.
 
-- CNN branch: a ResNet-34 (:class:`models.deeplabv3plus.ResNetEncoder`, basic blocks, no stem
+- CNN branch: a ResNet-34 (:class:`models.layers.resnet.ResNetEncoder`, basic blocks, no stem
   max-pool, so its stages sit at strides 2, 4, 8, 16).
 - Transformer branch, in parallel on the image: a pyramid of three global self-attention stages
   (MONAI ``TransformerBlock``) at strides 4, 8, 16 with widths ``dim``, ``2 dim``, ``4 dim``, each
@@ -24,8 +24,9 @@ from monai.networks.blocks import ChannelSELayer, TransformerBlock
 from monai.networks.layers import Conv
 from torch import nn
 
-from models.deeplabv3plus import ResNetEncoder, conv_norm_act
-from models.dformer import channels_first, channels_last
+from models.layers.conv import conv, conv_norm_act
+from models.layers.resnet import ResNetEncoder
+from models.layers.tokens import channels_first, channels_last
 from models.registry import register_model
 
 
@@ -46,10 +47,11 @@ class PyramidTransformerStage(nn.Module):
         dropout: float,
     ) -> None:
         super().__init__()
-        self.embed = Conv[Conv.CONV, spatial_dims](in_channels, dim, kernel_size=stride, stride=stride)
+        self.embed = conv(spatial_dims, in_channels, dim, kernel_size=stride, stride=stride)
         self.blocks = nn.Sequential(*(TransformerBlock(dim, 2 * dim, heads, dropout) for _ in range(depth)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, C_in, *S)`` -> ``(B, dim, *S / stride)``."""
         x = channels_last(self.embed(x))
         shape = x.shape
         return channels_first(self.blocks(x.reshape(shape[0], -1, shape[-1])).reshape(shape))
@@ -59,25 +61,65 @@ def _decoder_block(spatial_dims: int, channels: int, norm: str) -> nn.Sequential
     return nn.Sequential(*(conv_norm_act(spatial_dims, channels, channels, 3, norm=norm) for _ in range(2)))
 
 
+@register_model(
+    "paratranscnn",
+    family="hybrid",
+    dims=(2, 3),
+    description="ParaTransCNN: parallel ResNet-34 + pyramid transformer encoders, SE-fused skips",
+    paper="https://arxiv.org/abs/2401.15307",
+    small={
+        "dim": 16,
+        "depths": (1, 1, 1),
+        "heads": 2,
+        "layers": (1, 1, 1, 1),
+        "base_channels": 8,
+        "se_reduction": 4,
+    },
+    options="dim depths heads dropout layers base_channels se_reduction norm",
+    encoder="encoder",
+)
 class ParaTransCNN(nn.Module):
-    """``forward(x (B, in_channels, *S))`` -> logits ``(B, out_channels, *S)``; ``S`` divisible by 16."""
+    """``forward(x (B, in_channels, *S))`` -> logits ``(B, out_channels, *S)``; ``S`` divisible by 16.
+
+    Defaults: the paper's size (transformer width 320, depths 3-3-3, 8 heads; ResNet-34).
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels, out_channels: image channels and classes (incl. background).
+        dim, depths, heads, dropout: the transformer branch (``transformer``): widths ``dim``,
+            ``2 dim``, ``4 dim``, blocks and heads per stage.
+        layers, base_channels: the CNN branch (``encoder``), a basic-block ResNet.
+        se_reduction: squeeze-and-excitation reduction of the skip fusion.
+        norm: MONAI norm name of the convolutions.
+    """
 
     def __init__(
         self,
         spatial_dims: int,
         in_channels: int,
         out_channels: int,
-        encoder: ResNetEncoder,
-        dim: int,
-        depths: Sequence[int],
-        heads: int,
-        dropout: float,
-        se_reduction: int,
-        norm: str,
+        dim: int = 320,
+        depths: Sequence[int] = (3, 3, 3),
+        heads: int = 8,
+        dropout: float = 0.1,
+        layers: Sequence[int] = (3, 4, 6, 3),
+        base_channels: int = 64,
+        se_reduction: int = 16,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         sd = spatial_dims
-        self.encoder = encoder
+        self.encoder = encoder = ResNetEncoder(
+            sd,
+            in_channels,
+            layers,
+            bottleneck=False,
+            base_channels=base_channels,
+            output_stride=32,
+            multi_grid=(1,),
+            norm=norm,
+            stem_pool=False,
+        )
         widths = [dim, 2 * dim, 4 * dim]
         self.transformer = nn.ModuleList(
             PyramidTransformerStage(sd, cin, w, s, d, heads, dropout)
@@ -100,9 +142,10 @@ class ParaTransCNN(nn.Module):
                 up(fused[2], fused[1], kernel_size=2, stride=2),
             ]
         )
-        self.head = Conv[Conv.CONV, sd](dim, out_channels, kernel_size=1)
+        self.head = conv(sd, dim, out_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, in_channels, *S)`` -> logits ``(B, out_channels, *S)``."""
         cnn = self.encoder(x)[1:]  # strides 4, 8, 16
         tokens, vit = x, []
         for stage in self.transformer:
@@ -113,46 +156,3 @@ class ParaTransCNN(nn.Module):
         y = self.ups[1](self.decoder[1](torch.cat([skips[1], y], dim=1)))
         y = self.ups[0](self.decoder[0](torch.cat([skips[0], y], dim=1)))
         return self.head(y)
-
-
-@register_model(
-    "paratranscnn",
-    family="hybrid",
-    dims=(2, 3),
-    description="ParaTransCNN: parallel ResNet-34 + pyramid transformer encoders, SE-fused skips",
-    paper="https://arxiv.org/abs/2401.15307",
-    small={
-        "dim": 16,
-        "depths": (1, 1, 1),
-        "heads": 2,
-        "layers": (1, 1, 1, 1),
-        "base_channels": 8,
-        "se_reduction": 4,
-    },
-    fixed_input_size=False,
-    encoder="encoder",
-)
-def paratranscnn(
-    *,
-    spatial_dims: int,
-    in_channels: int,
-    out_channels: int,
-    dim: int = 320,
-    depths: Sequence[int] = (3, 3, 3),
-    heads: int = 8,
-    dropout: float = 0.1,
-    layers: Sequence[int] = (3, 4, 6, 3),
-    base_channels: int = 64,
-    se_reduction: int = 16,
-    norm: str = "batch",
-) -> nn.Module:
-    """ParaTransCNN at the paper's size (transformer width 320, depths 3-3-3, 8 heads; ResNet-34).
-
-    ``encoder`` is the CNN branch; the transformer branch is ``transformer``.
-    """
-    encoder = ResNetEncoder(
-        spatial_dims, in_channels, layers, False, base_channels, 32, (1,), norm, stem_pool=False
-    )
-    return ParaTransCNN(
-        spatial_dims, in_channels, out_channels, encoder, dim, depths, heads, dropout, se_reduction, norm
-    )

@@ -73,8 +73,17 @@ class GaussianEncoder(nn.Module):
         return Normal(mean, log_var.mul(0.5).exp())
 
 
+@register_model(
+    "prob_unet",
+    family="cnn",
+    dims=(2, 3),
+    description="Probabilistic U-Net (prior/posterior latent, KL) as trained by PULASki",
+    paper="https://arxiv.org/abs/1806.05034",
+    small={"features": (4, 8, 16, 32, 64)},
+    options="features latent_size num_1x1 beta num_samples",
+)
 class ProbabilisticUNet(nn.Module):
-    """Probabilistic U-Net; see the module docstring for the calling convention.
+    """Probabilistic U-Net at PULASki's size; see the module docstring for the calling convention.
 
     Args:
         spatial_dims: 2 or 3.
@@ -98,11 +107,11 @@ class ProbabilisticUNet(nn.Module):
         in_channels: int,
         out_channels: int,
         *,
-        features: Sequence[int],
-        latent_size: int,
-        num_1x1: int,
-        beta: float,
-        num_samples: int | None,
+        features: Sequence[int] = (24, 48, 96, 192, 384),
+        latent_size: int = 3,
+        num_1x1: int = 3,
+        beta: float = 1.0,
+        num_samples: int | None = None,
     ) -> None:
         super().__init__()
         if len(features) != 5:
@@ -174,37 +183,3 @@ class ProbabilisticUNet(nn.Module):
         if isinstance(outputs, dict) and "kl" in outputs:
             return self.beta * outputs["kl"]
         return torch.zeros(())
-
-
-@register_model(
-    "prob_unet",
-    family="cnn",
-    dims=(2, 3),
-    description="Probabilistic U-Net (prior/posterior latent, KL) as trained by PULASki",
-    paper="https://arxiv.org/abs/1806.05034",
-    small={"features": (4, 8, 16, 32, 64)},
-    fixed_input_size=False,
-    encoder=None,
-)
-def prob_unet(
-    *,
-    spatial_dims: int,
-    in_channels: int,
-    out_channels: int,
-    features: Sequence[int] = (24, 48, 96, 192, 384),
-    latent_size: int = 3,
-    num_1x1: int = 3,
-    beta: float = 1.0,
-    num_samples: int | None = None,
-) -> nn.Module:
-    """Probabilistic U-Net at PULASki's size; see :class:`ProbabilisticUNet`."""
-    return ProbabilisticUNet(
-        spatial_dims,
-        in_channels,
-        out_channels,
-        features=features,
-        latent_size=latent_size,
-        num_1x1=num_1x1,
-        beta=beta,
-        num_samples=num_samples,
-    )

@@ -12,9 +12,11 @@ https://arxiv.org/abs/2402.03166 (Sec. 3, Fig. 2; official code ``j-morano/rrwne
   (1 + 5 in the paper) with the **same weights** at every step, each step refining the previous
   step's output.
 - **Loss** (RRLoss of the official code): ``L(base) + sum_i i * L(r_i) / Z`` over the ``K``
-  refinement outputs ``r_1..r_K``, ``Z = K (K + 1) / 2``. segbench applies the configured loss to
-  the final output ``r_K`` with weight 1, so :meth:`RRWNet.aux_loss` adds the other terms scaled by
-  ``Z / K``: ``Z/K * L(base) + sum_{i<K} i/K * L(r_i)`` (the paper's loss times ``Z / K``).
+  refinement outputs ``r_1..r_K``, ``Z = K (K + 1) / 2``, one loss ``L`` for every output.
+  segbench applies the run's loss to the final output ``r_K`` with weight 1 and, as deep
+  supervision declared at registration (:func:`models.deep_supervision.recursive_weights`), to
+  the base and intermediate outputs with the other weights times ``Z / K``:
+  ``Z/K * L(base) + sum_{i<K} i/K * L(r_i)`` (the paper's loss times ``Z / K``).
 
 segbench's softmax convention: the maps are the ``out_channels`` class logits, passed between
 steps as softmax probabilities (the paper passes sigmoid maps of artery, vein and vessel tree and
@@ -27,12 +29,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from monai.networks.layers import Conv
 from monai.networks.nets.basic_unet import Down, TwoConv, UpCat
 from torch import nn
 
-from models.losses import create_loss
+from models.deep_supervision import DeepSupervision, recursive_weights
+from models.layers.conv import conv
+from models.layers.padding import crop_to, pad_to_multiple
 from models.registry import register_model
 
 
@@ -64,26 +66,36 @@ class PlainUNet(nn.Module):
         self.up = nn.ModuleList(
             UpCat(spatial_dims, f[j + 1], f[j], f[j], **opts) for j in reversed(range(len(f) - 1))
         )
-        self.head = Conv[Conv.CONV, spatial_dims](f[0], out_channels, kernel_size=1)
+        self.head = conv(spatial_dims, f[0], out_channels, kernel_size=1)
         self.factor = 2 ** (len(f) - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Sizes that are not multiples of ``2 ** (levels - 1)`` are zero-padded and cropped back."""
         spatial = x.shape[2:]
-        pad = [(-s) % self.factor for s in spatial]
-        if any(pad):
-            x = F.pad(x, [p for d in reversed(pad) for p in (0, d)])
-        skips = [self.inc(x)]
+        skips = [self.inc(pad_to_multiple(x, self.factor))]
         for down in self.down:
             skips.append(down(skips[-1]))
         h = skips.pop()
         for up in self.up:
             h = up(h, skips.pop())
-        return self.head(h)[(..., *(slice(0, s) for s in spatial))]
+        return crop_to(self.head(h), spatial)
 
 
+@register_model(
+    "rrwnet",
+    family="cnn",
+    description="RRWNet: base U-Net + recursive refinement U-Net with weights shared over steps",
+    paper="https://arxiv.org/abs/2402.03166",
+    options="features refine_steps norm",
+    small={"features": (8, 16, 32, 64), "refine_steps": 2, "norm": "instance"},
+    deep_supervision=DeepSupervision(recursive_weights),
+)
 class RRWNet(nn.Module):
     """Base U-Net + one refinement U-Net applied ``refine_steps`` times.
+
+    Defaults as the paper (two 64-base U-Nets, 1 + 5 refinement steps, no norm). segbench's small
+    size (4 levels of 8-64 channels, 2 refinement steps) adds instance norm: the norm-free U-Net
+    needs a much smaller learning rate and many more steps on a CPU budget.
 
     Args:
         spatial_dims: 2 or 3.
@@ -91,8 +103,6 @@ class RRWNet(nn.Module):
         features: channels per level of both U-Nets.
         refine_steps: applications of the shared refinement U-Net (``K``).
         norm: MONAI norm name of the convolutions, ``None`` (the paper) for none.
-        aux_loss: registered loss of the base and intermediate outputs (``ce``, the softmax
-            analogue of the paper's BCE).
     """
 
     def __init__(
@@ -100,18 +110,17 @@ class RRWNet(nn.Module):
         spatial_dims: int,
         in_channels: int,
         out_channels: int,
-        features: Sequence[int],
-        refine_steps: int,
+        features: Sequence[int] = (64, 128, 256, 512, 1024),
+        refine_steps: int = 6,
         norm: str | tuple | None = None,
-        aux_loss: str = "ce",
     ) -> None:
         super().__init__()
         if refine_steps < 1:
             raise ValueError(f"rrwnet: refine_steps must be >= 1, got {refine_steps}")
+        features = tuple(features)
         self.base = PlainUNet(spatial_dims, in_channels, out_channels, features, norm)
         self.refiner = PlainUNet(spatial_dims, out_channels, out_channels, features, norm)
         self.refine_steps = refine_steps
-        self._aux_loss = create_loss(aux_loss)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, Any]:
         """``x (B, in_channels, *spatial)`` -> final refined logits ``(B, out_channels, *spatial)``.
@@ -126,50 +135,3 @@ class RRWNet(nn.Module):
         if not self.training:
             return maps
         return {"logits": maps, "aux": outs[:-1]}
-
-    def aux_loss(self, outputs: torch.Tensor | dict[str, Any], batch: dict[str, Any]) -> torch.Tensor:
-        """The paper's RRLoss minus the final term, scaled so that the final term has weight 1."""
-        if not isinstance(outputs, dict):
-            return batch["label"].new_zeros((), dtype=torch.float32)
-        k = self.refine_steps
-        base, *inter = outputs["aux"]
-        label = batch["label"]
-        total = (k + 1) / 2 * self._aux_loss(base, label)  # Z / K
-        for i, r in enumerate(inter, start=1):
-            total = total + i / k * self._aux_loss(r, label)
-        return total
-
-
-@register_model(
-    "rrwnet",
-    family="cnn",
-    dims=(2, 3),
-    description="RRWNet: base U-Net + recursive refinement U-Net with weights shared over steps",
-    paper="https://arxiv.org/abs/2402.03166",
-    small={"features": (8, 16, 32, 64), "refine_steps": 2, "norm": "instance"},
-    encoder=None,
-)
-def rrwnet(
-    *,
-    spatial_dims: int,
-    in_channels: int,
-    out_channels: int,
-    features: Sequence[int] = (64, 128, 256, 512, 1024),
-    refine_steps: int = 6,
-    norm: str | None = None,
-    aux_loss: str = "ce",
-) -> nn.Module:
-    """RRWNet; defaults as the paper (two 64-base U-Nets, 1 + 5 refinement steps, no norm).
-
-    segbench's small size (4 levels of 8-64 channels, 2 refinement steps) adds instance norm:
-    the norm-free U-Net needs a much smaller learning rate and many more steps on a CPU budget.
-    """
-    return RRWNet(
-        spatial_dims,
-        in_channels,
-        out_channels,
-        features=tuple(features),
-        refine_steps=refine_steps,
-        norm=norm,
-        aux_loss=aux_loss,
-    )

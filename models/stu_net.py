@@ -9,7 +9,10 @@ Six resolution stages; every stage is ``depth`` residual blocks (conv-IN-LeakyRe
 stages 1..5 downsamples by stride 2. The decoder upsamples by nearest-neighbour interpolation
 and a 1x1 convolution (weight-free resampling, so pre-trained weights transfer across patch
 sizes), concatenates the skip and runs ``depth`` residual blocks. A 1x1 head on every decoder
-stage gives nnU-Net's deep supervision. Scaling changes only width and depth:
+stage gives nnU-Net's deep supervision: the run's loss on each coarser head against the
+nearest-downsampled label, weight ``2^-k`` for the head ``k`` levels below full resolution and 0
+for the coarsest (:func:`models.deep_supervision.halving_weights`, declared at registration).
+Scaling changes only width and depth:
 
 ======  ==========================  =======  ================================
 size    channels                    depth    parameters reported (Table 1)
@@ -28,12 +31,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from monai.networks.blocks import UnetResBlock, UpSample
-from monai.networks.layers import Conv
+from monai.networks.blocks import UpSample
 from torch import nn
 
-from models.losses import create_loss
+from models.deep_supervision import DeepSupervision, halving_weights
+from models.layers.conv import conv
+from models.layers.padding import crop_to, pad_to_multiple, padding_to_multiple
+from models.layers.resnet import residual_stage
 from models.registry import register_model
 
 # size -> (channels per stage, residual blocks per stage)
@@ -46,30 +50,6 @@ STU_SIZES: dict[str, tuple[tuple[int, ...], int]] = {
 _NORM = ("instance", {"affine": True})
 
 
-def _res_stage(
-    spatial_dims: int, cin: int, cout: int, depth: int, stride: int | Sequence[int]
-) -> nn.Sequential:
-    """``depth`` residual blocks; the first maps ``cin -> cout`` with ``stride``."""
-    return nn.Sequential(
-        UnetResBlock(spatial_dims, cin, cout, kernel_size=3, stride=stride, norm_name=_NORM),
-        *(UnetResBlock(spatial_dims, cout, cout, 3, 1, norm_name=_NORM) for _ in range(depth - 1)),
-    )
-
-
-def deep_supervision_targets(label: torch.Tensor, shapes: Sequence[Sequence[int]]) -> list[torch.Tensor]:
-    """Nearest-neighbour downsampled labels (nnU-Net's deep-supervision targets).
-
-    Args:
-        label: ``(B, 1, *spatial)`` int64.
-        shapes: spatial shapes of the side outputs.
-
-    Returns:
-        one ``(B, 1, *shape)`` int64 tensor per entry of ``shapes``.
-    """
-    lab = label.float()
-    return [F.interpolate(lab, size=tuple(s), mode="nearest").long() for s in shapes]
-
-
 class STUNet(nn.Module):
     """Residual nnU-Net of STU-Net.
 
@@ -80,8 +60,8 @@ class STUNet(nn.Module):
         depth: residual blocks per stage (encoder and decoder alike).
         strides: downsampling of stages 1.. (an int or one per spatial dim each), nnU-Net's
             ``pool_op_kernel_sizes``; STU-Net pads a shorter plan with 1s to five entries.
-        deep_supervision: return ``{"logits", "aux"}`` with the coarser decoder heads and add
-            nnU-Net's deep-supervision term through :meth:`aux_loss`.
+        deep_supervision: in training, return ``{"logits", "aux"}`` with the coarser decoder heads
+            (supervised through the registration's :class:`models.deep_supervision.DeepSupervision`).
     """
 
     def __init__(
@@ -105,7 +85,7 @@ class STUNet(nn.Module):
         steps = [(s,) * spatial_dims if isinstance(s, int) else tuple(s) for s in strides]
         self.factor = [math.prod(st[d] for st in steps) for d in range(spatial_dims)]
         self.encoder = nn.ModuleList(
-            _res_stage(spatial_dims, cin, cout, depth, 1 if j == 0 else steps[j - 1])
+            residual_stage(spatial_dims, cin, cout, depth, 1 if j == 0 else steps[j - 1], _NORM)
             for j, (cin, cout) in enumerate(zip([in_channels, *feats[:-1]], feats))
         )
         ups, decs, heads = [], [], []
@@ -117,18 +97,17 @@ class STUNet(nn.Module):
                     feats[j],
                     scale_factor=steps[j],
                     mode="nontrainable",
-                    pre_conv=Conv[Conv.CONV, spatial_dims](feats[j + 1], feats[j], kernel_size=1),
+                    pre_conv=conv(spatial_dims, feats[j + 1], feats[j], kernel_size=1),
                     interp_mode="nearest",
                     align_corners=None,
                 )
             )
-            decs.append(_res_stage(spatial_dims, 2 * feats[j], feats[j], depth, 1))
-            heads.append(Conv[Conv.CONV, spatial_dims](feats[j], out_channels, kernel_size=1))
+            decs.append(residual_stage(spatial_dims, 2 * feats[j], feats[j], depth, 1, _NORM))
+            heads.append(conv(spatial_dims, feats[j], out_channels, kernel_size=1))
         self.upsample = nn.ModuleList(ups)
         self.decoder = nn.ModuleList(decs)
         self.heads = nn.ModuleList(heads)  # coarsest first; heads[-1] is the final output
-        self.deep_supervision = deep_supervision
-        self._ds_loss = create_loss("dice_ce")
+        self.return_aux = deep_supervision
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, Any]:
         """``x (B, in_channels, *spatial)`` -> logits ``(B, out_channels, *spatial)``.
@@ -142,13 +121,12 @@ class STUNet(nn.Module):
                 needs more; use fewer stride-2 ``strides`` for such small patches).
         """
         spatial = x.shape[2:]
-        pad = [(-s) % f for s, f in zip(spatial, self.factor)]
+        pad = padding_to_multiple(spatial, self.factor)
         if self.training and math.prod((s + p) // f for s, p, f in zip(spatial, pad, self.factor)) == 1:
             raise ValueError(
                 f"stu_net: a {tuple(spatial)} patch leaves one bottleneck voxel; pass fewer stride-2 strides"
             )
-        if any(pad):
-            x = F.pad(x, [p for d in reversed(pad) for p in (0, d)])
+        x = pad_to_multiple(x, self.factor)
         skips = []
         for stage in self.encoder:
             x = stage(x)
@@ -157,26 +135,10 @@ class STUNet(nn.Module):
         for up, dec, head, skip in zip(self.upsample, self.decoder, self.heads, reversed(skips[:-1])):
             x = dec(torch.cat([up(x), skip], dim=1))
             outs.append(head(x))
-        logits = outs[-1][(..., *(slice(0, s) for s in spatial))]
-        if self.deep_supervision and self.training and not any(pad):
+        logits = crop_to(outs[-1], spatial)
+        if self.return_aux and self.training and not any(pad):
             return {"logits": logits, "aux": outs[-2::-1]}
         return logits
-
-    def aux_loss(self, outputs: torch.Tensor | dict[str, Any], batch: dict[str, Any]) -> torch.Tensor:
-        """nnU-Net deep supervision: ``sum_k 2^-k * dice_ce(aux_k, label downsampled to aux_k)``.
-
-        ``k = 1`` is the head one level below full resolution; the coarsest head has weight 0,
-        as in nnU-Net. Weights are relative to the main loss (weight 1); nnU-Net normalises all
-        of them to sum 1, which only rescales the loss.
-        """
-        if not isinstance(outputs, dict):
-            return batch["label"].new_zeros((), dtype=torch.float32)
-        aux = outputs["aux"][:-1]
-        targets = deep_supervision_targets(batch["label"], [a.shape[2:] for a in aux])
-        total = outputs["logits"].new_zeros(())
-        for k, (a, t) in enumerate(zip(aux, targets), start=1):
-            total = total + 2.0**-k * self._ds_loss(a, t)
-        return total
 
 
 @register_model(
@@ -186,8 +148,9 @@ class STUNet(nn.Module):
     description="STU-Net: scalable residual nnU-Net, sizes S/B/L/H (default B), deep supervision",
     paper="https://arxiv.org/abs/2304.06716",
     small={"features": (8, 16, 32, 64, 64, 64), "strides": (2, 2, 2, 1, 1)},
-    fixed_input_size=False,
+    options="size features depth strides deep_supervision",
     encoder="encoder",
+    deep_supervision=DeepSupervision(halving_weights),
 )
 def stu_net(
     *,

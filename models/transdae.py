@@ -14,8 +14,8 @@ DAE-Former, Azad et al. 2023, https://arxiv.org/abs/2212.13504).
 - Skips: the inter-scale interaction module fuses the upsampled decoder features with the encoder
   features (linear on the concatenation) and re-weights them with a decomposed large-kernel
   attention (depth-wise 5×5, depth-wise 7×7 dilated 3, 1×1; VAN, https://arxiv.org/abs/2202.09741).
-- Decoder: patch expanding (shared with :mod:`models.dformer`), dual attention blocks per level, a
-  final 4× patch expanding and a 1×1 convolution.
+- Decoder: patch expanding (:class:`models.layers.tokens.PatchExpand`), dual attention blocks per
+  level, a final 4× patch expanding and a 1×1 convolution.
 
 All layers are written for 2D and 3D alike.
 """
@@ -26,15 +26,11 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.networks.layers import Conv
 from torch import nn
 
-from models.dformer import PatchExpand, channels_first, channels_last
+from models.layers.conv import conv
+from models.layers.tokens import PatchExpand, channels_first, channels_last
 from models.registry import register_model
-
-
-def _conv(spatial_dims: int, *args: int, **kw: int) -> nn.Module:
-    return Conv[Conv.CONV, spatial_dims](*args, **kw)
 
 
 class MixFFN(nn.Module):
@@ -43,9 +39,10 @@ class MixFFN(nn.Module):
     def __init__(self, spatial_dims: int, dim: int, hidden: int) -> None:
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
-        self.dw = _conv(spatial_dims, hidden, hidden, kernel_size=3, padding=1, groups=hidden)
+        self.dw = conv(spatial_dims, hidden, hidden, kernel_size=3, padding=1, groups=hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, *S, C)`` -> same shape."""
         return self.fc2(F.gelu(channels_last(self.dw(channels_first(self.fc1(x))))))
 
 
@@ -65,6 +62,7 @@ class EfficientChannelAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, *S, C)`` -> same shape."""
         shape = x.shape
         b, c = shape[0], shape[-1]
         q, k, v = self.qkv(x.reshape(b, -1, c)).reshape(b, -1, 3, self.heads, c // self.heads).unbind(2)
@@ -87,10 +85,11 @@ class SpatialReductionAttention(nn.Module):
             raise ValueError(f"spatial attention: dim {dim} is not divisible by heads {heads}")
         self.heads, self.ratio = heads, ratio
         self.q, self.kv, self.proj = nn.Linear(dim, dim), nn.Linear(dim, 2 * dim), nn.Linear(dim, dim)
-        self.reduce = _conv(spatial_dims, dim, dim, kernel_size=ratio, stride=ratio) if ratio > 1 else None
+        self.reduce = conv(spatial_dims, dim, dim, kernel_size=ratio, stride=ratio) if ratio > 1 else None
         self.norm = nn.LayerNorm(dim) if ratio > 1 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, *S, C)`` -> same shape."""
         shape = x.shape
         b, c = shape[0], shape[-1]
         kv_src = x
@@ -115,6 +114,7 @@ class DualAttentionBlock(nn.Module):
         self.ffn2 = MixFFN(spatial_dims, dim, mlp_ratio * dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, *S, C)`` -> same shape."""
         x = x + self.channel(self.norms[0](x))
         x = x + self.ffn1(self.norms[1](x))
         x = x + self.spatial(self.norms[2](x))
@@ -128,20 +128,39 @@ class InterScaleInteraction(nn.Module):
         super().__init__()
         self.fuse = nn.Linear(2 * dim, dim)
         self.lka = nn.Sequential(
-            _conv(spatial_dims, dim, dim, kernel_size=5, padding=2, groups=dim),
-            _conv(spatial_dims, dim, dim, kernel_size=7, padding=9, dilation=3, groups=dim),
-            _conv(spatial_dims, dim, dim, kernel_size=1),
+            conv(spatial_dims, dim, dim, kernel_size=5, padding=2, groups=dim),
+            conv(spatial_dims, dim, dim, kernel_size=7, padding=9, dilation=3, groups=dim),
+            conv(spatial_dims, dim, dim, kernel_size=1),
         )
 
     def forward(self, decoder: torch.Tensor, encoder: torch.Tensor) -> torch.Tensor:
+        """``decoder (B, *S, C)``, ``encoder (B, *S, C)`` -> ``(B, *S, C)``."""
         f = self.fuse(torch.cat([decoder, encoder], dim=-1))
         return f * channels_last(self.lka(channels_first(f)))
 
 
+@register_model(
+    "transdae",
+    family="transformer",
+    dims=(2, 3),
+    description="TransDAE: hierarchical transformer with efficient channel + spatial-reduction attention",
+    paper="https://arxiv.org/abs/2409.02018",
+    small={"dims": (16, 32, 64), "depths": (1, 1, 1), "heads": (1, 1, 2)},
+    options="dims depths heads ratios",
+    encoder="encoder",
+)
 class TransDAE(nn.Module):
     """Dual-attention hierarchical transformer U-Net: ``(B, in_channels, *S)`` -> ``(B, out_channels, *S)``.
 
+    Defaults: the DAE-Former size TransDAE builds on (widths 128-320-512, two blocks per level).
     Every spatial size must be divisible by ``4 * 2**(len(dims) - 1)``.
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels, out_channels: image channels and classes (incl. background).
+        dims, depths: width and dual-attention blocks per level.
+        heads: spatial-attention heads per level (64 channels each at the default size).
+        ratios: spatial-reduction factors of the keys and values per level.
     """
 
     def __init__(
@@ -149,10 +168,10 @@ class TransDAE(nn.Module):
         spatial_dims: int,
         in_channels: int,
         out_channels: int,
-        dims: Sequence[int],
-        depths: Sequence[int],
-        heads: Sequence[int],
-        ratios: Sequence[int],
+        dims: Sequence[int] = (128, 320, 512),
+        depths: Sequence[int] = (2, 2, 2),
+        heads: Sequence[int] = (2, 5, 8),
+        ratios: Sequence[int] = (4, 2, 1),
     ) -> None:
         super().__init__()
         sd, n = spatial_dims, len(dims)
@@ -162,9 +181,9 @@ class TransDAE(nn.Module):
             )
         self.factor = 4 * 2 ** (n - 1)
         self.embeds = nn.ModuleList(
-            _conv(sd, in_channels, dims[0], kernel_size=7, stride=4, padding=3)
+            conv(sd, in_channels, dims[0], kernel_size=7, stride=4, padding=3)
             if i == 0
-            else _conv(sd, dims[i - 1], dims[i], kernel_size=3, stride=2, padding=1)
+            else conv(sd, dims[i - 1], dims[i], kernel_size=3, stride=2, padding=1)
             for i in range(n)
         )
         self.embed_norms = nn.ModuleList(nn.LayerNorm(d) for d in dims)
@@ -180,9 +199,10 @@ class TransDAE(nn.Module):
         self.skips = nn.ModuleList(InterScaleInteraction(sd, dims[i]) for i in range(n - 1))
         self.decoder = nn.ModuleList(stage(i) for i in range(n - 1))
         self.final_expand = PatchExpand(dims[0], dims[0], (4,) * sd)
-        self.head = _conv(sd, dims[0], out_channels, kernel_size=1)
+        self.head = conv(sd, dims[0], out_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, in_channels, *S)`` -> logits ``(B, out_channels, *S)``."""
         bad = [s for s in x.shape[2:] if s % self.factor]
         if bad:
             raise ValueError(f"transdae: spatial size {tuple(x.shape[2:])} is not divisible by {self.factor}")
@@ -194,31 +214,3 @@ class TransDAE(nn.Module):
         for i in reversed(range(len(self.decoder))):
             x = self.decoder[i](self.skips[i](self.expands[i](x), feats[i]))
         return self.head(channels_first(self.final_expand(x)))
-
-
-@register_model(
-    "transdae",
-    family="transformer",
-    dims=(2, 3),
-    description="TransDAE: hierarchical transformer with efficient channel + spatial-reduction attention",
-    paper="https://arxiv.org/abs/2409.02018",
-    small={"dims": (16, 32, 64), "depths": (1, 1, 1), "heads": (1, 1, 2)},
-    fixed_input_size=False,
-    encoder="encoder",
-)
-def transdae(
-    *,
-    spatial_dims: int,
-    in_channels: int,
-    out_channels: int,
-    dims: Sequence[int] = (128, 320, 512),
-    depths: Sequence[int] = (2, 2, 2),
-    heads: Sequence[int] = (2, 5, 8),
-    ratios: Sequence[int] = (4, 2, 1),
-) -> nn.Module:
-    """TransDAE at the DAE-Former size it builds on (widths 128-320-512, two blocks per level).
-
-    ``heads`` are the spatial-attention heads (64 channels each at the default size), ``ratios``
-    the spatial-reduction factors of the keys and values per level.
-    """
-    return TransDAE(spatial_dims, in_channels, out_channels, dims, depths, heads, ratios)

@@ -28,6 +28,7 @@ _DEFAULT_PATCH = {2: (64, 64), 3: (32, 32, 32)}
     dims=(2, 3),
     description="Swin UNETR (MONAI): shifted-window transformer encoder, CNN decoder",
     paper="https://arxiv.org/abs/2201.01266",
+    options="feature_size depths num_heads window_size norm norm_groups drop_path use_v2",
 )
 def swin_unetr(
     *,
@@ -75,6 +76,7 @@ def swin_unetr(
     paper="https://arxiv.org/abs/2103.10504",
     fixed_input_size=True,
     default_img_size=_DEFAULT_PATCH,
+    options="img_size feature_size hidden_size mlp_dim num_heads norm dropout",
 )
 def unetr(
     *,

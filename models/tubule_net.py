@@ -28,7 +28,8 @@ import torch
 from monai.networks.layers import Conv, Pool
 from torch import nn
 
-from models.deeplabv3plus import conv_norm_act, resize_to
+from models.layers.conv import conv, conv_norm_act
+from models.layers.resize import resize_to
 from models.registry import register_model
 
 
@@ -37,12 +38,11 @@ class FeatureRecalibration(nn.Module):
 
     def __init__(self, spatial_dims: int, channels: int, reduction: int = 2) -> None:
         super().__init__()
-        conv = Conv[Conv.CONV, spatial_dims]
         hidden = max(channels // reduction, 1)
         self.excite = nn.Sequential(
-            conv(channels, hidden, kernel_size=1),
+            conv(spatial_dims, channels, hidden, kernel_size=1),
             nn.ReLU(),
-            conv(hidden, channels, kernel_size=1),
+            conv(spatial_dims, hidden, channels, kernel_size=1),
             nn.Sigmoid(),
         )
 
@@ -56,6 +56,7 @@ class FeatureRecalibration(nn.Module):
         return total
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, C, *S)`` -> same shape."""
         return x * self.excite(self.project(x))
 
 
@@ -78,11 +79,31 @@ def _spatial_softmax(a: torch.Tensor) -> torch.Tensor:
     return a.flatten(1).softmax(dim=1)
 
 
+@register_model(
+    "tubule_net",
+    family="cnn",
+    dims=(2, 3),
+    description="Tubule-sensitive U-Net: feature recalibration (axis projections) + attention distillation",
+    paper="https://arxiv.org/abs/2012.05767",
+    small={"features": (4, 8, 16, 32, 64)},
+    options="features norm frm distill_weight",
+    encoder="encoder",
+)
 class TubuleNet(nn.Module):
     """``forward(x (B, in_channels, *S))`` -> ``{"logits": (B, out_channels, *S), "aux": [attention maps]}``.
 
-    ``aux`` holds the decoder attention maps ``(B, 1, *S_level)`` from coarse to fine. ``S`` must be
-    divisible by ``2 ** (len(features) - 1)``.
+    ``aux`` holds the decoder attention maps ``(B, 1, *S_level)`` from coarse to fine (not logits:
+    they are distilled by :meth:`aux_loss`). ``S`` must be divisible by ``2 ** (len(features) - 1)``.
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels, out_channels: image channels and classes (incl. background).
+        features: widths of the levels (four poolings, 16-256, by default).
+        norm: MONAI norm name of the conv blocks.
+        frm: feature recalibration after every conv block.
+        distill_weight: weight of the attention distillation term.
+
+    ``frm=False`` and ``distill_weight=0`` give the plain U-Net baseline of the paper's ablation.
     """
 
     def __init__(
@@ -90,10 +111,10 @@ class TubuleNet(nn.Module):
         spatial_dims: int,
         in_channels: int,
         out_channels: int,
-        features: Sequence[int],
-        norm: str,
-        frm: bool,
-        distill_weight: float,
+        features: Sequence[int] = (16, 32, 64, 128, 256),
+        norm: str = "instance",
+        frm: bool = True,
+        distill_weight: float = 0.1,
     ) -> None:
         super().__init__()
         sd, f = spatial_dims, list(features)
@@ -105,9 +126,10 @@ class TubuleNet(nn.Module):
         up = Conv[Conv.CONVTRANS, sd]
         self.ups = nn.ModuleList(up(f[j + 1], f[j], kernel_size=2, stride=2) for j in range(len(f) - 1))
         self.decoder = nn.ModuleList(_block(sd, 2 * f[j], f[j], norm, frm) for j in range(len(f) - 1))
-        self.head = Conv[Conv.CONV, sd](f[0], out_channels, kernel_size=1)
+        self.head = conv(sd, f[0], out_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
+        """``x (B, in_channels, *S)`` -> the dict of the class docstring."""
         skips = []
         for j, block in enumerate(self.encoder):
             x = block(x if j == 0 else self.pool(x))
@@ -132,30 +154,3 @@ class TubuleNet(nn.Module):
             teacher = _spatial_softmax(fine).detach()
             loss = loss + (student - teacher).square().sum(dim=1).mean()
         return self.distill_weight * loss
-
-
-@register_model(
-    "tubule_net",
-    family="cnn",
-    dims=(2, 3),
-    description="Tubule-sensitive U-Net: feature recalibration (axis projections) + attention distillation",
-    paper="https://arxiv.org/abs/2012.05767",
-    small={"features": (4, 8, 16, 32, 64)},
-    fixed_input_size=False,
-    encoder="encoder",
-)
-def tubule_net(
-    *,
-    spatial_dims: int,
-    in_channels: int,
-    out_channels: int,
-    features: Sequence[int] = (16, 32, 64, 128, 256),
-    norm: str = "instance",
-    frm: bool = True,
-    distill_weight: float = 0.1,
-) -> nn.Module:
-    """Tubule-sensitive U-Net (four poolings, widths 16-256).
-
-    ``frm=False`` and ``distill_weight=0`` give the plain U-Net baseline of the paper's ablation.
-    """
-    return TubuleNet(spatial_dims, in_channels, out_channels, features, norm, frm, distill_weight)

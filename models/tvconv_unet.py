@@ -29,9 +29,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from monai.networks.blocks import UpSample
-from monai.networks.layers import Conv, Norm, Pool
+from monai.networks.layers import Norm, Pool
 from torch import nn
 
+from models.layers.conv import conv
 from models.registry import register_model
 
 _DEFAULT_IMG = {2: (64, 64), 3: (32, 32, 32)}
@@ -40,7 +41,7 @@ _DEFAULT_IMG = {2: (64, 64), 3: (32, 32, 32)}
 def _conv_ln_relu(spatial_dims: int, cin: int, cout: int, size: Sequence[int]) -> nn.Sequential:
     """3x3 conv (no bias) -> LayerNorm over ``(cout, *size)`` -> ReLU (the weight-generating layers)."""
     return nn.Sequential(
-        Conv[Conv.CONV, spatial_dims](cin, cout, kernel_size=3, padding=1, bias=False),
+        conv(spatial_dims, cin, cout, kernel_size=3, padding=1, bias=False),
         nn.LayerNorm([cout, *size]),
         nn.ReLU(inplace=True),
     )
@@ -85,7 +86,7 @@ class TVConv(nn.Module):
     def _generator(self, nd: int, cin: int, inter: int, layers: int, cout: int) -> nn.Sequential:
         blocks = [_conv_ln_relu(nd, cin, inter, self.size)]
         blocks += [_conv_ln_relu(nd, inter, inter, self.size) for _ in range(layers)]
-        blocks.append(Conv[Conv.CONV, nd](inter, cout, kernel_size=3, padding=1, bias=False))
+        blocks.append(conv(nd, inter, cout, kernel_size=3, padding=1, bias=False))
         return nn.Sequential(*blocks)
 
     def kernels(self) -> torch.Tensor:
@@ -118,26 +119,42 @@ class TVConvBlock(nn.Module):
     ) -> None:
         super().__init__()
         hidden = cout * expand
-        conv, norm = Conv[Conv.CONV, spatial_dims], Norm[Norm.BATCH, spatial_dims]
+        norm = Norm[Norm.BATCH, spatial_dims]
         self.body = nn.Sequential(
-            conv(cin, hidden, kernel_size=1, bias=False),
+            conv(spatial_dims, cin, hidden, kernel_size=1, bias=False),
             norm(hidden),
             nn.ReLU6(inplace=True),
             TVConv(hidden, size, **tv_kw),
             norm(hidden),
             nn.ReLU6(inplace=True),
-            conv(hidden, cout, kernel_size=1, bias=False),
+            conv(spatial_dims, hidden, cout, kernel_size=1, bias=False),
             norm(cout),
         )
         self.residual = cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, cin, *size)`` -> ``(B, cout, *size)``."""
         y = self.body(x)
         return x + y if self.residual else y
 
 
+@register_model(
+    "tvconv_unet",
+    family="cnn",
+    dims=(2, 3),
+    description="U-Net of MobileNetV2 blocks whose depthwise convs are translation-variant (TVConv)",
+    paper="https://arxiv.org/abs/2203.10489",
+    small={"features": (8, 16, 32), "expand": 2, "inter_channels": 8, "inter_layers": 1},
+    options="features expand kernel_size affinity_channels inter_channels inter_layers bias",
+    fixed_input_size=True,
+    default_img_size=_DEFAULT_IMG,
+    encoder="encoder",
+)
 class TVConvUNet(nn.Module):
-    """U-Net of :class:`TVConvBlock` levels for one fixed input size.
+    """U-Net of :class:`TVConvBlock` levels for inputs of exactly ``img_size``.
+
+    Each entry of ``img_size`` must be divisible by ``2 ** (levels - 1)``. The TVConv options
+    default to the paper's (k 3, 4 affinity maps, 64 x (1 + 3) generator layers).
 
     Args:
         spatial_dims: 2 or 3.
@@ -145,7 +162,7 @@ class TVConvUNet(nn.Module):
         img_size: the input size; every level's TVConv learns kernels for its resolution.
         features: channels per level (level ``j`` at ``img_size / 2**j``).
         expand: inverted-residual expansion ratio (MobileNetV2: 6).
-        tv_kw: :class:`TVConv` options (``kernel_size``, ``affinity_channels``, ...).
+        kernel_size, affinity_channels, inter_channels, inter_layers, bias: :class:`TVConv` options.
     """
 
     def __init__(
@@ -154,11 +171,23 @@ class TVConvUNet(nn.Module):
         in_channels: int,
         out_channels: int,
         img_size: Sequence[int],
-        features: Sequence[int],
-        expand: int,
-        **tv_kw: int,
+        features: Sequence[int] = (16, 24, 32, 64, 96),
+        expand: int = 6,
+        kernel_size: int = 3,
+        affinity_channels: int = 4,
+        inter_channels: int = 64,
+        inter_layers: int = 3,
+        bias: bool = False,
     ) -> None:
         super().__init__()
+        img_size = tuple(img_size)
+        tv_kw = dict(
+            kernel_size=kernel_size,
+            affinity_channels=affinity_channels,
+            inter_channels=inter_channels,
+            inter_layers=inter_layers,
+            bias=bias,
+        )
         f = list(features)
         factor = 2 ** (len(f) - 1)
         if len(img_size) != spatial_dims or any(s % factor for s in img_size):
@@ -179,7 +208,7 @@ class TVConvUNet(nn.Module):
             TVConvBlock(spatial_dims, 2 * f[j], f[j], sizes[j], expand, **tv_kw)
             for j in reversed(range(len(f) - 1))
         )
-        self.head = Conv[Conv.CONV, spatial_dims](f[0], out_channels, kernel_size=1)
+        self.head = conv(spatial_dims, f[0], out_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x (B, in_channels, *img_size)`` -> logits ``(B, out_channels, *img_size)``."""
@@ -191,47 +220,3 @@ class TVConvUNet(nn.Module):
         for up, block in zip(self.up, self.decoder):
             x = block(torch.cat([up(x), skips.pop()], dim=1))
         return self.head(x)
-
-
-@register_model(
-    "tvconv_unet",
-    family="cnn",
-    dims=(2, 3),
-    description="U-Net of MobileNetV2 blocks whose depthwise convs are translation-variant (TVConv)",
-    paper="https://arxiv.org/abs/2203.10489",
-    small={"features": (8, 16, 32), "expand": 2, "inter_channels": 8, "inter_layers": 1},
-    fixed_input_size=True,
-    default_img_size=_DEFAULT_IMG,
-    encoder="encoder",
-)
-def tvconv_unet(
-    *,
-    spatial_dims: int,
-    in_channels: int,
-    out_channels: int,
-    img_size: Sequence[int],
-    features: Sequence[int] = (16, 24, 32, 64, 96),
-    expand: int = 6,
-    kernel_size: int = 3,
-    affinity_channels: int = 4,
-    inter_channels: int = 64,
-    inter_layers: int = 3,
-    bias: bool = False,
-) -> nn.Module:
-    """TVConv U-Net for inputs of exactly ``img_size`` (each entry divisible by ``2 ** (levels - 1)``).
-
-    TVConv options default to the paper's (k 3, 4 affinity maps, 64 x (1 + 3) generator layers).
-    """
-    return TVConvUNet(
-        spatial_dims,
-        in_channels,
-        out_channels,
-        img_size=tuple(img_size),
-        features=tuple(features),
-        expand=expand,
-        kernel_size=kernel_size,
-        affinity_channels=affinity_channels,
-        inter_channels=inter_channels,
-        inter_layers=inter_layers,
-        bias=bias,
-    )

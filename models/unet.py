@@ -21,6 +21,7 @@ from models.registry import register_model
     family="cnn",
     description="MONAI U-Net with residual units",
     paper="https://arxiv.org/abs/1505.04597",
+    options="channels num_res_units norm dropout",
 )
 def unet(
     *,
@@ -50,6 +51,7 @@ def unet(
     family="cnn",
     description="nnU-Net-style residual-encoder U-Net (MONAI DynUNet, res_block=True)",
     paper="https://arxiv.org/abs/2404.09556",
+    options="filters norm",
 )
 def resenc_unet(
     *,

@@ -3,8 +3,8 @@
 xLSTM-UNet: Chen et al., "xLSTM-UNet can be an Effective 2D & 3D Medical Image Segmentation
 Backbone with Vision-LSTM (ViL) better than its Mamba Counterpart", 2024,
 https://arxiv.org/abs/2407.01530. A CNN residual encoder/decoder (MONAI blocks, one
-implementation for 2D and 3D: :class:`models.mixer_unet.MixerUNet`) with ViL stacks
-(:mod:`models.mlstm`) over the flattened spatial tokens of the bottleneck and, optionally, after
+implementation for 2D and 3D: :class:`models.layers.mixer_unet.MixerUNet`) with ViL stacks
+(:mod:`models.layers.mlstm`) over the flattened spatial tokens of the bottleneck and, optionally, after
 chosen encoder levels. The mLSTM runs in pure PyTorch (its parallel form) and switches to the
 ``mlstm_kernels`` CUDA kernel (the ``xlstm`` package's) when it is installed and inputs are on
 CUDA.
@@ -12,16 +12,31 @@ CUDA.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
-from torch import nn
-
-from models.mixer_unet import MixerUNet
-from models.mlstm import ViLStack
+from models.layers.mixer_unet import MixerUNet
+from models.layers.mlstm import ViLStack
 from models.registry import register_model
 
+_variant = functools.partial(
+    register_model,
+    family="xlstm",
+    paper="https://arxiv.org/abs/2407.01530",
+    options="features vil_stages vil_depth num_heads expansion norm dropout backend chunk_size",
+)
 
-def build_xlstm_unet(
+
+@_variant(
+    "xlstm_unet_enc",
+    model_args={"vil_stages": (2,)},
+    description="xLSTM-UNet (encoder): ViL blocks after encoder level 2 and in the bottleneck",
+)
+@_variant(
+    "xlstm_unet", description="xLSTM-UNet (bottleneck): residual U-Net + Vision-LSTM blocks in the bottleneck"
+)
+def xlstm_unet(
+    *,
     spatial_dims: int,
     in_channels: int,
     out_channels: int,
@@ -37,6 +52,9 @@ def build_xlstm_unet(
 ) -> MixerUNet:
     """Residual U-Net with ViL stacks in the bottleneck and after the ``vil_stages`` levels.
 
+    ``xlstm_unet`` has ViL only at the bottleneck; ``xlstm_unet_enc`` defaults ``vil_stages`` to
+    ``(2,)``: encoder level 2 (1/4 resolution) as well.
+
     Args:
         spatial_dims: 2 or 3.
         in_channels, out_channels: image channels and classes (incl. background).
@@ -50,7 +68,7 @@ def build_xlstm_unet(
         expansion: mLSTM inner width factor.
         norm: MONAI norm name of the convolution blocks.
         dropout: dropout in the ViL blocks.
-        backend: mLSTM backend (``auto``, ``torch``, ``kernel``; see :func:`models.mlstm.mlstm`).
+        backend: mLSTM backend (``auto``, ``torch``, ``kernel``; see :func:`models.layers.mlstm.mlstm`).
         chunk_size: token count above which the PyTorch mLSTM switches from the parallel to
             the chunkwise form (linear memory).
     """
@@ -70,65 +88,3 @@ def build_xlstm_unet(
         for j in sorted({*vil_stages, last})
     }
     return MixerUNet(spatial_dims, in_channels, out_channels, features=features, mixers=mixers, norm=norm)
-
-
-@register_model(
-    "xlstm_unet",
-    family="xlstm",
-    dims=(2, 3),
-    description="xLSTM-UNet (bottleneck): residual U-Net + Vision-LSTM blocks in the bottleneck",
-    paper="https://arxiv.org/abs/2407.01530",
-)
-def xlstm_unet(
-    *,
-    spatial_dims: int,
-    in_channels: int,
-    out_channels: int,
-    features: Sequence[int] = (16, 32, 64, 128),
-    vil_stages: Sequence[int] = (),
-    vil_depth: int = 2,
-    num_heads: int = 4,
-    **kwargs,
-) -> nn.Module:
-    """xLSTM-UNet with ViL only at the bottleneck (``vil_stages`` adds encoder levels)."""
-    return build_xlstm_unet(
-        spatial_dims,
-        in_channels,
-        out_channels,
-        features=features,
-        vil_stages=vil_stages,
-        vil_depth=vil_depth,
-        num_heads=num_heads,
-        **kwargs,
-    )
-
-
-@register_model(
-    "xlstm_unet_enc",
-    family="xlstm",
-    dims=(2, 3),
-    description="xLSTM-UNet (encoder): ViL blocks after encoder level 2 and in the bottleneck",
-    paper="https://arxiv.org/abs/2407.01530",
-)
-def xlstm_unet_enc(
-    *,
-    spatial_dims: int,
-    in_channels: int,
-    out_channels: int,
-    features: Sequence[int] = (16, 32, 64, 128),
-    vil_stages: Sequence[int] = (2,),
-    vil_depth: int = 2,
-    num_heads: int = 4,
-    **kwargs,
-) -> nn.Module:
-    """xLSTM-UNet with ViL after encoder level 2 (1/4 resolution) as well as the bottleneck."""
-    return build_xlstm_unet(
-        spatial_dims,
-        in_channels,
-        out_channels,
-        features=features,
-        vil_stages=vil_stages,
-        vil_depth=vil_depth,
-        num_heads=num_heads,
-        **kwargs,
-    )

@@ -1,8 +1,11 @@
-"""Segmentation metrics: pure functions (``functional``), ``evaluate_case`` and thin
-accumulators. See ``docs/metrics.md`` for definitions and empty-mask rules."""
+"""Segmentation metrics: pure functions (``functional``), the registered per-case metrics
+(``catalog/``, computed by ``case_metrics``), their settings and a thin accumulator.
+See ``docs/metrics.md`` for definitions, empty-mask rules and how to add a metric."""
 
-from bench.metrics.accumulators import CalibrationAccumulator, CaseMetrics, DiceAccumulator
-from bench.metrics.case import evaluate_case
+from bench.metrics import catalog  # noqa: F401  (registers every metric of catalog/)
+from bench.metrics.accumulators import DiceAccumulator
+from bench.metrics.case import case_metrics
+from bench.metrics.context import CaseContext, ClassContext
 from bench.metrics.functional import (
     betti_errors,
     betti_numbers,
@@ -19,32 +22,42 @@ from bench.metrics.functional import (
     surface_distances,
 )
 from bench.metrics.reduction import Reduction, objective_value, reduce_cases, reduce_values
-from bench.metrics.registry import METRICS, MetricInfo, higher_is_better, is_metric, metric_info
+from bench.metrics.registry import (
+    METRICS,
+    MetricInfo,
+    higher_is_better,
+    is_metric,
+    metric_info,
+    register_metric,
+)
+from bench.metrics.settings import MetricSettings
 
 __all__ = [
     "METRICS",
-    "MetricInfo",
-    "Reduction",
-    "higher_is_better",
-    "is_metric",
-    "metric_info",
-    "objective_value",
-    "reduce_cases",
-    "reduce_values",
-    "CalibrationAccumulator",
-    "CaseMetrics",
+    "CaseContext",
+    "ClassContext",
     "DiceAccumulator",
+    "MetricInfo",
+    "MetricSettings",
+    "Reduction",
     "betti_errors",
     "betti_numbers",
     "brier_score",
     "calibration_stats",
+    "case_metrics",
     "cldice",
     "dice",
-    "evaluate_case",
     "expected_calibration_error",
     "hd95",
+    "higher_is_better",
+    "is_metric",
     "iou",
+    "metric_info",
     "normalized_surface_dice",
+    "objective_value",
+    "reduce_cases",
+    "reduce_values",
+    "register_metric",
     "reliability_diagram",
     "stat_scores",
     "surface_distances",

@@ -1,4 +1,4 @@
-"""Runs expensive metric parts (and leaderboard figures) in forked child processes while the
+"""Runs expensive metric parts (clDice's 3D skeletons) in forked child processes while the
 caller computes the rest.
 
 scikit-image's 3D skeletonisation (clDice) holds the GIL for most of its work, so a thread
@@ -7,10 +7,11 @@ copy-on-write (nothing is pickled on the way in, only the float result comes bac
 
 A child is used only where it is safe and worth it: Linux (``fork``), at least two usable
 CPU cores, not inside a daemonic process (e.g. a ``DataLoader`` worker, which may not have
-children), inputs of at least :data:`MIN_VOXELS` voxels, ``SEGBENCH_METRICS_FORK`` not set
-to ``0``, and fewer running children than :func:`max_children`. Otherwise, or if the child fails in
-any way, the function runs in-process, so the result (or the exception) is always exactly
-what an in-process call gives.
+children), inputs of at least :data:`MIN_VOXELS` voxels, fewer running children than
+:func:`max_children`, and a caller that allows it (``submit(..., parallel=False)`` never forks;
+``case_metrics(parallel=False)`` passes that on). Otherwise, or if the child fails in any way,
+the function runs in-process, so the result (or the exception) is always exactly what an
+in-process call gives.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ MIN_VOXELS = 1 << 20  # below this (e.g. 2D images, 64^3 volumes) forking costs 
 # 2^20 voxels that skeletonisation takes.
 TIMEOUT_BASE_S = 30.0
 TIMEOUT_PER_MVOXEL_S = 10.0
-ENV_FLAG = "SEGBENCH_METRICS_FORK"
 
 
 def _usable_cores() -> int:
@@ -53,12 +53,11 @@ _live = 0  # children started by submit() and not yet waited for
 
 def fork_enabled(n_voxels: int | None) -> bool:
     """Whether :func:`submit` would use a child process for an input of ``n_voxels`` voxels
-    (``None``: work that is always worth a child, e.g. leaderboard figures) when fewer than
+    (``None``: work that is always worth a child) when fewer than
     :func:`max_children` children are running."""
     return (
         (n_voxels is None or n_voxels >= MIN_VOXELS)
         and sys.platform.startswith("linux")
-        and os.environ.get(ENV_FLAG, "1") != "0"
         and not mp.current_process().daemon
         and _usable_cores() >= 2
     )
@@ -73,21 +72,23 @@ def _child(conn: Connection, fn: Callable[..., Any], args: tuple) -> None:
         conn.close()
 
 
-def submit(fn: Callable[..., T], *args: Any, n_voxels: int | None) -> Callable[[], T]:
-    """Starts ``fn(*args)`` (in a forked child when :func:`fork_enabled`) and returns a waiter.
+def submit(fn: Callable[..., T], *args: Any, n_voxels: int | None, parallel: bool = True) -> Callable[[], T]:
+    """Starts ``fn(*args)`` (in a forked child when ``parallel`` and :func:`fork_enabled`) and
+    returns a waiter.
 
     Args:
         fn: picklable-result function of numpy arrays; it must not modify its arguments.
         *args: its arguments (inherited by the child, not pickled).
         n_voxels: input size, compared with :data:`MIN_VOXELS`; ``None`` skips that test (and
             the child gets :data:`TIMEOUT_BASE_S`).
+        parallel: ``False`` runs ``fn`` in this process when the waiter is called.
 
     Returns:
         A function without arguments that returns ``fn(*args)``: the child's result, or an
         in-process call when no child was started or the child sent no result.
     """
     global _live
-    if not fork_enabled(n_voxels):
+    if not (parallel and fork_enabled(n_voxels)):
         return lambda: fn(*args)
     with _LOCK:
         if _live >= max_children():  # enough children already: this one runs in-process

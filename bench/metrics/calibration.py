@@ -17,6 +17,7 @@ import numpy as np
 
 from bench.metrics._binning import bin_edges, binned_stats, chunks
 from bench.metrics._convert import ArrayLike, check_labels, check_probabilities, check_same_shape, to_numpy
+from bench.metrics.settings import MetricSettings  # its defaults are the only ones (n_bins)
 
 
 def _confidence_accuracy(
@@ -51,7 +52,7 @@ def _confidence_accuracy(
 
 
 def calibration_stats(
-    prob: ArrayLike, target: ArrayLike, *, n_bins: int = 15, mask: ArrayLike | None = None
+    prob: ArrayLike, target: ArrayLike, *, n_bins: int = MetricSettings.n_bins, mask: ArrayLike | None = None
 ) -> np.ndarray:
     """Per-bin sufficient statistics for ECE and reliability diagrams.
 
@@ -83,7 +84,7 @@ def _ece_compute(stats: np.ndarray) -> float:
 
 
 def expected_calibration_error(
-    prob: ArrayLike, target: ArrayLike, *, n_bins: int = 15, mask: ArrayLike | None = None
+    prob: ArrayLike, target: ArrayLike, *, n_bins: int = MetricSettings.n_bins, mask: ArrayLike | None = None
 ) -> float:
     """Expected calibration error (L1), equal to torchmetrics' binary/multiclass version.
 
@@ -117,7 +118,7 @@ def brier_score(prob: ArrayLike, target: ArrayLike, *, mask: ArrayLike | None = 
 
 
 def reliability_diagram(
-    prob: ArrayLike, target: ArrayLike, *, n_bins: int = 15, mask: ArrayLike | None = None
+    prob: ArrayLike, target: ArrayLike, *, n_bins: int = MetricSettings.n_bins, mask: ArrayLike | None = None
 ) -> dict[str, np.ndarray]:
     """Data for a reliability diagram (plotting is left to the caller).
 

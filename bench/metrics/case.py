@@ -1,8 +1,15 @@
-"""``evaluate_case``: every metric of one case as a flat dict (the runner's contract)."""
+"""``case_metrics``: every registered metric of one case as a flat dict (the runner's contract).
+
+The metrics themselves are registered in ``bench/metrics/catalog/`` (:mod:`bench.metrics.registry`);
+this module checks the input, builds one :class:`~bench.metrics.context.ClassContext` per
+evaluated class, starts the deferred metrics (clDice's skeletons, in a child process for large
+volumes) before the others, and lays the values out as keys.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -14,17 +21,11 @@ from bench.metrics._convert import (
     spacing_tuple,
     to_numpy,
 )
-from bench.metrics._parallel import max_children, submit
-from bench.metrics.calibration import brier_score, expected_calibration_error
-from bench.metrics.distance import _hd95_compute, _nsd_compute, surface_distances
-from bench.metrics.functional import _dice_compute, _iou_compute
-from bench.metrics.topology import (
-    _cldice_combine,
-    _global_betti_errors,
-    _patch_betti_errors,
-    _patch_slices,
-    _skeleton_fraction,
-)
+from bench.metrics.context import CaseContext, ClassContext
+from bench.metrics.registry import METRICS, MetricInfo
+from bench.metrics.settings import MetricSettings
+
+_LEGACY = ("betti_patch", "nsd_tolerance")  # old keywords, folded into MetricSettings
 
 
 def _split_input(
@@ -57,70 +58,6 @@ def _split_input(
     return x, None, max(int(x.max(initial=0)) + 1, int(gt.max(initial=0)) + 1, 2)
 
 
-def _joint_box(p: np.ndarray, g: np.ndarray) -> tuple[slice, ...]:
-    """Bounding box of ``p | g`` plus a one-voxel margin (clipped); the whole image if empty."""
-    union = p | g
-    box = []
-    for ax in range(p.ndim):
-        nz = np.flatnonzero(union.any(axis=tuple(a for a in range(p.ndim) if a != ax)))
-        box.append(slice(max(int(nz[0]) - 1, 0), int(nz[-1]) + 2) if nz.size else slice(None))
-    return tuple(box)
-
-
-def _both_fractions(p: np.ndarray, g: np.ndarray) -> tuple[float, float]:
-    """clDice's (Tprec, Tsens) of two non-empty masks."""
-    return _skeleton_fraction(p, g), _skeleton_fraction(g, p)
-
-
-class _ClassCase:
-    """One class of one case: full-size masks, their joint crop and the pending clDice.
-
-    Every metric but the patch-wise Betti errors (whose grid starts at the image origin) is
-    computed on the crop, which gives identical values: Betti numbers, skeletons and surface
-    edges only see the foreground and its one-voxel background margin. clDice's two
-    skeletons (the slowest part) start first, in child processes for large volumes: one
-    child for both on two cores, one child each with more.
-    """
-
-    def __init__(self, p: np.ndarray, g: np.ndarray, keep_full: bool) -> None:
-        self.full = (p, g) if keep_full else None  # only the patch-wise Betti errors need them
-        box = _joint_box(p, g)
-        self.pc, self.gc = np.ascontiguousarray(p[box]), np.ascontiguousarray(g[box])
-        self.cldice = self._start_cldice()
-
-    def _start_cldice(self) -> Callable[[], float]:
-        """``cldice(pc, gc)`` with its two skeletons started in parallel; returns a waiter."""
-        p_any, g_any = bool(self.pc.any()), bool(self.gc.any())
-        if not (p_any and g_any):  # cldice's empty rules: NaN if both are empty, else 0
-            value = 0.0 if (p_any or g_any) else float("nan")
-            return lambda: value
-        if max_children() >= 2:  # one skeleton per child
-            tprec = submit(_skeleton_fraction, self.pc, self.gc, n_voxels=self.pc.size)
-            tsens = submit(_skeleton_fraction, self.gc, self.pc, n_voxels=self.gc.size)
-            return lambda: _cldice_combine(tprec(), tsens())
-        both = submit(_both_fractions, self.pc, self.gc, n_voxels=self.pc.size)  # one child, 2 cores
-        return lambda: _cldice_combine(*both())
-
-    def metrics(
-        self,
-        spacing: Sequence[float],
-        betti_patch: int | Sequence[int] | None,
-        nsd_tolerance: float,
-    ) -> dict[str, float]:
-        """All metrics of this class except ``cldice`` (which :attr:`cldice` returns)."""
-        tp = np.count_nonzero(self.pc & self.gc)
-        n_p, n_g = np.count_nonzero(self.pc), np.count_nonzero(self.gc)
-        row = {"dice": float(_dice_compute(tp, n_p, n_g)), "iou": float(_iou_compute(tp, n_p, n_g))}
-        row["cldice"] = float("nan")  # placeholder keeping the key order; filled by the caller
-        row.update(_global_betti_errors(self.pc, self.gc, None))
-        if betti_patch is not None and self.full is not None:
-            row.update(_patch_betti_errors(*self.full, betti_patch, None))
-        distances = surface_distances(self.pc, self.gc, spacing=spacing)  # shared by hd95 and nsd
-        row["hd95"] = _hd95_compute(*distances)
-        row["nsd"] = _nsd_compute(*distances, nsd_tolerance)
-        return row
-
-
 def _class_mask(labels: np.ndarray, c: int) -> np.ndarray:
     if labels.dtype == np.bool_:  # binary prediction from two-channel probabilities
         return labels if c == 1 else ~labels
@@ -132,19 +69,27 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def evaluate_case(
+def _active(info: MetricInfo, ndim: int, has_prob: bool, settings: MetricSettings) -> bool:
+    """Whether ``info`` is computed for this case."""
+    return (
+        ndim in info.ndims
+        and (has_prob or not info.needs_probabilities)
+        and (info.requires is None or settings.get(info.requires) is not None)
+    )
+
+
+def case_metrics(
     prob_or_pred: ArrayLike,
     gt: ArrayLike,
     *,
     spacing: float | Sequence[float] | None = None,
     fov: ArrayLike | None = None,
-    betti_patch: int | Sequence[int] | None = None,
-    include_background: bool = False,
-    nsd_tolerance: float = 1.0,
-    n_bins: int = 15,
     num_classes: int | None = None,
+    include_background: bool = False,
+    settings: MetricSettings | None = None,
+    parallel: bool = True,
 ) -> dict[str, float]:
-    """Computes every segbench metric for one 2D or 3D case.
+    """Computes every registered metric for one 2D or 3D case.
 
     Args:
         prob_or_pred: class probabilities ``(C, H, W[, D])`` (softmax output, C >= 2,
@@ -154,64 +99,101 @@ def evaluate_case(
         spacing: voxel size per axis (physical units for ``hd95`` / ``nsd``); ``None`` = 1.
         fov: optional bool field of view ``(H, W[, D])``. Outside it, prediction and truth
             are set to background for every metric, and calibration counts only FOV voxels.
-        betti_patch: patch size for the patch-wise Betti errors (``*_patch`` keys).
-        include_background: also evaluate class 0.
-        nsd_tolerance: NSD tolerance τ in the units of ``spacing``.
-        n_bins: ECE bins.
         num_classes: number of classes C for label-map input (default: the largest label
             in ``prob_or_pred`` or ``gt`` plus one, at least 2). Pass it so that every case
             of a dataset returns the same keys. With probabilities it must equal C.
+        include_background: also evaluate class 0.
+        settings: what the metrics read (:class:`MetricSettings`; ``None``: the defaults).
+        parallel: let slow parts (clDice's 3D skeletons) run in a forked child process while
+            the other metrics are computed; ``False`` keeps everything in this process (e.g.
+            in worker processes that already use every core). The values are the same.
 
     Returns:
-        Flat ``dict[str, float]``: ``dice, iou, cldice, betti0_err, betti1_err``
-        (``betti2_err`` in 3D), ``hd95, nsd``, the ``*_patch`` Betti keys when
-        ``betti_patch`` is given, and ``ece, brier`` when probabilities are given. When
-        more than one class is evaluated each metric also appears per class as
-        ``<metric>_<c>`` and the unsuffixed key is the NaN-skipping mean over classes
-        (``ece``/``brier`` are then top-label / multi-class, with no per-class keys).
-        Values may be NaN or inf by the empty-mask rules in ``docs/metrics.md``.
+        Flat ``dict[str, float]`` in the registry's order (``position``): ``dice, iou, cldice, betti0_err,
+        betti1_err`` (``betti2_err`` in 3D), the ``*_patch`` Betti keys when
+        ``settings.betti_patch`` is set, ``hd95, nsd``, and ``ece, brier`` when probabilities
+        are given, then any added metric. When more than one class is evaluated each per-class
+        metric also appears per class as ``<metric>_<c>`` and the unsuffixed key is the
+        NaN-skipping mean over classes (``ece``/``brier`` are then top-label / multi-class,
+        with no per-class keys). Values may be NaN or inf by the empty-mask rules in
+        ``docs/metrics.md``.
 
     Raises:
-        ValueError: on invalid probabilities, labels, shapes, spacing or fov.
+        ValueError: on invalid probabilities, labels, shapes, spacing, fov or settings.
     """
+    s = settings if settings is not None else MetricSettings()
     g = to_numpy(gt, "gt")
     if g.ndim not in (2, 3) or g.size == 0:
         raise ValueError(f"`gt` must be a non-empty 2D or 3D label map, got shape {g.shape}.")
-    if not np.isfinite(nsd_tolerance) or nsd_tolerance < 0:
-        raise ValueError(f"`nsd_tolerance` must be finite and >= 0, got {nsd_tolerance}.")
     pred, prob, num_classes = _split_input(prob_or_pred, g, num_classes)
     check_labels(g, num_classes, "gt")
     if g.dtype.kind == "f":
         g = g.astype(np.int64)
     sp = spacing_tuple(spacing, g.ndim)
-    if betti_patch is not None:
-        _patch_slices(g.shape, betti_patch)  # validates before any work starts
-    m = None
+    active = [m for m in METRICS.values() if _active(m, g.ndim, prob is not None, s)]
+    checks = {m.check: m for m in active if m.check is not None}  # each check function once
+    for check, m in checks.items():  # validates before any work starts
+        check(g.shape, **{k: s.get(k) for k in m.reads})
+    m_fov = None
     if fov is not None:
-        m = to_numpy(fov, "fov")
-        check_same_shape(m, g, "fov", "gt")
-        check_labels(m, 2, "fov")
-        m = m.astype(bool)
-        pred = pred & m if pred.dtype == np.bool_ else np.where(m, pred, 0)
-        g = np.where(m, g, 0)
+        m_fov = to_numpy(fov, "fov")
+        check_same_shape(m_fov, g, "fov", "gt")
+        check_labels(m_fov, 2, "fov")
+        m_fov = m_fov.astype(bool)
+        pred = pred & m_fov if pred.dtype == np.bool_ else np.where(m_fov, pred, 0)
+        g = np.where(m_fov, g, 0)
     classes = list(range(0 if include_background else 1, num_classes))
-    keep_full = betti_patch is not None
-    cases = {c: _ClassCase(_class_mask(pred, c), g == c, keep_full) for c in classes}  # starts clDice
+    case = CaseContext(pred, g, prob, m_fov, num_classes, classes, sp, parallel)
+    per_class = [m for m in active if m.per_class_key is not None]
+    keep_full = any(m.full_image for m in per_class)
+    by_class: dict[str, dict[int, float]] = {m.name: {} for m in per_class}
+    by_case: dict[str, float] = {}
+    pending: list[tuple[str, int, Callable[[], float]]] = []
+    ctxs: dict[int, ClassContext] = {}
     try:
-        rows = {c: cases[c].metrics(sp, betti_patch, nsd_tolerance) for c in classes}
-        if prob is not None:
-            cal_prob, cal_gt = (prob[1], g) if num_classes == 2 else (prob, g)
-            ece = expected_calibration_error(cal_prob, cal_gt, n_bins=n_bins, mask=m)
-            brier = brier_score(cal_prob, cal_gt, mask=m)
+        for c in classes:  # crops, and starts the deferred metrics (clDice) as early as possible
+            ctxs[c] = ClassContext(
+                c, _class_mask(pred, c), g == c, spacing=sp, keep_full=keep_full, parallel=parallel
+            )
+            pending += [(m.name, c, _call(m, ctxs[c], s)) for m in per_class if m.deferred]
+        for c in classes:
+            for m in per_class:
+                if not m.deferred:
+                    by_class[m.name][c] = float(_call(m, ctxs[c], s))
+        for m in active:
+            if m.per_class_key is None:
+                by_case[m.name] = float(_call(m, case, s))
     finally:
-        cl = {c: cases[c].cldice() for c in classes}  # waits for (and reaps) any child
-    for c in classes:
-        rows[c]["cldice"] = cl[c]
+        done = [(name, c, float(wait())) for name, c, wait in pending]  # waits for (reaps) any child
+    for name, c, v in done:
+        by_class[name][c] = v
+    return _layout(active, by_class, by_case, classes)
+
+
+def _call(m: MetricInfo, ctx: ClassContext | CaseContext, s: MetricSettings) -> Any:
+    """``m.fn(ctx, **settings it reads)``: a value, or a waiter for a deferred metric."""
+    return m.fn(ctx, **{k: s.get(k) for k in m.reads})
+
+
+def _layout(
+    active: list[MetricInfo],
+    by_class: dict[str, dict[int, float]],
+    by_case: dict[str, float],
+    classes: list[int],
+) -> dict[str, float]:
+    """One flat row in registration order: a per-class metric gives its per-class keys then
+    their NaN-skipping mean (just the value when one class is evaluated)."""
     out: dict[str, float] = {}
-    for key in rows[classes[0]]:
+    for m in active:
+        if m.per_class_key is None:
+            out[m.name] = by_case[m.name]
+            continue
+        v = by_class[m.name]
         if len(classes) > 1:
-            out.update({f"{key}_{c}": rows[c][key] for c in classes})
-        out[key] = _mean([rows[c][key] for c in classes]) if len(classes) > 1 else rows[classes[0]][key]
-    if prob is not None:
-        out["ece"], out["brier"] = ece, brier
+            out.update({m.per_class_key.format(key=m.name, c=c): v[c] for c in classes})
+            out[m.name] = _mean([v[c] for c in classes])
+        else:
+            out[m.name] = v[classes[0]]
     return out
+
+

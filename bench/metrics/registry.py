@@ -1,68 +1,161 @@
-"""Metric registry: what each per-case metric key means and which direction is better.
+"""Metric registry: each per-case metric key with its function and everything known about it.
 
-A leaf module (no imports of the metric code): ``evaluate_case``, the one reduction, tuning and
-the leaderboard all read a metric's direction from here. Per-class keys (``dice_1``,
-``hd95_2``) share the direction of their base metric.
+A leaf module (it imports no metric code). A metric is registered where it is written, in one
+file under ``bench/metrics/catalog/``, with :func:`register_metric` on the function that computes
+it for one case (see ``docs/metrics.md``, "Adding a metric"). :func:`bench.metrics.case_metrics`
+computes every registered metric; the one reduction, tuning and the leaderboard read a metric's
+direction and worst value from here. Per-class keys (``dice_1``, ``hd95_2``) share the
+information of their base metric.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PER_CLASS_KEY = "{key}_{c}"  # the key of class ``c``'s value of a per-class metric ``key``
+POSITION_LAST = 1000.0  # default position: after every built-in metric
 
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """What is known about one metric key.
+    """One metric key: its function and its metadata.
 
     Attributes:
-        name: the key in ``evaluate_case`` rows.
+        name: the key in ``case_metrics`` rows.
         higher_is_better: direction of improvement.
         description: one line for tables and docs.
         worst: the value a missed structure gets (``inf`` for distances, ``0`` for overlaps).
+        fn: ``fn(ctx, **settings) -> float`` (see :func:`register_metric`).
+        empty: the empty-mask rule, e.g. ``"both empty: NaN; one empty: 0"``.
+        settings: names of the :class:`~bench.metrics.settings.MetricSettings` values ``fn``
+            reads; each is passed to it as a keyword argument.
+        new_settings: settings this metric introduces, with their defaults (also passed to ``fn``).
+        needs_probabilities: computed only when the case has class probabilities.
+        per_class_key: pattern of the per-class keys (``"{key}_{c}"``); ``None`` for a metric with
+            one value per case (``fn`` then gets the case, not a class).
+        uses_spacing: whether the value is in physical units (voxel spacing).
+        ndims: image dimensions it is defined for.
+        requires: a setting that must be set (not ``None``) for the metric to be computed.
+        full_image: ``fn`` reads the uncropped masks (``ctx.pred_full``, ``ctx.target_full``).
+        deferred: ``fn`` starts the work and returns a waiter ``() -> float``; every deferred
+            metric of a case is started before the others are computed (clDice's skeletons).
+        check: ``check(shape, **settings)`` validates the settings for an image of ``shape``
+            before any work starts (raises ``ValueError``).
+        position: place of the key in rows and tables (ascending; ties keep registration order).
     """
 
     name: str
     higher_is_better: bool
     description: str
     worst: float
+    fn: Callable[..., Any] = field(compare=False, repr=False)
+    empty: str = ""
+    settings: tuple[str, ...] = ()
+    new_settings: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    needs_probabilities: bool = False
+    per_class_key: str | None = PER_CLASS_KEY
+    uses_spacing: bool = False
+    ndims: tuple[int, ...] = (2, 3)
+    requires: str | None = None
+    full_image: bool = False
+    deferred: bool = False
+    check: Callable[..., None] | None = field(default=None, compare=False, repr=False)
+    position: float = POSITION_LAST
 
     @property
     def arrow(self) -> str:
         """``↑`` or ``↓``."""
         return "↑" if self.higher_is_better else "↓"
 
-
-METRICS: dict[str, MetricInfo] = {}
-
-
-def register_metric(name: str, *, higher_is_better: bool, description: str, worst: float) -> MetricInfo:
-    """Add a metric key; each key is registered once."""
-    if name in METRICS:
-        raise ValueError(f"metric {name!r} is registered twice")
-    METRICS[name] = MetricInfo(name, higher_is_better, description, worst)
-    return METRICS[name]
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """Every setting passed to :attr:`fn`: :attr:`settings`, then :attr:`new_settings`."""
+        return (*self.settings, *self.new_settings)
 
 
-_INF = float("inf")
-for _name, _up, _desc, _worst in (
-    ("dice", True, "Dice similarity coefficient", 0.0),
-    ("iou", True, "intersection over union (Jaccard)", 0.0),
-    ("cldice", True, "centreline Dice (Shit et al. 2021)", 0.0),
-    ("betti0_err", False, "|Betti-0 difference|: connected components", _INF),
-    ("betti1_err", False, "|Betti-1 difference|: loops (2D) / tunnels (3D)", _INF),
-    ("betti2_err", False, "|Betti-2 difference|: cavities (3D)", _INF),
-    ("betti0_err_patch", False, "Betti-0 error summed over patches", _INF),
-    ("betti1_err_patch", False, "Betti-1 error summed over patches", _INF),
-    ("betti2_err_patch", False, "Betti-2 error summed over patches", _INF),
-    ("hd95", False, "95th-percentile symmetric Hausdorff distance", _INF),
-    ("nsd", True, "normalised surface Dice at the tolerance", 0.0),
-    ("ece", False, "expected calibration error", 1.0),
-    ("brier", False, "Brier score", 1.0),
-):
-    register_metric(_name, higher_is_better=_up, description=_desc, worst=_worst)
+METRICS: dict[str, MetricInfo] = {}  # ordered by position
 
-_PER_CLASS = re.compile(r"^(?P<base>.+)_(?P<c>[0-9]+)$")
+
+def register_metric(
+    name: str,
+    *,
+    higher_is_better: bool,
+    worst: float,
+    description: str,
+    empty: str,
+    settings: Sequence[str] = (),
+    new_settings: Mapping[str, Any] | None = None,
+    needs_probabilities: bool = False,
+    per_class: bool = True,
+    uses_spacing: bool = False,
+    ndims: Sequence[int] = (2, 3),
+    requires: str | None = None,
+    full_image: bool = False,
+    deferred: bool = False,
+    check: Callable[..., None] | None = None,
+    position: float = POSITION_LAST,
+) -> Callable[[F], F]:
+    """Decorator: registers ``fn`` as the per-case metric ``name`` (each name once).
+
+    ``fn(ctx, **settings) -> float`` gets a :class:`~bench.metrics.context.ClassContext` (one
+    class of one case: masks on their joint crop, spacing, a cache shared with other metrics) or,
+    with ``per_class=False``, the :class:`~bench.metrics.context.CaseContext`, plus one keyword
+    argument per setting it reads. Arguments are the :class:`MetricInfo` attributes; with
+    ``per_class=True`` the keys of class ``c`` are ``PER_CLASS_KEY`` (``dice_1``).
+
+    Raises:
+        ValueError: for a name registered twice, or a new setting another metric declares.
+    """
+    new = dict(new_settings or {})
+
+    def deco(fn: F) -> F:
+        if name in METRICS:
+            raise ValueError(f"metric {name!r} is registered twice")
+        clash = [s for s in new if s in declared_settings()]
+        if clash:
+            raise ValueError(f"metric {name!r}: setting(s) {clash} are declared by another metric")
+        info = MetricInfo(
+            name=name,
+            higher_is_better=higher_is_better,
+            description=description,
+            worst=float(worst),
+            empty=empty,
+            fn=fn,
+            settings=tuple(settings),
+            new_settings=new,
+            needs_probabilities=needs_probabilities,
+            per_class_key=PER_CLASS_KEY if per_class else None,
+            uses_spacing=uses_spacing,
+            ndims=tuple(ndims),
+            requires=requires,
+            full_image=full_image,
+            deferred=deferred,
+            check=check,
+            position=float(position),
+        )
+        entries = sorted([*METRICS.values(), info], key=lambda m: m.position)  # stable
+        METRICS.clear()
+        METRICS.update((m.name, m) for m in entries)
+        return fn
+
+    return deco
+
+
+def declared_settings() -> dict[str, Any]:
+    """``{setting: default}`` of the settings that registered metrics introduce."""
+    return {k: v for m in METRICS.values() for k, v in m.new_settings.items()}
+
+
+@lru_cache(maxsize=256)
+def _per_class_pattern(name: str, pattern: str) -> re.Pattern[str]:
+    parts = re.escape(pattern).replace(re.escape("{key}"), re.escape(name))
+    return re.compile("^" + parts.replace(re.escape("{c}"), "(?P<c>[0-9]+)") + "$")
 
 
 def metric_info(key: str) -> MetricInfo:
@@ -73,10 +166,9 @@ def metric_info(key: str) -> MetricInfo:
     """
     if key in METRICS:
         return METRICS[key]
-    m = _PER_CLASS.match(key)
-    if m and m["base"] in METRICS:
-        base = METRICS[m["base"]]
-        return MetricInfo(key, base.higher_is_better, f"{base.description} (class {m['c']})", base.worst)
+    for base in METRICS.values():
+        if base.per_class_key and (m := _per_class_pattern(base.name, base.per_class_key).match(key)):
+            return replace(base, name=key, description=f"{base.description} (class {m['c']})")
     raise KeyError(f"unknown metric {key!r}; known: {', '.join(METRICS)}")
 
 

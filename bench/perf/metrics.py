@@ -3,7 +3,7 @@
 Run ``python -m bench.perf.metrics [--sizes 128 256] [--drive-case 01]``. Each metric and
 its reference run in the same process on: one DRIVE retina case (observer 2 as the
 prediction of observer 1, 584×565) and synthetic 3D vessel trees (random tubes) of the
-requested edge lengths. Prints two markdown tables: the whole ``evaluate_case`` next to
+requested edge lengths. Prints two markdown tables: the whole ``case_metrics`` next to
 scikit-image's skeletonisation of both masks alone (the part clDice cannot avoid; issue 4
 asks for a ratio <= 1.5 at 256³), and per metric: case, ours s, reference s, ratio, equal.
 ``--skip-reference`` prints only the first table.
@@ -25,8 +25,8 @@ from skimage.morphology import skeletonize
 
 from bench.metrics import (
     betti_numbers,
+    case_metrics,
     cldice,
-    evaluate_case,
     expected_calibration_error,
     hd95,
     normalized_surface_dice,
@@ -127,30 +127,30 @@ def bench_case(name: str, gt: np.ndarray, pred: np.ndarray, prob: np.ndarray, re
     return rows
 
 
-EVAL_TARGET = 1.5  # issue 4: evaluate_case within 1.5x of skeletonising both masks with skimage
+EVAL_TARGET = 1.5  # issue 4: case_metrics within 1.5x of skeletonising both masks with skimage
 EVAL_HEADER = (
-    "evaluate_case s (all metrics, 2-channel probabilities) | skeletonize pred+gt (skimage) s | "
+    "case_metrics s (all metrics, 2-channel probabilities) | skeletonize pred+gt (skimage) s | "
     f"ratio | ratio <= {EVAL_TARGET}"
 )
 
 
-def bench_evaluate_case(
+def bench_case_metrics(
     name: str, gt: np.ndarray, pred: np.ndarray, prob: np.ndarray, repeat: int
 ) -> list[str]:
-    """Times the whole ``evaluate_case`` and skimage's skeletonisation of both masks alone.
+    """Times the whole ``case_metrics`` and skimage's skeletonisation of both masks alone.
 
     The two are timed alternately (best of ``repeat`` each), so that both see the same load.
 
     Returns:
-        One table row: case, evaluate_case s, skeletonisation s, ratio, whether ratio <= target.
+        One table row: case, case_metrics s, skeletonisation s, ratio, whether ratio <= target.
     """
     two, g8 = np.stack([1 - prob, prob]), gt.astype(np.uint8)
     t_eval = t_skel = float("inf")
     for _ in range(repeat):
-        t_eval = min(t_eval, _timed(lambda: evaluate_case(two, g8), 1)[1])
+        t_eval = min(t_eval, _timed(lambda: case_metrics(two, g8), 1)[1])
         t_skel = min(t_skel, _timed(lambda: (skeletonize(pred), skeletonize(gt)), 1)[1])
     ratio = t_eval / t_skel
-    print(f"  evaluate_case {name:22s} {t_eval:8.3f}s skeletonize pred+gt {t_skel:8.3f}s ratio {ratio:.2f}")
+    print(f"  case_metrics {name:22s} {t_eval:8.3f}s skeletonize pred+gt {t_skel:8.3f}s ratio {ratio:.2f}")
     ok = "yes" if ratio <= EVAL_TARGET else "NO"
     return [name, f"{t_eval:.2f}", f"{t_skel:.2f}", f"{ratio:.2f}", ok]
 
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--skip-reference",
         action="store_true",
-        help="only the evaluate_case vs skeletonisation table (no per-metric references)",
+        help="only the case_metrics vs skeletonisation table (no per-metric references)",
     )
     args = parser.parse_args(argv)
     cases = []
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = [
             row for name, gt, pred, prob in cases for row in bench_case(name, gt, pred, prob, args.repeat)
         ]
-    case_rows = [bench_evaluate_case(name, gt, pred, prob, args.repeat) for name, gt, pred, prob in cases]
+    case_rows = [bench_case_metrics(name, gt, pred, prob, args.repeat) for name, gt, pred, prob in cases]
     print(f"\n| case | {EVAL_HEADER} |")
     print("|---|---:|---:|---:|---|")
     for row in case_rows:

@@ -49,21 +49,21 @@ def paper_cldice(pred: np.ndarray, gt: np.ndarray) -> float:
     return 0.0 if tprec + tsens == 0 else 2 * tprec * tsens / (tprec + tsens)
 
 
-def torchmetrics_ece(prob: np.ndarray, gt: np.ndarray, n_bins: int = 15) -> float:
+def torchmetrics_ece(prob: np.ndarray, gt: np.ndarray, n_bins: int | None = None) -> float:
     """torchmetrics ``binary_calibration_error`` (p = foreground probability) or, for
-    ``prob`` shaped (C, *spatial), ``multiclass_calibration_error`` (top-label)."""
+    ``prob`` shaped (C, *spatial), ``multiclass_calibration_error`` (top-label); ``n_bins=None``
+    uses torchmetrics' own default."""
     from torchmetrics.functional.classification import (
         binary_calibration_error,
         multiclass_calibration_error,
     )
 
     p, t = torch.as_tensor(prob), torch.as_tensor(gt).long()
+    bins = {} if n_bins is None else {"n_bins": n_bins}
     if p.ndim == t.ndim:
-        return float(binary_calibration_error(p.reshape(-1), t.reshape(-1), n_bins=n_bins))
+        return float(binary_calibration_error(p.reshape(-1), t.reshape(-1), **bins))
     c = p.shape[0]
-    return float(
-        multiclass_calibration_error(p.reshape(c, -1).T, t.reshape(-1), num_classes=c, n_bins=n_bins)
-    )
+    return float(multiclass_calibration_error(p.reshape(c, -1).T, t.reshape(-1), num_classes=c, **bins))
 
 
 def _onehot_pair(pred: np.ndarray, gt: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,7 +3,7 @@
 Three ratios, each against a reference measured in the same process run:
 
 - **training overhead**: optimiser steps per second of the segbench runner (the Trainer, callbacks
-  and logger that :func:`bench.runner.build_run` builds) against a bare PyTorch loop on the same
+  and logger that :func:`bench.run.build_run` builds) against a bare PyTorch loop on the same
   network, loss, optimiser, schedule and batches, both fed by the same ``DataLoader``; validation
   excluded. The run is the default sweep's first (U-Net, 4 x 64^2). A plain Lightning Trainer
   (no segbench callback, logger or checkpoint) is measured too, to split Lightning's own cost from
@@ -40,7 +40,6 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from bench.cli import COMMAND_IMPORTS
 from bench.config import RunConfig, load_sweep
 
 
@@ -73,7 +72,7 @@ def default_run(steps: int) -> RunConfig:
 
 def training_overhead(steps: int = 110, warmup: int = 10, reps: int = 15) -> dict[str, Any]:
     """Steps/s of the runner's Trainer and of a bare loop on the same run and batches (best of ``reps``)."""
-    from bench.runner import build_datamodule, build_module, build_run, resolve_run
+    from bench.run import build_datamodule, build_module, build_run, resolve_run
 
     cfg = default_run(steps)
     resolved = resolve_run(cfg)
@@ -169,7 +168,7 @@ def data_pipeline(data_root: Path | None, n_batches: int = 20) -> dict[str, Any]
     and the dataset's own default patch size.
     """
     from bench.config import ComponentSpec
-    from bench.runner import build_datamodule, build_module, resolve_run
+    from bench.run import build_datamodule, build_module, resolve_run
     from datamodules.registry import DATASETS
 
     base = default_run(10)
@@ -245,7 +244,8 @@ def cost_shares(records: list[dict[str, Any]], wall: float) -> dict[str, Any]:
     }
 
 
-_IMPORTS = "import " + ", ".join(("bench.cli", *COMMAND_IMPORTS["run"]))  # what `segbench run` imports
+# what `segbench run` imports before and while it works: the CLI, the runner and the leaderboard
+_IMPORTS = "import bench.cli.app, bench.run, bench.leaderboard"
 
 
 def _child_seconds(code: str) -> float:
@@ -265,9 +265,9 @@ def _sweep_once() -> dict[str, Any]:
         imports = _child_seconds(
             f"import time; t = time.perf_counter(); {_IMPORTS}; print(time.perf_counter() - t)"
         )
-        render = f"_write_board(Path({str(results)!r}), Path({str(Path(tmp) / 'lb.md')!r}))"
+        render = f"write_board(Path({str(results)!r}), Path({str(Path(tmp) / 'lb.md')!r}))"
         board = _child_seconds(
-            f"import time; from pathlib import Path; {_IMPORTS}; from bench.cli import _write_board; "
+            f"import time; from pathlib import Path; {_IMPORTS}; from bench.cli.common import write_board; "
             f"t = time.perf_counter(); {render}; print(time.perf_counter() - t)"
         )
     return {**cost_shares(records, wall), "imports_s": imports, "leaderboard_s": board}

@@ -145,7 +145,7 @@ def test_corrupt_dataset_json_is_one_line_naming_the_file(tmp_path, capsys) -> N
     err = capsys.readouterr().err
     if code == 0:  # the index is read when the run starts: the failed record names the file
         from bench.config import load_sweep
-        from bench.runner import run_sweep
+        from bench.run import run_sweep
 
         (rec,) = run_sweep(load_sweep(sweep), tmp_path / "r", progress=False)
         assert rec["status"] == "failed" and "dataset.json: not a valid MSD dataset.json" in rec["error"]

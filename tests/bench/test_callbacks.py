@@ -8,7 +8,7 @@ import pytest
 import torch
 from monai.metrics import compute_hausdorff_distance
 
-from bench.callbacks import CaseMetricsCallback
+from bench.run.callbacks import CaseMetricsCallback
 
 
 class _T:  # the trainer attributes the callback reads

@@ -4,7 +4,7 @@ import sys
 import pytest
 import yaml
 
-from bench.cli import main
+from bench.cli import build_parser, main
 from bench.config import DEFAULT_SWEEP
 from tests.conftest import tiny_sweep_dict
 
@@ -72,32 +72,46 @@ def test_run_then_leaderboard_through_the_console_script(tmp_path):
     assert "--force" in again.stdout
 
 
-def test_console_entry_imports_with_the_collector_off_and_works_with_it_on(tmp_path):
-    # the probe replaces the `losses` handler to look at the collector while a command works; an
-    # atexit hook registered before the command runs sees the state the interpreter exits in
+def test_every_command_comes_from_the_one_registry():
+    from bench.cli.registry import COMMANDS
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert list(sub.choices) == list(COMMANDS)
+    expected = {"run", "leaderboard", "evaluate", "ensemble", "status", "models", "losses", "datasets"}
+    assert expected | {"tune", "bench"} == set(COMMANDS)
+
+
+def test_a_command_module_that_fails_to_import_stops_the_command_line(tmp_path):
+    # a command whose module cannot import must not disappear from `segbench --help`
+    broken = tmp_path / "broken_cmd.py"
+    broken.write_text("import a_module_that_does_not_exist  # noqa\n")
     probe = (
-        "import atexit, gc, sys\n"
-        "import bench.cli as cli\n"
-        "def losses(args):\n"
-        "    print('working', gc.isenabled(), gc.get_freeze_count(), 'models' in sys.modules, flush=True)\n"
-        "    cli.kept = [[] for _ in range(50_000)]  # objects the command leaves alive\n"
-        "    return 0\n"
-        "cli.COMMANDS['losses'] = losses\n"
-        "atexit.register(lambda: print('exit', gc.get_freeze_count(), flush=True))\n"
-        "sys.argv = ['segbench', *sys.argv[1:]]\n"
+        "import sys\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import bench.cli.app as cli\n"
+        "cli.COMMAND_MODULES = (*cli.COMMAND_MODULES, 'broken_cmd')\n"
+        "sys.argv = ['segbench', '--help']\n"
         "cli.entry()\n"
     )
-    ok = subprocess.run([sys.executable, "-c", probe, "losses"], capture_output=True, text=True)
-    assert ok.returncode == 0, ok.stderr[-2000:]
-    working = ok.stdout.split("working ")[1].split()
-    assert working[0] == "True"  # the collector is on for the command's own work
-    assert int(working[1]) > 100_000  # torch's and the models' objects, frozen after importing
-    assert working[2] == "True"  # the command's modules were imported before it started
-    assert int(ok.stdout.split("exit ")[1]) > int(working[1]) + 40_000  # frozen again for the exit
-    bad = subprocess.run(
-        [sys.executable, "-c", probe, "run", str(tmp_path / "missing.yaml")], capture_output=True, text=True
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "a_module_that_does_not_exist" in out.stderr
+
+
+def test_console_entry_freezes_the_heap_for_the_exit(tmp_path):
+    probe = (
+        "import atexit, gc, sys\n"
+        "import bench.cli.app as cli\n"
+        "atexit.register(lambda: print('exit', gc.get_freeze_count(), flush=True))\n"
+        "sys.argv = ['segbench', 'losses']\n"
+        "cli.entry()\n"
     )
-    assert bad.returncode == 2 and "no such sweep file" in bad.stderr
+    ok = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert int(ok.stdout.split("exit ")[1]) > 100_000  # torch's and the models' objects
+    assert "dice_ce" in ok.stdout
+
 
 
 def test_leaderboard_goes_beside_its_records_not_into_the_current_folder(tmp_path, monkeypatch):

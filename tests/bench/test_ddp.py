@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from bench.config import TrainerConfig, sweep_from_dict
-from bench.launch import needs_launch
-from bench.runner import run_one, run_sweep
-from bench.store import iter_records
+from bench.records import load_records
+from bench.run import run_one, run_sweep
+from bench.run.launch import needs_launch
 from tests.conftest import tiny_sweep_dict
 
 
@@ -25,7 +25,7 @@ def test_needs_launch_only_for_multi_process_ddp(monkeypatch):
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
 def test_ddp_two_cpu_ranks_write_one_correct_record(tmp_path, monkeypatch, capfd):
-    """``run_sweep`` starts the run in ``python -m bench.launch``; Lightning adds rank 1."""
+    """``run_sweep`` starts the run in ``python -m bench.run.rank``; Lightning adds rank 1."""
     for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "SEGBENCH_LAUNCHED"):
         monkeypatch.delenv(key, raising=False)
     sweep = tiny_sweep_dict(name="ddp")
@@ -35,15 +35,16 @@ def test_ddp_two_cpu_ranks_write_one_correct_record(tmp_path, monkeypatch, capfd
     written = run_sweep(sweep_from_dict(sweep), results, progress=False)
     assert "GLOBAL_RANK: 1" in capfd.readouterr().err  # a second rank really ran
 
-    records = list(iter_records(results))
+    records = load_records(results)[0]
     assert len(written) == len(records) == 1
     rec = records[0]
-    assert rec["status"] == "done", rec.get("traceback") or rec.get("error")
-    assert rec["world_size"] == 2 and rec["steps"] == 2 and rec["attempt"] == 1
-    ids = [c["case_id"] for c in rec["cases"]]
-    assert ids == sorted(rec["split"]["test"]) and len(ids) == 3  # gathered, deduplicated, once
-    assert rec["aggregates"]["dice"]["n"] == 3
-    assert len((results / ".work" / rec["run_id"] / "starts.log").read_text().splitlines()) == 1
+    assert rec.status == "done", rec.traceback or rec.error
+    assert rec.world_size == 2 and rec.steps == 2 and rec.attempt == 1
+    ids = [c["case_id"] for c in rec.cases]
+    assert ids == sorted(rec.split["test"]) and len(ids) == 3  # gathered, deduplicated, once
+    assert rec.aggregates["dice"]["n"] == 3
+    assert written[0].to_dict() == rec.to_dict()  # the launched rank's record, read back
+    assert len((results / ".work" / rec.run_id / "starts.log").read_text().splitlines()) == 1
     assert len(list(results.glob("*.json"))) == 1
 
 
@@ -51,7 +52,7 @@ def test_spawn_strategies_are_refused_with_a_failed_record(tmp_path):
     sweep = tiny_sweep_dict(name="spawn")
     sweep["trainer"].update(strategy="ddp_spawn", devices=2)
     record = run_one(sweep_from_dict(sweep).expand()[0], tmp_path, progress=False)
-    assert record["status"] == "failed" and "use strategy: ddp" in record["error"]
+    assert record.status == "failed" and "use strategy: ddp" in record.error
     assert len(list(tmp_path.glob("*.json"))) == 1
 
 
@@ -64,7 +65,7 @@ def test_several_devices_without_a_strategy_run_as_ddp_instead_of_hanging(tmp_pa
 
     import yaml
 
-    from bench.runner import resolve_run
+    from bench.run import resolve_run
 
     sweep = tiny_sweep_dict(name="three")
     sweep["trainer"].update(accelerator="cpu", devices=3, max_steps=2)
@@ -95,6 +96,6 @@ def test_several_devices_without_a_strategy_run_as_ddp_instead_of_hanging(tmp_pa
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    (rec,) = list(iter_records(tmp_path / "r"))
-    assert rec["status"] == "done" and rec["world_size"] == 3
-    assert rec["config"]["trainer"]["strategy"] == "ddp"
+    (rec,) = load_records(tmp_path / "r")[0]
+    assert rec.status == "done" and rec.world_size == 3
+    assert rec.config["trainer"]["strategy"] == "ddp"

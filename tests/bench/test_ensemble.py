@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import ensemble as ens
-from bench.metrics import evaluate_case
+from bench.evaluate import ensemble as ens
+from bench.metrics import case_metrics
 
 GT = np.array([[1, 1, 0, 0], [0, 0, 0, 0]], np.uint8)
 # foreground probabilities of two seeds; their mean is [[.8, .6, .55, .1], [.1, .1, .4, .1]]
@@ -84,7 +84,7 @@ def test_ensemble_dice_is_the_hand_computed_dice_of_the_mean(results: Path) -> N
     assert case["dice"] == pytest.approx(0.8)
     stored = [np.stack([1 - p, p]).astype(np.float16).astype(np.float64) for p in (P0, P1)]
     mean = (stored[0] + stored[1]) / 2  # averaged by hand from what the members saved
-    ref = evaluate_case(mean, GT.astype(np.int64), spacing=(1.0, 1.0))
+    ref = case_metrics(mean, GT.astype(np.int64), spacing=(1.0, 1.0))
     assert {k: v for k, v in case.items() if k != "case_id"} == pytest.approx(ref, nan_ok=True)
     assert case["brier"] == pytest.approx(float(np.mean((mean[1] - GT) ** 2)), abs=1e-9)
     with np.load(results / rec["predictions"]["c1"]) as z:
@@ -154,7 +154,7 @@ def test_cli_and_leaderboard_row(results: Path, capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().out
     assert "(ensemble of 2 seeds): dice 0.8000" in out and "1 ensemble record(s) written" in out
     from bench.leaderboard import render
-    from bench.store import scan_records
+    from bench.records.store import scan_records
 
     text = render(scan_records(results)[0], plots=False)
     assert "(ensemble of 2 seeds)" in text

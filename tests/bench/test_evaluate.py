@@ -19,9 +19,10 @@ from monai.metrics import compute_dice, compute_hausdorff_distance, compute_surf
 from PIL import Image
 from torchmetrics.functional.classification import binary_calibration_error
 
-from bench import evaluate as ev
-from bench.imageio import case_id_of
-from bench.metrics import evaluate_case
+from bench.evaluate import outside as ev
+from bench.evaluate.plan import EvaluationError, case_id_of
+from bench.evaluate.score import execute
+from bench.metrics import case_metrics
 from tests.datamodules.conftest import shared_root
 
 _shared = shared_root  # fail when SEGBENCH_SHARED_DATA is set and the folder is missing, else skip
@@ -78,7 +79,7 @@ def test_chase_second_observer_folder_equals_monai(tmp_path: Path) -> None:
         assert case["dice"] == pytest.approx(ref["dice"], abs=1e-6)
         assert case["hd95"] == pytest.approx(ref["hd95"], rel=1e-6)
         assert case["nsd"] == pytest.approx(ref["nsd"], abs=1e-6)
-        on_arrays = evaluate_case(pred.astype(np.int64), gt.astype(np.int64), num_classes=2)
+        on_arrays = case_metrics(pred.astype(np.int64), gt.astype(np.int64), num_classes=2)
         assert {k: v for k, v in case.items() if k != "case_id"} == on_arrays  # every metric, exactly
         files = rec["config"]["source"]["files"][case["case_id"]]
         assert files["pred_sha256"] == _sha(second) and files["gt_sha256"] == _sha(first)
@@ -362,17 +363,17 @@ def test_user_errors_name_the_file_or_option(tmp_path: Path) -> None:
     _png(gt_dir / "a.png", _square())
     _png(pred_dir / "a.png", _square())
     np.save(pred_dir / "a.npy", _square())
-    with pytest.raises(ev.EvaluationError, match=r"a\.npy and .*a\.png both give case id 'a'"):
+    with pytest.raises(EvaluationError, match=r"a\.npy and .*a\.png both give case id 'a'"):
         _cli(["--pred", str(pred_dir), "--gt", str(gt_dir), "--name", "m"])
-    with pytest.raises(ev.EvaluationError, match=r"--pred .*nowhere: not a folder"):
+    with pytest.raises(EvaluationError, match=r"--pred .*nowhere: not a folder"):
         _cli(["--pred", str(tmp_path / "nowhere"), "--gt", str(gt_dir), "--name", "m"])
     with pytest.raises(ValueError, match="--label-map: '255-1'"):
         _cli(["--pred", str(pred_dir), "--gt", str(gt_dir), "--name", "m", "--label-map", "255-1"])
-    with pytest.raises(ev.EvaluationError, match="--name METHOD is required"):
+    with pytest.raises(EvaluationError, match="--name METHOD is required"):
         _cli(["--pred", str(pred_dir), "--gt", str(gt_dir)])
     (pred_dir / "a.npy").unlink()
     (pred_dir / "a.png").write_bytes(b"not a png")
-    with pytest.raises(ev.EvaluationError, match=r"no case could be evaluated .*a\.png: cannot read image"):
+    with pytest.raises(EvaluationError, match=r"no case could be evaluated .*a\.png: cannot read image"):
         _cli(["--pred", str(pred_dir), "--gt", str(gt_dir), "--name", "m", "--results", str(tmp_path)])
     assert not list(tmp_path.glob("eval__*.json"))
 
@@ -384,16 +385,14 @@ def test_same_inputs_same_record_and_force_supersedes(tmp_path: Path) -> None:
     _png(pred_dir / "a.png", _square(lo=4))
     argv = ["--pred", str(pred_dir), "--gt", str(gt_dir), "--name", "m", "--results", str(tmp_path / "r")]
     plan = ev.plan_from_args(_parse([*argv, "--quiet"]))
-    first = ev.execute(plan, tmp_path / "r")
-    again = ev.execute(plan, tmp_path / "r")
+    first = execute(plan, tmp_path / "r")
+    again = execute(plan, tmp_path / "r")
     assert again.existed and again.path == first.path and again.record == first.record
-    forced = ev.execute(plan, tmp_path / "r", force=True)
+    forced = execute(plan, tmp_path / "r", force=True)
     assert not forced.existed and len(list((tmp_path / "r" / ".superseded").glob("*.json"))) == 1
     _png(pred_dir / "a.png", _square(lo=5))  # new content: a new record id
-    changed = ev.execute(ev.plan_from_args(_parse([*argv, "--quiet"])), tmp_path / "r")
-    assert (
-        changed.path != first.path and changed.record["cases"][0]["dice"] < first.record["cases"][0]["dice"]
-    )
+    changed = execute(ev.plan_from_args(_parse([*argv, "--quiet"])), tmp_path / "r")
+    assert changed.path != first.path and changed.record.cases[0]["dice"] < first.record.cases[0]["dice"]
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

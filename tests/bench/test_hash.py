@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from bench.config import HASH_EXCLUDED, ROW_EXCLUDED, RunConfig, row_key, run_from_dict, sweep_from_dict
+from bench.config import RunConfig, run_from_dict, sweep_from_dict
+from bench.records.identity import HASH_EXCLUDED, ROW_EXCLUDED, row_key
 
 # dotted path -> a value different from the default
 _CHANGES: dict[str, Any] = {

@@ -2,7 +2,7 @@ import time
 
 import numpy as np
 
-from bench.memory import PeakMemory
+from bench.run.memory import PeakMemory
 
 
 def test_peak_memory_sees_a_short_lived_allocation():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench.config import ConfigError, sweep_from_dict
-from bench.runner import check_run, resolve_run, run_sweep
+from bench.run import check_run, resolve_run, run_sweep
 from models import create_model
 from tests.conftest import tiny_sweep_dict
 
@@ -72,3 +72,13 @@ def test_pretrained_encoder_is_loaded_from_a_local_checkpoint(tmp_path) -> None:
             pretrained_encoder=str(path),
             channels=[4, 8, 16],
         )
+
+
+def test_model_options_are_checked_against_the_registration() -> None:
+    """``hybridgnet``'s builder took ``**kwargs``, which switched the signature check off; the
+    options declared at registration are checked whatever the builder's signature."""
+    typo = sweep_from_dict(tiny_sweep_dict(models=[{"name": "hybridgnet", "nodes_per_contur": 8}]))
+    with pytest.raises(ConfigError, match="model 'hybridgnet' has no option 'nodes_per_contur'; accepted: "):
+        check_run(resolve_run(typo.expand()[0]))
+    fine = sweep_from_dict(tiny_sweep_dict(models=[{"name": "hybridgnet", "nodes_per_contour": 8}]))
+    check_run(resolve_run(fine.expand()[0]))

@@ -15,9 +15,9 @@ import yaml
 from optuna.trial import TrialState
 
 from bench.config import sweep_from_dict
-from bench.store import iter_records
-from bench.sweep import study_name
-from bench.tune_storage import storage_url
+from bench.records import load_records
+from bench.tune.search import study_name
+from bench.tune.storage import storage_url
 from tests.conftest import run_cli_workers, tiny_sweep_dict
 
 pytestmark = pytest.mark.postgres
@@ -63,7 +63,7 @@ def test_two_tune_workers_share_one_study_without_losing_or_duplicating_trials(p
     assert len({t.user_attrs["run_id"] for t in finished}) == n_trials  # four distinct trials
     assert all(f"study {name}: {n_trials} finished" in out for out in outputs)
 
-    records = list(iter_records(results))  # the best config is tested once, by one worker
+    records = load_records(results)[0]  # the best config is tested once, by one worker
     assert len(records) == 1
     assert records[0]["status"] == "done" and records[0]["trial"] == study.best_trial.number
     assert records[0]["storage"].startswith("postgresql") and records[0]["study"] == name

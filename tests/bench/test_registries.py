@@ -4,7 +4,8 @@ import torch
 import datamodules
 import models
 from bench.registry import Registry, UnknownNameError
-from models.losses import WeightedSumLoss, parse_loss_name
+from models import parse_loss_name
+from models.losses import WeightedSumLoss
 
 
 def test_spine_registrations():

@@ -15,7 +15,7 @@ import pytest
 _SCRIPT = """
 import sys
 from bench.config import sweep_from_dict
-from bench.runner import run_sweep
+from bench.run import run_sweep
 sweep = sweep_from_dict({
     "models": [{"name": "unet", "channels": [4, 8]}],
     "trainer": {"max_steps": 10, "checkpoint_every_n_steps": 3},

@@ -10,8 +10,8 @@ import yaml
 
 from bench.cli import main
 from bench.config import sweep_from_dict
-from bench.runner import run_sweep
-from bench.store import RECORD_SCHEMA, iter_records
+from bench.records import RECORD_SCHEMA, load_records
+from bench.run import run_sweep
 from tests.conftest import tiny_sweep_dict
 
 EXPECTED_METRICS = {"dice", "cldice", "betti0_err", "betti1_err", "ece"}
@@ -20,14 +20,12 @@ EXPECTED_METRICS = {"dice", "cldice", "betti0_err", "betti1_err", "ece"}
 def test_two_step_fit_writes_a_complete_record(tmp_path):
     sweep = sweep_from_dict(tiny_sweep_dict())
     (record,) = run_sweep(sweep, tmp_path, progress=False)
-    assert record["status"] == "done", record.get("traceback")
-    assert record["steps"] == 2
-    assert record["config"]["model"] == {"name": "unet", "kwargs": {"channels": [4, 8, 16]}}
-    assert record["run_id"] == sweep.expand()[0].run_id
-    assert len(record["cases"]) == 2 and {c["case_id"] for c in record["cases"]} == set(
-        record["split"]["test"]
-    )
-    assert set(record["cases"][0]) >= EXPECTED_METRICS
+    assert record.status == "done", record.traceback
+    assert record.steps == 2
+    assert record.config["model"] == {"name": "unet", "kwargs": {"channels": [4, 8, 16]}}
+    assert record.run_id == sweep.expand()[0].run_id
+    assert len(record.cases) == 2 and {c["case_id"] for c in record.cases} == set(record.split["test"])
+    assert set(record.cases[0]) >= EXPECTED_METRICS
     for key in (
         "params",
         "train_seconds",
@@ -40,25 +38,26 @@ def test_two_step_fit_writes_a_complete_record(tmp_path):
         "finished_at",
         "aggregates",
     ):
-        assert key in record, key
-    assert record["params"] > 1000 and record["versions"]["torch"]
-    assert record["memory"]["cpu_peak_rss_mb"] > 100 and record["memory"]["cpu_rss_increase_mb"] >= 0
-    dice = [c["dice"] for c in record["cases"]]
-    assert abs(record["aggregates"]["dice"]["mean"] - sum(dice) / len(dice)) < 1e-12
-    on_disk = json.loads((tmp_path / f"{record['run_id']}.json").read_text())
-    assert on_disk["status"] == "done" and on_disk["cases"] == json.loads(json.dumps(record["cases"]))
-    assert not (tmp_path / ".work" / record["run_id"] / "checkpoints").exists()
+        assert key in record.to_dict(), key
+    assert record.params > 1000 and record.versions["torch"]
+    assert record.memory["cpu_peak_rss_mb"] > 100 and record.memory["cpu_rss_increase_mb"] >= 0
+    dice = [c["dice"] for c in record.cases]
+    assert abs(record.aggregates["dice"]["mean"] - sum(dice) / len(dice)) < 1e-12
+    on_disk = json.loads((tmp_path / f"{record.run_id}.json").read_text())
+    assert on_disk == json.loads(json.dumps(record.to_dict()))  # what was returned is what was written
+    assert list(on_disk)[:6] == ["schema", "kind", "run_id", "config_hash", "config", "status"]
+    assert not (tmp_path / ".work" / record.run_id / "checkpoints").exists()
 
 
 def test_resume_skips_done_runs_and_force_supersedes(tmp_path):
     sweep = sweep_from_dict(tiny_sweep_dict(seeds=[0, 1]))
     first = run_sweep(sweep, tmp_path, progress=False)
-    assert [r["status"] for r in first] == ["done", "done"]
+    assert [r.status for r in first] == ["done", "done"]
     assert run_sweep(sweep, tmp_path, progress=False) == []
     again = run_sweep(sweep_from_dict(tiny_sweep_dict(seeds=[0])), tmp_path, force=True, progress=False)
     assert len(again) == 1
     assert len(list((tmp_path / ".superseded").glob("*.json"))) == 1  # the old record is kept aside
-    assert len(list(iter_records(tmp_path))) == 2
+    assert len(load_records(tmp_path)[0]) == 2
 
 
 def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):
@@ -68,11 +67,11 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):
         )
     )
     records = run_sweep(sweep, tmp_path, progress=False)
-    assert [r["status"] for r in records] == ["failed", "done"]
-    assert "at least 3 levels" in records[0]["error"] and "Traceback" in records[0]["traceback"]
+    assert [r.status for r in records] == ["failed", "done"]
+    assert "at least 3 levels" in records[0].error and "Traceback" in records[0].traceback
     # a failed run is retried on the next invocation, a done one is not
     retried = run_sweep(sweep, tmp_path, progress=False)
-    assert [r["status"] for r in retried] == ["failed"]
+    assert [r.status for r in retried] == ["failed"]
 
 
 def test_kill_9_mid_sweep_then_rerun_completes_only_the_missing_runs(tmp_path):
@@ -117,20 +116,21 @@ def test_record_states_the_config_as_used_and_the_schedule(tmp_path):
     sweep["trainer"] = {"max_steps": 6, "val_check_interval": 2, "log_every_n_steps": 1}
     sweep["optim"] = {"lr": 0.01, "warmup_steps": 2, "scheduler": "poly"}
     (record,) = run_sweep(sweep_from_dict(sweep), tmp_path, progress=False)
-    assert record["status"] == "done", record.get("traceback")
-    assert record["schema"] == RECORD_SCHEMA == 2 and record["kind"] == "train"
+    assert record.status == "done", record.traceback
+    assert record.schema == RECORD_SCHEMA == 2 and record.kind == "train"
     from datamodules.synthetic import SyntheticVesselsDataModule
 
     patch = list(SyntheticVesselsDataModule.default_patch_size)
-    assert record["config"]["data"]["patch_size"] == patch
-    assert record["config"]["model"]["kwargs"]["img_size"] == patch
-    assert record["resumed_from_step"] is None and record["attempt"] == 1
-    assert [s for s, _ in record["lr_trace"]] == [2, 4, 6]
-    for step, lr in record["lr_trace"]:
+    assert record.config["data"]["patch_size"] == patch
+    assert record.config["model"]["kwargs"]["img_size"] == patch
+    assert "resumed_from_step" in record.to_dict() and record.resumed_from_step is None
+    assert record.attempt == 1
+    assert [s for s, _ in record.lr_trace] == [2, 4, 6]
+    for step, lr in record.lr_trace:
         t = (step - 2) / (6 - 2)
         assert lr == pytest.approx(0.01 * (1 - t) ** 0.9 if step >= 2 else 0.01 * (step + 1) / 2)
-    assert record["split"]["test_source"] in ("official", "held_out")
-    assert isinstance(record["split"]["skipped"], dict)
+    assert record.split["test_source"] in ("official", "held_out")
+    assert isinstance(record.split["skipped"], dict)
 
 
 def test_dry_run_lists_states_and_trains_nothing(tmp_path, capsys):

@@ -5,7 +5,7 @@ import math
 import yaml
 
 from bench.config import load_sweep, sweep_from_dict
-from bench.runner import build_datamodule, build_module, run_sweep
+from bench.run import build_datamodule, build_module, run_sweep
 from models import model_entry
 from tests.conftest import tiny_sweep_dict
 from tests.datamodules.conftest import shared_root
@@ -14,12 +14,12 @@ from tests.datamodules.conftest import shared_root
 def test_dice_versus_dice_plus_cldice_through_the_runner(tmp_path):
     sweep = sweep_from_dict(tiny_sweep_dict(losses=["dice", "dice+cldice"]))
     records = run_sweep(sweep, tmp_path, progress=False)
-    assert [r["status"] for r in records] == ["done", "done"], [r.get("error") for r in records]
-    assert [r["config"]["loss"]["name"] for r in records] == ["dice", "dice+cldice"]
+    assert [r.status for r in records] == ["done", "done"], [r.error for r in records]
+    assert [r.loss_name for r in records] == ["dice", "dice+cldice"]
     for r in records:
-        assert all(0.0 <= c["cldice"] <= 1.0 or math.isnan(c["cldice"]) for c in r["cases"])
+        assert all(0.0 <= c["cldice"] <= 1.0 or math.isnan(c["cldice"]) for c in r.cases)
     # same seed, same data, different loss: the trained networks differ
-    assert records[0]["cases"][0]["dice"] != records[1]["cases"][0]["dice"]
+    assert records[0].cases[0]["dice"] != records[1].cases[0]["dice"]
 
 
 def test_default_sweep_has_one_model_per_family():
@@ -34,10 +34,10 @@ def test_default_sweep_points_at_drive_with_one_line(tmp_path):
     sweep_file.write_text(yaml.safe_dump(tiny_sweep_dict(datasets=[line])))
     sweep = load_sweep(sweep_file, ["data.patch_size=[64, 64]"])
     (record,) = run_sweep(sweep, tmp_path / "results", progress=False)
-    assert record["status"] == "done", record.get("traceback")
-    assert len(record["cases"]) == 2
-    assert all(c["case_id"] in record["split"]["test"] for c in record["cases"])
-    assert {"dice", "cldice", "betti1_err", "ece"} <= set(record["cases"][0])
+    assert record.status == "done", record.traceback
+    assert len(record.cases) == 2
+    assert all(c["case_id"] in record.split["test"] for c in record.cases)
+    assert {"dice", "cldice", "betti1_err", "ece"} <= set(record.cases[0])
 
 
 def test_hybridgnet_trains_with_its_landmark_loss_on_cxr_landmarks(tmp_path):
@@ -59,5 +59,5 @@ def test_hybridgnet_trains_with_its_landmark_loss_on_cxr_landmarks(tmp_path):
     net = build_module(run, dm).net
     assert float(net.aux_loss(net(batch["image"]), batch)) > 0  # the landmark term is live
     (record,) = run_sweep(sweep, tmp_path, progress=False)
-    assert record["status"] == "done", record.get("traceback")
-    assert {f"dice_{c}" for c in range(1, 6)} <= set(record["cases"][0])
+    assert record.status == "done", record.traceback
+    assert {f"dice_{c}" for c in range(1, 6)} <= set(record.cases[0])

@@ -23,16 +23,17 @@ import pytest
 import yaml
 from submitit.slurm.slurm import _make_sbatch_string
 
-from bench import slurm
+from bench.cluster import options, slurm
+from bench.cluster.queue import ACTIVE_STATES, QueueEntry, claim_holder
 from bench.config import TrainerConfig, sweep_from_dict
-from bench.status import ACTIVE_STATES, QueueEntry, claim_holder
-from bench.store import claim, iter_records, read_record, record_path
+from bench.records import load_records
+from bench.records.store import claim, read_record, record_path
 from tests.conftest import REPO, tiny_sweep_dict
 
 
 def _args(*argv: str) -> argparse.Namespace:
     p = argparse.ArgumentParser()
-    slurm.add_arguments(p)
+    options.add_arguments(p)
     return p.parse_args(list(argv))
 
 
@@ -52,28 +53,28 @@ def _args(*argv: str) -> argparse.Namespace:
     ],
 )
 def test_time_limits_in_every_slurm_format_become_whole_minutes(text, minutes):
-    assert slurm.parse_time(text) == minutes  # hand-computed; seconds round up
+    assert options.parse_time(text) == minutes  # hand-computed; seconds round up
 
 
 @pytest.mark.parametrize("text", [None, "abc", "0", "1:2:3:4", "-5", "1h"])
 def test_bad_or_missing_time_limits_are_one_line_errors(text):
     with pytest.raises(slurm.SlurmError, match="--time"):
-        slurm.parse_time(text)
+        options.parse_time(text)
 
 
 def test_slurm_args_pass_through_and_segbench_owned_options_are_refused():
-    assert slurm.parse_slurm_args(["account=lab", "qos_level=high", "exclusive", "--comment=a=b"]) == {
+    assert options.parse_slurm_args(["account=lab", "qos_level=high", "exclusive", "--comment=a=b"]) == {
         "account": "lab",
         "qos-level": "high",
         "exclusive": True,
         "comment": "a=b",
     }
     with pytest.raises(slurm.SlurmError, match="use --time"):
-        slurm.parse_slurm_args(["time=10"])
+        options.parse_slurm_args(["time=10"])
     with pytest.raises(slurm.SlurmError, match="use --partition"):
-        slurm.parse_slurm_args(["partition=gpu"])
+        options.parse_slurm_args(["partition=gpu"])
     with pytest.raises(slurm.SlurmError, match="KEY=VALUE"):
-        slurm.parse_slurm_args(["=x"])
+        options.parse_slurm_args(["=x"])
 
 
 def _sbatch(params: dict[str, Any], tmp_path: Path, runs: int = 3) -> str:
@@ -98,7 +99,7 @@ def test_one_device_run_is_one_task_with_the_requested_resources(tmp_path):
         "--slurm-arg",
         "account=lab",
     )
-    params = slurm.slurm_parameters(args, TrainerConfig(), "vessels")
+    params = options.slurm_parameters(args, TrainerConfig(), "vessels")
     text = _sbatch(params, tmp_path)
     for line in (
         "--time=90",
@@ -119,16 +120,15 @@ def test_one_device_run_is_one_task_with_the_requested_resources(tmp_path):
 
 def test_ddp_run_gets_one_slurm_task_per_device_on_every_node(tmp_path):
     trainer = TrainerConfig(accelerator="gpu", devices=4, strategy="ddp", num_nodes=2)
-    params = slurm.slurm_parameters(_args("--time", "60", "--cpus-per-run", "32"), trainer, "ddp")
+    params = options.slurm_parameters(_args("--time", "60", "--cpus-per-run", "32"), trainer, "ddp")
     text = _sbatch(params, tmp_path)
     for line in ("--nodes=2", "--ntasks-per-node=4", "--gpus-per-node=4", "--cpus-per-task=8"):
         assert f"#SBATCH {line}\n" in text, line
     with pytest.raises(slurm.SlurmError, match="--gpus-per-run 2 does not match trainer.devices 4"):
-        slurm.slurm_parameters(_args("--time", "60", "--gpus-per-run", "2"), trainer, "ddp")
+        options.slurm_parameters(_args("--time", "60", "--gpus-per-run", "2"), trainer, "ddp")
     auto = TrainerConfig(accelerator="gpu", devices="auto")
-    assert (
-        slurm.slurm_parameters(_args("--time", "5", "--gpus-per-run", "2"), auto, "x")["ntasks_per_node"] == 2
-    )
+    params = options.slurm_parameters(_args("--time", "5", "--gpus-per-run", "2"), auto, "x")
+    assert params["ntasks_per_node"] == 2
 
 
 def test_bad_resource_options_are_refused(tmp_path):
@@ -138,14 +138,14 @@ def test_bad_resource_options_are_refused(tmp_path):
         (("--max-parallel", "0"), "--max-parallel"),
     ):
         with pytest.raises(slurm.SlurmError, match=match):
-            slurm.slurm_parameters(_args("--time", "5", *argv), TrainerConfig(), "x")
+            options.slurm_parameters(_args("--time", "5", *argv), TrainerConfig(), "x")
 
 
 def test_slurm_options_with_the_local_executor_are_refused_not_ignored():
-    slurm.check_local_options(_args())  # nothing given: fine
-    slurm.check_local_options(_args("--executor", "local"))
+    options.check_local_options(_args())  # nothing given: fine
+    options.check_local_options(_args("--executor", "local"))
     with pytest.raises(slurm.SlurmError, match="--partition, --wait: only with --executor slurm"):
-        slurm.check_local_options(_args("--partition", "gpu", "--wait"))
+        options.check_local_options(_args("--partition", "gpu", "--wait"))
 
 
 def test_force_and_missing_time_fail_before_anything_is_submitted(tmp_path):
@@ -217,9 +217,8 @@ def test_the_sbatch_entry_point_refuses_a_run_the_sweep_does_not_have(tmp_path, 
     ):
         assert slurm._main([str(path), "--results", str(tmp_path / "r"), *argv]) == 2
         err = capsys.readouterr().err
-        assert (
-            err.startswith("python -m bench.slurm: error: ") and message in err and len(err.splitlines()) == 1
-        )
+        assert err.startswith("python -m bench.cluster.slurm: error: ")
+        assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "r").exists()
 
 
@@ -291,7 +290,7 @@ def test_real_slurm_four_runs_are_one_job_array_of_four_tasks_and_resubmission_s
     )
     array = _job_id(out)
     assert "submitted SLURM job array" in out and "4 run(s) done, 0 failed" in out
-    records = list(iter_records(results))
+    records = load_records(results)[0]
     assert len(records) == 4 and all(r["status"] == "done" and r["attempt"] == 1 for r in records)
     assert {r["worker"]["slurm_array_job_id"] for r in records} == {array}
     assert sorted(r["worker"]["slurm_array_task_id"] for r in records) == ["0", "1", "2", "3"]
@@ -366,7 +365,7 @@ def test_real_slurm_ddp_run_is_one_array_task_with_two_ranks(cluster, tmp_path, 
     sweep["datasets"][0]["num_test"] = 3
     path, results = _write(tmp_path / "ddp.yaml", sweep), tmp_path / "results"
     out = _segbench(capsys, "run", path, "--results", str(results), "--no-leaderboard", *SLURM_RUN, "--wait")
-    records = list(iter_records(results))
+    records = load_records(results)[0]
     assert len(records) == 1, out
     rec = records[0]
     assert rec["status"] == "done", rec.get("error")
@@ -408,7 +407,7 @@ def test_real_slurm_the_documented_sbatch_script_runs_a_ddp_run(cluster, tmp_pat
             "output": f"{tmp_path}/%A_%a.out",
         },
     )
-    assert "srun python -m bench.slurm ddp.yaml --results results" in script
+    assert "srun python -m bench.cluster.slurm ddp.yaml --results results" in script
     script = script.replace("ddp.yaml --results results", f"{path} --results {results}")
     script = script.replace("source .venv/bin/activate", f"source {Path(sys.prefix) / 'bin' / 'activate'}")
     (tmp_path / "job.sh").write_text(script)
@@ -425,7 +424,7 @@ def test_real_slurm_the_documented_sbatch_script_runs_a_ddp_run(cluster, tmp_pat
     job = sub.stdout.strip().split(";")[0]
     _until(lambda: not _active(job), 240, f"job {job} to end")
     log = "".join(p.read_text() for p in tmp_path.glob("*.out"))
-    records = list(iter_records(results))
+    records = load_records(results)[0]
     assert len(records) == 1 and records[0]["status"] == "done", log[-3000:]
     rec = records[0]
     assert rec["world_size"] == 2 and rec["steps"] == 4

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench import status
 from bench.cli import main as cli_main
+from bench.cluster import status
 from bench.config import sweep_from_dict
-from bench.store import claim
+from bench.records.store import claim
 from tests.conftest import tiny_sweep_dict
 
 SINCE = 1_700_000_000  # 2023-11-14 22:13:20 UTC

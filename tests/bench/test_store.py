@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bench import store
+from bench.records import store
 
 
 def test_atomic_write_leaves_old_file_when_rename_fails(tmp_path, monkeypatch):
@@ -30,7 +30,7 @@ def test_kill_9_never_leaves_a_half_written_record(tmp_path):
         import sys
         sys.path.insert(0, {os.getcwd()!r})
         from pathlib import Path
-        from bench.store import write_json_atomic
+        from bench.records.store import write_json_atomic
         i = 0
         while True:
             write_json_atomic(Path({str(tmp_path)!r}) / f"r{{i % 5}}.json",
@@ -47,14 +47,14 @@ def test_kill_9_never_leaves_a_half_written_record(tmp_path):
     for path in records:
         data = json.loads(path.read_text())  # every visible record parses completely
         assert len(data["payload"]) == 20000
-    assert len(list(store.iter_records(tmp_path))) == len(records)
+    assert len(store.scan_records(tmp_path)[0]) == len(records)
 
 
 def test_claims_are_exclusive_and_expire_with_their_process(tmp_path):
     held = store.claim(tmp_path, "run-a")
     assert held is not None
     code = (
-        f"import sys; sys.path.insert(0, {os.getcwd()!r}); from bench.store import claim; "
+        f"import sys; sys.path.insert(0, {os.getcwd()!r}); from bench.records.store import claim; "
         f"print(claim({str(tmp_path)!r}, 'run-a') is None)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -62,7 +62,7 @@ def test_claims_are_exclusive_and_expire_with_their_process(tmp_path):
     held.release()
     # a worker that dies while holding the claim releases it (kill -9)
     hold = (
-        f"import sys, time; sys.path.insert(0, {os.getcwd()!r}); from bench.store import claim; "
+        f"import sys, time; sys.path.insert(0, {os.getcwd()!r}); from bench.records.store import claim; "
         f"c = claim({str(tmp_path)!r}, 'run-a'); print('held', flush=True); time.sleep(60)"
     )
     holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
@@ -75,10 +75,13 @@ def test_claims_are_exclusive_and_expire_with_their_process(tmp_path):
     again.release()
 
 
-def test_iter_records_skips_hidden_folders_and_non_records(tmp_path):
+def test_scanning_skips_hidden_folders_and_names_non_records(tmp_path):
     store.write_json_atomic(tmp_path / "a.json", {"run_id": "a"})
     store.write_json_atomic(tmp_path / ".superseded" / "b.json", {"run_id": "b"})
     (tmp_path / "junk.json").write_text("{not json")
     (tmp_path / "other.json").write_text(json.dumps({"x": 1}))
-    assert [r["run_id"] for r in store.iter_records(tmp_path)] == ["a"]
+    records, problems = store.load_records(tmp_path)
+    assert [r.run_id for r in records] == ["a"]
+    assert sorted(p.name for p, _ in problems) == ["junk.json", "other.json"]
     assert store.is_done(tmp_path, "a") is False
+    assert store.run_state(tmp_path, "a") == "failed" and store.run_state(tmp_path, "b") == "to run"

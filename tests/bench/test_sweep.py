@@ -13,10 +13,10 @@ import yaml
 from optuna.trial import TrialState
 
 from bench.config import ConfigError, sweep_from_dict
-from bench.search_space import apply_params, make_pruner, make_sampler, set_loss_weight, suggest
-from bench.store import iter_records
-from bench.sweep import FINISHED, Objective, optimize, over_budget, score_on_val, study_name, tune_main
-from bench.tune_storage import make_storage
+from bench.records import load_records
+from bench.tune.search import FINISHED, Objective, optimize, over_budget, score_on_val, study_name, tune_main
+from bench.tune.space import apply_params, make_pruner, make_sampler, set_loss_weight, suggest
+from bench.tune.storage import make_storage
 from tests.conftest import tiny_sweep_dict
 
 SPACE = {
@@ -108,7 +108,7 @@ def test_tune_runs_a_pruned_study_in_sqlite_and_records_the_best_on_test(tmp_pat
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 3
     assert all(t.intermediate_values for t in finished)  # the pruning callback saw every epoch
-    records = list(iter_records(tmp_path / "results"))
+    records = load_records(tmp_path / "results")[0]
     assert len(records) == 1
     rec = records[0]
     best = study.best_trial
@@ -122,7 +122,7 @@ def test_tune_runs_a_pruned_study_in_sqlite_and_records_the_best_on_test(tmp_pat
     # a second call joins the finished study: no new trials, the best run is already done
     assert tune_main(args) == 0
     assert len(optuna.load_study(study_name=name, storage=f"sqlite:///{db}").trials) == 3
-    assert len(list(iter_records(tmp_path / "results"))) == 1
+    assert len(load_records(tmp_path / "results")[0]) == 1
 
 
 def test_multi_objective_study_with_a_validation_betti_objective(tmp_path):
@@ -147,7 +147,7 @@ def test_multi_objective_study_with_a_validation_betti_objective(tmp_path):
     assert all(t.values[1] == t.user_attrs["val"]["val_betti1_err"] for t in done)
     assert study.best_trials  # a Pareto front
     assert not (tmp_path / "results" / "optuna.db").exists()  # --storage was used
-    assert not list(iter_records(tmp_path / "results"))  # evaluate_best: false
+    assert not load_records(tmp_path / "results")[0]  # evaluate_best: false
 
 
 def test_a_dead_workers_trial_is_failed_retried_and_not_counted(tmp_path):

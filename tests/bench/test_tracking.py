@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-from bench.cli import build_parser
+from bench.cli.app import build_parser
 from bench.config import sweep_from_dict
-from bench.runner import run_one
-from bench.tracking import has_api_key, wandb_mode
+from bench.run import run_one
+from bench.run.tracking import has_api_key, wandb_mode
 from tests.conftest import tiny_sweep_dict
 
 
@@ -80,8 +80,8 @@ def test_offline_run_folder_holds_curves_table_overlays_and_record(
     monkeypatch.setenv("WANDB_DIR", str(wandb_dir))
     sweep = sweep_from_dict(tiny_sweep_dict(tracking={"wandb": True, "log_images": 1}))
     record = run_one(sweep.expand()[0], tmp_path / "results", tracking=sweep.tracking, progress=False)
-    assert record["status"] == "done", record.get("traceback")
-    assert "tracking_error" not in record
+    assert record.status == "done", record.traceback
+    assert record.tracking_error is None
 
     runs = list((wandb_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
@@ -94,4 +94,4 @@ def test_offline_run_folder_holds_curves_table_overlays_and_record(
     assert len(list((files / "media" / "images").glob("overlays_*.png"))) == 1
     assert (files / "record.json").is_file()
     assert no_wandb_credentials.connections == 0  # nothing tried the (stand-in) network
-    assert (tmp_path / "results" / ".work" / record["run_id"] / "csv" / "metrics.csv").is_file()
+    assert (tmp_path / "results" / ".work" / record.run_id / "csv" / "metrics.csv").is_file()

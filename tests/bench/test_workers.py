@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from bench.store import claim, iter_records
+from bench.records import claim, load_records
 from tests.conftest import run_cli_workers, tiny_sweep_dict
 
 
@@ -27,11 +27,11 @@ def test_two_runner_processes_share_a_four_run_sweep(tmp_path):
     args = ["run", str(path), "--results", str(results), "--quiet", "--no-leaderboard"]
     outputs = run_cli_workers(args, n=2)
 
-    records = list(iter_records(results))
-    assert len(records) == 4 and len({r["run_id"] for r in records}) == 4
-    assert all(r["status"] == "done" and r["attempt"] == 1 for r in records)
+    records = load_records(results)[0]
+    assert len(records) == 4 and len({r.run_id for r in records}) == 4
+    assert all(r.done and r.attempt == 1 for r in records)
     for r in records:  # each run started exactly once across both workers
-        starts = (results / ".work" / r["run_id"] / "starts.log").read_text().splitlines()
+        starts = (results / ".work" / r.run_id / "starts.log").read_text().splitlines()
         assert len(starts) == 1
     executed = [int(out.split(" run(s) executed")[0].split()[-1]) for out in outputs]
     assert sum(executed) == 4

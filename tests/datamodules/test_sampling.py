@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
-from PIL import Image
 from torch import nn
 
 from datamodules import create_datamodule
@@ -184,20 +183,6 @@ def test_multi_rater_patches_and_batches(make_file_table, cache_dir):
     assert val["label_b"].shape == (1, 1, 40, 48) and val["label_b"].dtype == torch.int64
     np.testing.assert_array_equal(val["label_b"][0, 0].numpy(), case.extras["label_b"])
     np.testing.assert_array_equal(val["label_a"][0, 0].numpy(), case.extras["label_a"])
-
-
-def test_rater_cases_for_a_human_baseline(make_file_table, cache_dir):
-    dm = TableDataModule(make_file_table(n=6), cache_dir=cache_dir, num_folds=2)
-    dm.setup()
-    rows = list(dm.rater_cases("test", "b"))
-    assert [r[0] for r in rows] == dm.splits["test"]
-    for cid, label, fov, spacing in rows:
-        lab2 = np.asarray(Image.open(dm._refs[cid].info["labels"]["b"]).convert("L"))
-        np.testing.assert_array_equal(label, (lab2 > 127).astype(np.int64))  # the 2nd rater's own file
-        assert fov is not None and fov.shape == label.shape and spacing == (1.0, 1.0)
-        assert not np.array_equal(label, dm.case(cid).label)  # differs from the reference rater
-    with pytest.raises(ValueError, match="unknown rater 'zz'"):
-        list(dm.rater_cases("test", "zz"))
 
 
 def test_augmented_patches_equal_monai_with_its_metadata_tracking(monkeypatch):

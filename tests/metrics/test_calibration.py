@@ -5,12 +5,13 @@ import pytest
 import torch
 
 from bench.metrics import (
-    CalibrationAccumulator,
     _binning,
     brier_score,
+    calibration_stats,
     expected_calibration_error,
     reliability_diagram,
 )
+from bench.metrics.calibration import _ece_compute
 from bench.perf.references import torchmetrics_ece
 
 
@@ -79,14 +80,12 @@ def test_reliability_diagram_consistent_with_ece():
     assert d["confidence"][3] == pytest.approx(p[inside].mean())
 
 
-def test_pooled_accumulator():
+def test_stats_summed_over_cases_give_the_pooled_ece():
     rng = np.random.default_rng(3)
     cases = [(rng.random(100), rng.integers(0, 2, 100)) for _ in range(3)]
-    acc = CalibrationAccumulator(n_bins=15)
-    for p, g in cases:
-        acc.update(p, g)
+    pooled = sum(calibration_stats(p, g, n_bins=15) for p, g in cases)
     p_all, g_all = np.concatenate([c[0] for c in cases]), np.concatenate([c[1] for c in cases])
-    assert acc.compute() == pytest.approx(expected_calibration_error(p_all, g_all), abs=1e-12)
+    assert _ece_compute(pooled) == pytest.approx(expected_calibration_error(p_all, g_all), abs=1e-12)
 
 
 @pytest.mark.parametrize(

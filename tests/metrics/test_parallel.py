@@ -1,4 +1,4 @@
-"""evaluate_case's speed paths: clDice in a forked child, joint crop, two-channel argmax."""
+"""case_metrics' speed paths: clDice in a forked child, joint crop, two-channel argmax."""
 
 import os
 
@@ -7,18 +7,19 @@ import pytest
 from scipy import ndimage
 
 from bench.metrics import (
+    MetricSettings,
     _parallel,
     betti_errors,
     brier_score,
+    case_metrics,
     cldice,
     dice,
-    evaluate_case,
     expected_calibration_error,
     hd95,
     iou,
     normalized_surface_dice,
 )
-from bench.metrics import case as case_module
+from bench.metrics.catalog import cldice as cldice_module
 
 CAN_FORK = _parallel.fork_enabled(_parallel.MIN_VOXELS)
 
@@ -35,11 +36,11 @@ def _sparse_pair(shape: tuple[int, ...], seed: int = 0) -> tuple[np.ndarray, np.
 
 
 @pytest.mark.parametrize("shape", [(40, 36), (20, 18, 22)])
-def test_crop_and_two_channel_path_equal_public_functions(shape, monkeypatch):
-    monkeypatch.setenv(_parallel.ENV_FLAG, "0")
+def test_crop_and_two_channel_path_equal_public_functions(shape):
     p, g, prob = _sparse_pair(shape)
     sp = (0.7, 1.3, 2.1)[: len(shape)]
-    out = evaluate_case(np.stack([1 - prob, prob]), g.astype(np.uint8), spacing=sp, betti_patch=7)
+    two, g8 = np.stack([1 - prob, prob]), g.astype(np.uint8)
+    out = case_metrics(two, g8, spacing=sp, settings=MetricSettings(betti_patch=7), parallel=False)
     ref = {"dice": float(dice(p, g)), "iou": float(iou(p, g)), "cldice": cldice(p, g)}
     ref.update(betti_errors(p, g))
     ref["hd95"] = hd95(p, g, spacing=sp)
@@ -57,7 +58,7 @@ def test_two_channel_ties_go_to_background():
     prob[0, :3] = 0.25
     gt = np.zeros((6, 6), np.int64)
     gt[:3] = 1
-    assert evaluate_case(prob, gt)["dice"] == 1.0
+    assert case_metrics(prob, gt)["dice"] == 1.0
 
 
 @pytest.mark.skipif(not CAN_FORK, reason="needs Linux fork and >= 2 cores")
@@ -67,12 +68,21 @@ def test_forked_child_gives_in_process_values(children, monkeypatch):
     two, g8 = np.stack([1 - prob, prob]), g.astype(np.uint8)
     monkeypatch.setattr(_parallel, "MIN_VOXELS", 0)
     monkeypatch.setattr(_parallel, "max_children", lambda: children)
-    monkeypatch.setattr(case_module, "max_children", lambda: children)
+    monkeypatch.setattr(cldice_module, "max_children", lambda: children)
     assert _parallel.submit(os.getpid, n_voxels=1)() != os.getpid()  # really another process
-    forked = evaluate_case(two, g8, include_background=True)
-    monkeypatch.setenv(_parallel.ENV_FLAG, "0")
-    assert _parallel.submit(os.getpid, n_voxels=1)() == os.getpid()
-    assert evaluate_case(two, g8, include_background=True) == forked
+    started: list[bool] = []
+
+    def spy(fn, *args, n_voxels, parallel):
+        started.append(parallel and _parallel.fork_enabled(n_voxels))
+        return _parallel.submit(fn, *args, n_voxels=n_voxels, parallel=parallel)
+
+    monkeypatch.setattr(cldice_module, "submit", spy)
+    forked = case_metrics(two, g8, include_background=True)
+    assert started and all(started)  # every skeleton went to a child
+    assert _parallel.submit(os.getpid, n_voxels=1, parallel=False)() == os.getpid()
+    started.clear()
+    assert case_metrics(two, g8, include_background=True, parallel=False) == forked
+    assert started and not any(started)
 
 
 def _fails(x: int) -> int:

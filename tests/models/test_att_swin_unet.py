@@ -7,8 +7,8 @@ import torch
 from monai.networks.nets.swin_unetr import WindowAttention
 
 import models.att_swin_unet  # noqa: F401  (registers)
+from models import count_parameters, create_model
 from models.att_swin_unet import ContextWindowAttention
-from models.registry import count_parameters, create_model
 from tests.models.zoo_checks import (
     SMALL_INPUTS,
     check_small_forward_backward,

@@ -7,7 +7,7 @@ import torch
 from monai.networks.nets.resnet import ResNetBlock
 
 import models.basnet  # noqa: F401  (registers)
-from models.registry import count_parameters, create_model
+from models import count_parameters, create_model
 from tests.models.zoo_checks import assert_gradients, forward_backward, small_model, train_dice, vessel_sample
 
 # The official BASNet checkpoint is 348.5 MB (Qin et al., U^2-Net, Pattern Recognition 2020,

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import models.deeplabv3plus  # noqa: F401  (registers)
-from models.deeplabv3plus import ResNetEncoder
-from models.registry import count_parameters, create_model
+from models import count_parameters, create_model
+from models.layers.resnet import ResNetEncoder
 from tests.models.zoo_checks import (
     SMALL_INPUTS,
     check_small_forward_backward,

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import models.dformer  # noqa: F401  (registers)
-from models.dformer import DilatedTransformerBlock, group_tokens, ungroup_tokens
-from models.registry import count_parameters, create_model
+from models import count_parameters, create_model
+from models.dformer import DilatedTransformerBlock
+from models.layers.tokens import group_tokens, ungroup_tokens
 from tests.models.zoo_checks import check_small_forward_backward, small_model, train_dice, vessel_sample
 
 NAME = "dformer"

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from bench.config import sweep_from_dict
-from bench.runner import resolve_run
-from models.registry import MODELS, InputSizeError, create_model, model_entry, register_model
+from bench.run import resolve_run
+from models.factory import InputSizeError, create_model
+from models.registry import MODELS, model_entry, register_model
 from tests.conftest import tiny_sweep_dict
 
 

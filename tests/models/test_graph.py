@@ -9,8 +9,8 @@ import torch
 from monai.losses import DiceCELoss
 
 from models import create_model
-from models.contour_raster import contours_to_logits, polygon_signed_distance
-from models.graph_layers import (
+from models.layers.contour_raster import contours_to_logits, polygon_signed_distance
+from models.layers.graph import (
     ChebGraphConv,
     contour_unpool_matrix,
     cycle_graph,

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import models.h_denseunet  # noqa: F401  (registers)
+from models import create_model, model_entry
 from models.h_denseunet import _slices_with_neighbours
-from models.registry import create_model, model_entry
 from tests.models.zoo_checks import assert_gradients, forward_backward, train_dice, vessel_sample
 
 SMALL = model_entry("h_denseunet").meta["small"]
@@ -70,7 +70,7 @@ def test_paper_size_layers() -> None:
     assert net.net3d.skip_used == [True] + [False] * 4  # only the projected deepest one in 3D
     pools = [getattr(net.net3d.encoder, f"transition{j}").pool.kernel_size for j in (1, 2, 3)]
     assert pools == [(2, 2, 1)] * 3  # the slice axis is not pooled by the transitions
-    assert net.aux_weight == 0.5
+    assert model_entry("h_denseunet").meta["deep_supervision"].weights(1) == (0.5,)  # lambda of Eq. 7
 
 
 def test_two_dimensional_input_is_one_clear_error() -> None:

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 
-import models.loss_basnet  # noqa: F401  (registers)
-from models.loss_basnet import basnet_hybrid_loss, ssim_map
-from models.losses import create_loss
+import models.losses.basnet  # noqa: F401  (registers)
+from models import create_loss
+from models.losses.basnet import basnet_hybrid_loss, ssim_map
 
 R = 5  # radius of the 11-tap window at sigma 1.5
 

@@ -16,9 +16,9 @@ from geomloss._legacy.kernel_samples import energy_kernel
 from scipy.spatial.distance import cdist
 from scipy.stats import energy_distance
 
-import models.loss_pulaski  # noqa: F401  (registers the losses)
-from models.loss_pulaski import RaterShapeError, prediction_points, rater_points
-from models.losses import create_loss, loss_entry
+import models.losses.pulaski  # noqa: F401  (registers the losses)
+from models import create_loss, loss_entry
+from models.losses.pulaski import RaterShapeError, prediction_points, rater_points
 
 
 def _logits_for(prob: np.ndarray) -> torch.Tensor:

@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import models.loss_uncertainty  # noqa: F401  (registers uncertainty_weighted)
-from models.losses import create_loss
+import models.losses.uncertainty  # noqa: F401  (registers uncertainty_weighted)
+from models import create_loss
 
 
 def _case() -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,8 +9,9 @@ import torch
 from monai.losses import SoftclDiceLoss
 from scipy import ndimage as ndi
 
-from models.loss_calibration import sauna_soft_labels, svls_kernel, svls_target
-from models.losses import WeightedSumLoss, create_loss, list_losses, loss_entry
+from models import create_loss, list_losses, loss_entry
+from models.losses import WeightedSumLoss
+from models.losses.calibration import sauna_soft_labels, svls_kernel, svls_target
 
 SIZE = {2: (24, 24), 3: (12, 12, 12)}
 # losses that are ~0 on a very confident correct prediction (others only need to be lower

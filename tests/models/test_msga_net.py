@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import models.msga_net  # noqa: F401  (registers)
+from models import SegmentationModule, count_parameters, create_loss, create_model
+from models.deep_supervision import supervised_loss
 from models.msga_net import ChannelAttention, PositionAttention
-from models.registry import count_parameters, create_model
 from tests.models.zoo_checks import SMALL_INPUTS, assert_gradients, small_model, train_dice, vessel_sample
 
 NAME = "msga_net"
@@ -24,7 +25,8 @@ def test_forward_backward_small(spatial_dims: int, batch: int, shape: tuple[int,
     assert out["logits"].shape == (batch, 2, *shape)
     assert len(out["aux"]) == 8 and all(p.shape == out["logits"].shape for p in out["aux"])
     label = torch.randint(0, 2, (batch, 1, *shape))
-    (out["logits"].square().mean() + net.aux_loss(out, {"label": label})).backward()
+    square = supervised_loss(net, lambda logits, _: logits.square().mean(), out, label)  # + side outputs
+    (square + net.aux_loss(out, {"label": label})).backward()
     # key.bias adds q·b to every key of a softmax row: it cancels exactly
     assert_gradients(net, skip=lambda name: name.endswith("key.bias"), nonzero=True)
 
@@ -45,22 +47,25 @@ def test_logits_are_the_mean_of_the_refined_predictions() -> None:
     torch.testing.assert_close(out["logits"], torch.stack(out["aux"][4:]).mean(0))
 
 
-def test_aux_loss_is_the_papers_weighted_sum() -> None:
-    # CE on each side prediction + 0.25 Σ ||e1 - e2||² + 0.1 Σ ||rec - in||² (MSE means), by hand
+def test_training_loss_is_the_papers_weighted_sum() -> None:
+    # with loss: ce, CE on the segmentation and on each side prediction + 0.25 Σ ||e1 - e2||²
+    # + 0.1 Σ ||rec - in||² (MSE means), by hand
     torch.manual_seed(0)
     net = small_model(NAME, 2).eval()
+    x, label = torch.randn(1, 1, 32, 32), torch.randint(0, 2, (1, 1, 32, 32))
     with torch.no_grad():
-        out = net(torch.randn(1, 1, 32, 32))
-    label = torch.randint(0, 2, (1, 1, 32, 32))
+        out = net(x)
+        training = SegmentationModule(net, create_loss("ce"), num_classes=2, roi_size=(32, 32))
+        total = float(training.training_loss({"image": x, "label": label}))
     ce = 0.0
-    for p in out["aux"]:
+    for p in [out["logits"], *out["aux"]]:
         logp = p.log_softmax(1)
         ce += float(-logp.gather(1, label).mean())
     sem = sum(float(((a - b) ** 2).mean()) for a, b in zip(*out["semantic"]))
     rec = sum(float(((i - o) ** 2).mean()) for i, o in out["reconstruction"])
     assert len(out["reconstruction"]) == 8 and len(out["semantic"][0]) == 4
     expected = ce + 0.25 * sem + 0.1 * rec
-    assert abs(float(net.aux_loss(out, {"label": label})) - expected) < 1e-4 * max(1.0, expected)
+    assert abs(total - expected) < 1e-4 * max(1.0, expected)
 
 
 def test_position_and_channel_attention_match_their_formulas() -> None:

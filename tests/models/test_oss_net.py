@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import models.oss_net  # noqa: F401  (registers)
-from models.registry import create_model, model_entry
+from models import create_model, model_entry
 from tests.models.zoo_checks import assert_gradients, forward_backward, train_dice, vessel_sample
 
 SMALL = model_entry("oss_net").meta["small"]

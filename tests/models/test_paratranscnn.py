@@ -7,7 +7,7 @@ import torch
 from monai.networks.blocks import ChannelSELayer, TransformerBlock
 
 import models.paratranscnn  # noqa: F401  (registers)
-from models.registry import count_parameters, create_model
+from models import count_parameters, create_model
 from tests.models.zoo_checks import (
     SMALL_INPUTS,
     check_small_forward_backward,

@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 import models.prob_unet  # noqa: F401  (registers prob_unet)
-from models.losses import create_loss
-from models.registry import count_parameters, create_model, model_entry
+from models import count_parameters, create_loss, create_model, model_entry
 from tests.models.zoo_checks import train_dice, vessel_sample
 
 _SMALL = model_entry("prob_unet").meta["small"]
@@ -41,13 +40,13 @@ def _forward_backward(spatial_dims: int, shape: tuple[int, ...], batch: int) -> 
 
 
 def test_forward_backward_2d() -> None:
-    import models.loss_pulaski  # noqa: F401
+    import models.losses.pulaski  # noqa: F401
 
     _forward_backward(2, (32, 32), batch=2)
 
 
 def test_forward_backward_3d() -> None:
-    import models.loss_pulaski  # noqa: F401
+    import models.losses.pulaski  # noqa: F401
 
     _forward_backward(3, (32, 32, 32), batch=1)  # 4 poolings: 16^3 would leave 1 voxel to normalise
 

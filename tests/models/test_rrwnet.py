@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import models.rrwnet  # noqa: F401  (registers)
-from models.losses import create_loss
-from models.registry import count_parameters, create_model, model_entry
+from models import count_parameters, create_loss, create_model, model_entry
+from models.deep_supervision import supervised_loss
 from tests.models.zoo_checks import assert_gradients, forward_backward, small_model, train_dice, vessel_sample
 
 SMALL = model_entry("rrwnet").meta["small"]
@@ -57,8 +57,8 @@ def test_refinement_steps_share_weights_and_see_only_maps() -> None:
     assert count_parameters(one) == count_parameters(six)
 
 
-def test_aux_loss_is_the_paper_rrloss_rescaled() -> None:
-    """RRLoss = L(base) + sum_i i L(r_i) / Z; segbench adds L(r_K) itself with weight 1."""
+def test_deep_supervision_is_the_paper_rrloss_rescaled() -> None:
+    """RRLoss = L(base) + sum_i i L(r_i) / Z, the final r_K with weight 1 in segbench."""
     torch.manual_seed(0)
     k = 4
     net = small_model("rrwnet", 2, refine_steps=k).train()
@@ -68,7 +68,7 @@ def test_aux_loss_is_the_paper_rrloss_rescaled() -> None:
     outs = [*out["aux"], out["logits"]]
     z = k * (k + 1) / 2
     paper = ce(outs[0], y) + sum(i * ce(r, y) for i, r in enumerate(outs[1:], start=1)) / z
-    segbench = ce(out["logits"], y) + net.aux_loss(out, {"label": y})
+    segbench = supervised_loss(net, ce, out, y)
     torch.testing.assert_close(segbench, paper * z / k)
 
 

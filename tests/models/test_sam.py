@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.sam import SAM, SAMStateError, frozen_norm_stats
+from models.optim.sam import SAM, SAMStateError, frozen_norm_stats
 
 _C = (1.0, 2.0)
 

@@ -13,7 +13,7 @@ import torch
 from scipy import ndimage as ndi
 from skimage.measure import euler_number
 
-from models.skeleton import Skeletonize, simple_point_map, skeletonize
+from models.layers.skeleton import Skeletonize, simple_point_map, skeletonize
 
 
 def betti(mask: np.ndarray) -> tuple[int, int, int]:

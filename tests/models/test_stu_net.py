@@ -7,7 +7,7 @@ import torch
 from monai.networks.blocks import UnetResBlock
 
 import models.stu_net  # noqa: F401  (registers)
-from models.registry import count_parameters, create_model
+from models import count_parameters, create_model
 from tests.models.zoo_checks import assert_gradients, forward_backward, small_model, train_dice, vessel_sample
 
 # STU-Net paper, Table 1 (and the official README): parameters in millions for 1 input channel

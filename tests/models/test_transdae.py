@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import models.transdae  # noqa: F401  (registers)
-from models.registry import count_parameters, create_model
+from models import count_parameters, create_model
 from models.transdae import EfficientChannelAttention, SpatialReductionAttention
 from tests.models.zoo_checks import (
     SMALL_INPUTS,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import models.tubule_net  # noqa: F401  (registers)
-from models.registry import count_parameters, create_model
+from models import count_parameters, create_model
 from models.tubule_net import FeatureRecalibration, attention_map
 from tests.models.zoo_checks import SMALL_INPUTS, assert_gradients, small_model, train_dice, vessel_sample
 

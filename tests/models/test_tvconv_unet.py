@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 import models.tvconv_unet  # noqa: F401  (registers)
-from models.registry import InputSizeError, count_parameters, create_model, model_entry
+from models import count_parameters, create_model, model_entry
+from models.factory import InputSizeError
 from models.tvconv_unet import TVConv
 from tests.models.zoo_checks import assert_gradients, forward_backward, train_dice, vessel_sample
 

@@ -1,4 +1,4 @@
-"""U-Mamba and its pure-PyTorch Mamba layer (``models.ssm``), on CPU."""
+"""U-Mamba and its pure-PyTorch Mamba layer (``models.layers.ssm``), on CPU."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from mambapy.mamba import MambaBlock, MambaConfig
 
 from models import create_model
-from models.ssm import MambaMixer, SpatialMambaLayer, _cuda_scan, selective_scan
+from models.layers.ssm import MambaMixer, SpatialMambaLayer, _cuda_scan, selective_scan
 
 
 def _naive_scan(u, delta, A, B, C, D):

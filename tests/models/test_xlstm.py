@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from models import create_model
-from models.mlstm import (
+from models.layers.mlstm import (
     MLSTMLayer,
     ViLStack,
     mlstm,

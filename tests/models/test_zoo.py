@@ -57,8 +57,12 @@ def test_forward_backward(name: str, spatial_dims: int) -> None:
     shape = _FWD_SHAPE[spatial_dims]
     net = _build(name, spatial_dims, shape, **model_entry(name).meta["small"])  # the CPU size
     x = torch.randn(_FWD_BATCH[spatial_dims], 1, *shape)
-    logits = _logits(net(x))
+    out = net(x)
+    logits = _logits(out)
     assert logits.shape == (x.shape[0], _OUT_CHANNELS, *shape)
+    sides = out.get("aux", []) if isinstance(out, dict) else []
+    if any(a.shape[:2] == logits.shape[:2] for a in sides):  # side logits: trained on the run's loss
+        assert model_entry(name).meta["deep_supervision"] is not None, f"{name}: register deep_supervision"
     assert torch.isfinite(logits).all()
     logits.float().square().mean().backward()
     grads = [p.grad for p in net.parameters() if p.requires_grad and p.grad is not None]

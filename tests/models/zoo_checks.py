@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from datamodules.synthetic import generate_vessels
-from models.losses import create_loss
-from models.registry import create_model, model_entry
+from models import SegmentationModule, create_loss, create_model, model_entry
+from models.deep_supervision import supervised_loss
+from models.registry import loss_targets
 
 # (spatial_dims, batch, shape) for forward + backward: 2D with a batch of 2, 3D, and a 2D non-square input
 SMALL_INPUTS = [(2, 2, (32, 32)), (3, 1, (32, 32, 32)), (2, 1, (48, 80))]
@@ -36,7 +37,8 @@ def forward_backward(
     """Runs ``x (batch, 1, *shape)`` of ``randn`` through ``net`` and backpropagates ``mean(logits²)``.
 
     Asserts logits ``(batch, 2, *shape)``. With ``aux_label`` a random label ``(batch, 1, *shape)``
-    (30 % foreground) is drawn after ``x`` and ``net.aux_loss(out, {"label": label})`` is added.
+    (30 % foreground) is drawn after ``x``; ``mean(side²)`` of every deeply supervised side output
+    (registration weights) and ``net.aux_loss(out, {"label": label})`` are added.
 
     Returns:
         ``(x, out)``: the input and the net's output.
@@ -47,7 +49,9 @@ def forward_backward(
     assert logits_of(out).shape == (batch, 2, *shape)
     loss = logits_of(out).square().mean()
     if aux_label:
-        loss = loss + net.aux_loss(out, {"label": label})
+        loss = supervised_loss(net, lambda logits, _: logits.square().mean(), out, label)
+        if hasattr(net, "aux_loss"):
+            loss = loss + net.aux_loss(out, {"label": label})
     loss.backward()
     return x, out
 
@@ -111,18 +115,18 @@ def train_dice(
 ) -> float:
     """Adam on the one case ``(x, y)`` for ``steps`` steps; the Dice of class 1 on it afterwards.
 
-    The loss is ``create_loss(loss)`` on the logits, plus ``net.aux_loss(out, {"label": y})`` when the
-    net returns a dict; a net with ``takes_target`` gets ``net(x, y)`` in training, as the
-    SegmentationModule does. The Dice is in training mode, as trained, unless ``predict_in_eval``.
+    The loss is the SegmentationModule's training loss with ``create_loss(loss)``: on the logits
+    and any deeply supervised side outputs, plus the net's ``aux_loss``; a net with
+    ``takes_target`` gets ``net(x, y)``. The Dice is in training mode, as trained, unless
+    ``predict_in_eval``.
     """
-    loss_fn, opt = create_loss(loss), torch.optim.Adam(net.parameters(), lr=lr)
+    module = SegmentationModule(
+        net, create_loss(loss), num_classes=2, roi_size=x.shape[2:], loss_targets=loss_targets(loss)
+    )
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
     for _ in range(steps):
         opt.zero_grad()
-        out = net(x, y) if getattr(net, "takes_target", False) else net(x)
-        value = loss_fn(logits_of(out), y)
-        if isinstance(out, dict):
-            value = value + net.aux_loss(out, {"label": y})
-        value.backward()
+        module.training_loss({"image": x, "label": y}).backward()
         opt.step()
     if predict_in_eval:
         net.eval()

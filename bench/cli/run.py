@@ -1,0 +1,108 @@
+"""``segbench run`` (a sweep, locally or on SLURM) and ``segbench leaderboard``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.cli.common import add_sweep_args, leaderboard_file, results_folder, write_board
+from bench.cli.registry import register_command
+from bench.cluster.options import add_arguments as add_slurm_arguments
+from bench.cluster.options import check_local_options
+from bench.config import DEFAULT_SWEEP
+
+
+def _run_arguments(r: argparse.ArgumentParser) -> None:
+    add_sweep_args(r)
+    r.add_argument(
+        "--leaderboard",
+        default=None,
+        help="where to render the leaderboard (default: leaderboard.md beside the results folder)",
+    )
+    r.add_argument("--force", action="store_true", help="re-run runs that are already done")
+    r.add_argument("--no-leaderboard", action="store_true", help="do not render the leaderboard")
+    r.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate the sweep and print each run id with done / failed / to run; train nothing",
+    )
+    r.add_argument("--print-default", action="store_true", help="print the built-in sweep file and exit")
+    add_slurm_arguments(r)
+
+
+@register_command(
+    "run", help="run a sweep (default: the built-in sweep on embedded data)", arguments=_run_arguments
+)
+def run_command(args: argparse.Namespace) -> int:
+    """Validate every run, then train the ones not done (or submit them to SLURM); render the board."""
+    if args.print_default:
+        print(DEFAULT_SWEEP.read_text(), end="")
+        return 0
+    from bench.config import load_sweep
+    from bench.run import plan_sweep, run_state, run_sweep
+
+    results = results_folder(args.results, must_exist=False)
+    board = None if args.no_leaderboard else leaderboard_file(args.leaderboard, results)
+    sweep = load_sweep(args.sweep, args.override)
+    runs = plan_sweep(sweep)  # every run validated before the first one starts
+    if args.dry_run:
+        states = [(cfg.run_id, run_state(results, cfg)) for cfg in runs]
+        for run_id, state in states:
+            print(f"{state:7s} {run_id}")
+        counts = {s: sum(1 for _, x in states if x == s) for s in ("done", "failed", "to run")}
+        print(
+            f"{len(states)} run(s): {counts['done']} done, {counts['failed']} failed, "
+            f"{counts['to run']} to run (dry run: nothing trained)"
+        )
+        return 0
+    if args.executor == "slurm":
+        from bench.cluster.slurm import submit_sweep
+
+        render = None if board is None else (lambda res: write_board(res, board))
+        return submit_sweep(args.sweep, args.override, results, args, render=render)
+    check_local_options(args)  # e.g. --partition without --executor slurm is an error
+    done_before = sum(run_state(results, cfg) == "done" for cfg in runs)
+    records = run_sweep(sweep, results, force=args.force, progress=not args.quiet, runs=runs)
+    failed = [r for r in records if r.status == "failed"]
+    if not records and done_before == len(runs) and not args.force:
+        print(
+            f"all {len(runs)} run(s) of sweep {sweep.name!r} are done already in {results}/; "
+            "`segbench run --force` re-runs them, `segbench leaderboard` re-renders the table"
+        )
+    else:
+        print(
+            f"{len(records)} run(s) executed, {len(failed)} failed, {done_before} done already; "
+            f"records in {results}/"
+        )
+    if board is not None:
+        out = write_board(results, board)
+        print(f"leaderboard written to {out}")
+    return 1 if failed else 0
+
+
+def _leaderboard_arguments(lb: argparse.ArgumentParser) -> None:
+    lb.add_argument("--results", default="results", help="folder of run records (default: results)")
+    lb.add_argument(
+        "--output",
+        "--leaderboard",
+        "-o",
+        dest="output",
+        default=None,
+        help="file to write (default: leaderboard.md beside the results folder)",
+    )
+    lb.add_argument("--format", choices=("md", "csv", "json", "latex"), default="md")
+    lb.add_argument("--no-plots", action="store_true", help="skip the plots and the HTML report")
+
+
+@register_command(
+    "leaderboard", help="render the leaderboard from the records", arguments=_leaderboard_arguments
+)
+def leaderboard_command(args: argparse.Namespace) -> int:
+    """Re-render the leaderboard (and its plots and report) from the records."""
+    results = results_folder(args.results, must_exist=True)
+    out = leaderboard_file(args.output, results)
+    if args.format != "md" and args.output is None:
+        out = out.with_suffix({"csv": ".csv", "json": ".json", "latex": ".tex"}[args.format])
+    out = write_board(results, Path(out), fmt=args.format, plots=not args.no_plots)
+    print(f"leaderboard written to {out}")
+    return 0

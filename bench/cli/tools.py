@@ -1,0 +1,66 @@
+"""``segbench evaluate | ensemble | status | tune | bench``: the commands whose work lives in
+another package (evaluate/, cluster/, tune/, perf/); here they are registered and their
+arguments checked."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from bench.cli.common import add_sweep_args, results_folder
+from bench.cli.registry import UsageError, register_command
+from bench.cluster import status
+from bench.evaluate import ensemble, outside
+
+register_command(
+    "evaluate",
+    help="score a folder of predictions made elsewhere (docs/evaluate.md)",
+    arguments=outside.add_arguments,
+)(outside.main)
+register_command(
+    "ensemble",
+    help="seed ensembles: mean probabilities of a row's seeds, scored as a row",
+    arguments=ensemble.add_arguments,
+)(ensemble.main)
+register_command(
+    "status",
+    help="per run: done / running (job, node) / failed (error) / to run",
+    arguments=status.add_arguments,
+)(status.main)
+
+
+def _tune_arguments(t: argparse.ArgumentParser) -> None:
+    add_sweep_args(t)
+    t.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite under results/)")
+    t.add_argument("--n-trials", type=int, default=None)
+
+
+@register_command(
+    "tune", help="Optuna hyperparameter search over a sweep's search space", arguments=_tune_arguments
+)
+def tune_command(args: argparse.Namespace) -> int:
+    """Optuna search on the validation split (docs/sweeps.md)."""
+    from bench.tune import tune_main
+
+    if args.n_trials is not None and args.n_trials < 1:
+        raise UsageError(f"--n-trials: must be >= 1, got {args.n_trials}")
+    results_folder(args.results, must_exist=False)
+    return tune_main(args)
+
+
+BENCHMARKS = ("metrics", "models", "suite")
+"""The speed benchmarks under ``bench/perf/`` that ``segbench bench`` runs."""
+
+
+def _bench_arguments(b: argparse.ArgumentParser) -> None:
+    b.add_argument("what", choices=list(BENCHMARKS))
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+
+
+@register_command(
+    "bench", help="speed benchmarks: `segbench bench metrics|models|suite [args]`", arguments=_bench_arguments
+)
+def bench_command(args: argparse.Namespace) -> int:
+    """Run one speed benchmark script with the remaining arguments."""
+    module = importlib.import_module(f"bench.perf.{args.what}")
+    return int(module.main(args.rest) or 0)

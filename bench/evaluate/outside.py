@@ -1,0 +1,190 @@
+"""``segbench evaluate``: score a folder of predictions made elsewhere, or a second annotator,
+with segbench's own metrics, as one ``evaluation`` record that the leaderboard shows as a row.
+
+The command line lives here; the work is in three modules (docs/evaluate.md):
+:mod:`bench.evaluate.plan` matches predictions to ground truth (two folders, a DataModule's
+split, or a second annotator), :mod:`bench.evaluate.cases` reads, checks and scores each case in
+``--workers`` processes, and :mod:`bench.evaluate.score` writes the record. Mismatches are never
+skipped silently: predictions without ground truth, ground truth without prediction, unreadable
+files, shape or spacing differences and unexpected label values are each listed by file in the
+record's ``problems`` and on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from bench.evaluate.cases import EvalSettings
+from bench.evaluate.interpret import PRED_KINDS, parse_label_map
+from bench.evaluate.plan import MISSING_POLICIES, EvaluationError, EvaluationPlan, plan_dataset, plan_folders
+from bench.evaluate.score import execute
+from bench.records import Record
+
+__all__ = ["add_arguments", "main", "plan_from_args", "summary"]
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not comma-separated numbers (e.g. 0.5,0.5,2)"
+        ) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``segbench evaluate`` (docs/evaluate.md)."""
+    src = parser.add_argument_group("what to evaluate")
+    src.add_argument("--pred", type=Path, default=None, help="folder of predictions (masks or probabilities)")
+    src.add_argument("--gt", type=Path, default=None, help="folder of ground-truth label maps")
+    src.add_argument("--dataset", default=None, help="take the ground truth from this DataModule")
+    src.add_argument("--rater", default=None, help="with --dataset: score this annotator (human baseline)")
+    src.add_argument("--name", default=None, help="method name: the row label on the leaderboard")
+    src.add_argument("--root", default=None, help="with --dataset: the dataset's folder")
+    src.add_argument("--split", default="test", help="with --dataset: the split to score (default: test)")
+    src.add_argument(
+        "--dataset-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="DataModule argument (repeatable)",
+    )
+    src.add_argument("--dataset-name", default=None, help="with --gt: table name (default: the folder name)")
+    files = parser.add_argument_group("files and labels")
+    files.add_argument("--pred-glob", default="*", help="which files of --pred are predictions (default: *)")
+    files.add_argument("--gt-glob", default="*", help="which files of --gt are ground truth (default: *)")
+    files.add_argument(
+        "--strip-suffix", action="append", default=[], metavar="SUFFIX", help="drop from stems, e.g. _0000"
+    )
+    files.add_argument("--label-map", default=None, help="renumber predicted labels, e.g. 255:1,128:2")
+    files.add_argument(
+        "--pred-kind", choices=PRED_KINDS, default="auto", help="label or prob (default: auto)"
+    )
+    files.add_argument(
+        "--missing", choices=MISSING_POLICIES, default="report", help="ground truth without prediction"
+    )
+    files.add_argument(
+        "--num-classes", type=int, default=None, help="with --gt: C (default: from the labels)"
+    )
+    files.add_argument(
+        "--spacing", type=_floats, default=None, help="with --gt: spacing of header-less files"
+    )
+    ev = parser.add_argument_group("metrics and execution")
+    ev.add_argument("--betti-patch", type=int, default=None, help="patch size of the patch-wise Betti errors")
+    ev.add_argument("--nsd-tolerance", type=float, default=1.0, help="NSD tolerance in spacing units")
+    ev.add_argument("--results", default="results", help="folder of records (default: results)")
+    ev.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="processes")
+    ev.add_argument("--force", action="store_true", help="re-evaluate when the same record exists")
+    ev.add_argument(
+        "--save-predictions", type=int, default=0, metavar="N", help="save N cases' predictions (-1: all)"
+    )
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _parse_kwargs(items: Sequence[str]) -> dict[str, Any]:
+    """``--dataset-arg KEY=VALUE`` options as DataModule arguments (values read as YAML)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise EvaluationError(f"--dataset-arg: {item!r} is not KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def plan_from_args(args: argparse.Namespace) -> EvaluationPlan:
+    """The plan that the command-line options describe."""
+    settings = EvalSettings(args.betti_patch, args.nsd_tolerance)
+    common = {
+        "strip_suffix": args.strip_suffix,
+        "label_map": parse_label_map(args.label_map),
+        "pred_kind": args.pred_kind,
+        "missing": args.missing,
+        "settings": settings,
+        "workers": args.workers,
+        "pred_glob": args.pred_glob,
+    }
+    if args.dataset is not None:
+        if args.gt is not None:
+            raise EvaluationError("pass either --gt DIR or --dataset NAME, not both")
+        return plan_dataset(
+            args.pred,
+            args.dataset,
+            method=args.name,
+            root=args.root,
+            dataset_kwargs=_parse_kwargs(args.dataset_arg),
+            split=args.split,
+            rater=args.rater,
+            **common,
+        )
+    if args.pred is None or args.gt is None:
+        raise EvaluationError("give --pred DIR with --gt DIR or --dataset NAME (or --dataset NAME --rater R)")
+    if args.rater is not None:
+        raise EvaluationError("--rater needs --dataset NAME (the DataModule keeps every annotator)")
+    if not args.name:
+        raise EvaluationError("--name METHOD is required (the row label on the leaderboard)")
+    return plan_folders(
+        args.pred,
+        args.gt,
+        method=args.name,
+        gt_glob=args.gt_glob,
+        num_classes=args.num_classes,
+        spacing=args.spacing,
+        dataset_name=args.dataset_name,
+        progress=not args.quiet,
+        **common,
+    )
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4f}" if np.isfinite(x) else str(x)
+
+
+def _named(problem: dict[str, str]) -> str:
+    text = problem["problem"]
+    return text if text.startswith(problem["file"]) else f"{problem['file']}: {text}"
+
+
+def summary(record: Record) -> str:
+    """Mean / std / median / counts of each metric (the record's aggregates) and the problems."""
+    lines = [f"{record.method} on {record.dataset.get('name')}: {len(record.cases)} case(s)"]
+    aggs = {k: v for k, v in record.aggregates.items() if not re.search(r"_[0-9]+$", k)}
+    width = max((len(k) for k in aggs), default=6)
+    lines.append(
+        f"{'metric':<{width}}  {'mean':>8}  {'std':>8}  {'median':>8}  {'n':>4}  {'nan':>4}  {'inf':>4}"
+    )
+    for k, a in aggs.items():
+        stats = "  ".join(f"{_fmt(a[s]):>8}" for s in ("mean", "std", "median"))
+        lines.append(f"{k:<{width}}  {stats}  {a['n']:>4}  {a['n_nan']:>4}  {a['n_inf']:>4}")
+    problems = record.problems
+    if problems:
+        lines.append(f"{len(problems)} problem(s):")
+        lines += [f"  {_named(p)}" for p in problems]
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    """``segbench evaluate``: 0 = every case matched, 1 = a record with problems, ValueError = user error."""
+    plan = plan_from_args(args)
+    outcome = execute(
+        plan,
+        Path(args.results),
+        workers=args.workers,
+        progress=not args.quiet,
+        force=args.force,
+        save_predictions=args.save_predictions,
+    )
+    print(summary(outcome.record))
+    if outcome.existed:
+        print(f"already evaluated: {outcome.path} (--force re-evaluates)")
+    else:
+        print(f"record written to {outcome.path}")
+    return 1 if outcome.record.problems else 0

@@ -1,0 +1,160 @@
+"""Leaderboard exports: CSV, JSON and LaTeX text of the analysed tables.
+
+The JSON export is :meth:`~bench.leaderboard.analysis.Analysis.to_dict` of every table; the CSV is
+one line per (table, row, metric) of that same dict; the LaTeX is one ``booktabs`` table per
+:class:`~bench.leaderboard.analysis.Analysis`, spelled through :mod:`bench.leaderboard.format`. No
+statistic is computed and no record is read here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.leaderboard.analysis import Analysis, plain
+from bench.leaderboard.format import fmt_num
+from bench.leaderboard.stats import ALPHA
+from bench.metrics.registry import metric_info
+
+EXPORTS = ("csv", "json", "latex")
+
+_CSV_COLUMNS = [
+    "table",
+    "row",
+    "loss",
+    "kind",
+    "role",
+    "combined_rank",
+    "metric",
+    "mean",
+    "ci_lo",
+    "ci_hi",
+    "median",
+    "std",
+    "n",
+    "n_nan",
+    "n_inf",
+    "n_runs",
+    "seed_sd",
+    "seed_share",
+    "rank_of_mean",
+    "mean_rank_over_cases",
+    "best",
+    "tied_with_best",
+    "seeds",
+    "folds",
+    "budget",
+    "params",
+    "records",
+]
+_CSV_ROW_FIELDS = ("loss", "kind", "role", "combined_rank", "seeds", "folds", "budget", "params")
+
+
+def render_export(
+    analyses: Sequence[Analysis], fmt: str, *, problems: Sequence[tuple[Path, str]] = ()
+) -> str:
+    """``csv``, ``json`` or ``latex`` text of the analysed tables."""
+    if fmt == "json":
+        return render_json(analyses, problems=problems)
+    if fmt == "csv":
+        return render_csv(analyses)
+    if fmt == "latex":
+        return render_latex(analyses)
+    raise ValueError(f"--format: unknown format {fmt!r}")
+
+
+def render_json(analyses: Sequence[Analysis], *, problems: Sequence[tuple[Path, str]] = ()) -> str:
+    """Every table's :meth:`~bench.leaderboard.analysis.Analysis.to_dict` and the records left out."""
+    data = {
+        "tables": [a.to_dict() for a in analyses],
+        "records_left_out": [[str(p), r] for p, r in problems],
+    }
+    return json.dumps(data, indent=1, default=plain) + "\n"
+
+
+def render_csv(analyses: Sequence[Analysis]) -> str:
+    """One line per (table, row, metric); a row without metric values gets one line of its own."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=_CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for a in analyses:
+        d = a.to_dict()
+        for row in d["rows"]:
+            base = {k: row.get(k) for k in _CSV_ROW_FIELDS}
+            base.update(table=d["table"], row=row["label"], records=" ".join(map(str, row["records"])))
+            if not row["metrics"]:
+                w.writerow(base)
+            for m, e in row["metrics"].items():
+                w.writerow({**base, "metric": m, **e})
+    return buf.getvalue()
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "–": "--",
+}
+
+
+def latex_escape(text: str) -> str:
+    """``text`` with LaTeX's special characters escaped (``_`` -> ``\\_``)."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def _latex_num(v: float, ref: float | None = None) -> str:
+    return fmt_num(v, ref).replace("∞", r"\infty").replace("–", "--")
+
+
+def render_latex(analyses: Sequence[Analysis]) -> str:
+    """One ``booktabs`` table per analysed table: ``mean [lo, hi]``, the best bold, the ≈ mark."""
+    out = ["% segbench leaderboard; needs \\usepackage{booktabs}", ""]
+    for a in analyses:
+        out += _latex_table(a)
+    return "\n".join(out)
+
+
+def _latex_table(a: Analysis) -> list[str]:
+    arrows = {True: "$\\uparrow$", False: "$\\downarrow$"}
+    cols = ["\\#", "model", "loss"]
+    cols += [f"{latex_escape(m)} {arrows[metric_info(m).higher_is_better]}" for m in a.rank_metrics]
+    out = [
+        "\\begin{table}[t]",
+        "\\centering",
+        "\\small",
+        f"\\begin{{tabular}}{{rll{'c' * len(a.rank_metrics)}}}",
+    ]
+    out += ["\\toprule", " & ".join(cols) + " \\\\", "\\midrule"]
+    for row in a.rows:
+        rank = f"{a.combined[row.key]:.0f}" if row.key in a.combined else ("human" if row.human else "failed")
+        cells = [rank, latex_escape(row.label), latex_escape(row.loss)]
+        for m in a.rank_metrics:
+            s = a.row_stats.get(row.key, {}).get(m)
+            if s is None or s.reduction["n"] == 0:
+                cells.append("--")
+                continue
+            mean = s.reduction["mean"]
+            c = f"\\textbf{{{_latex_num(mean)}}}" if a.is_best(m, row.key) else f"${_latex_num(mean)}$"
+            ci = f" {{\\scriptsize $[{_latex_num(s.ci.lo, mean)}, {_latex_num(s.ci.hi, mean)}]$}}"
+            mark = "$^{\\approx}$" if row.key in a.tied_best.get(m, set()) else ""
+            cells.append(c + mark + ci)
+        out.append(" & ".join(cells) + " \\\\")
+        if row.human and row is a.human[0] and out[-2] != "\\midrule":
+            out.insert(len(out) - 1, "\\midrule")
+    caption = (
+        f"{latex_escape(a.table.label)}: mean over test cases "
+        f"[95\\% bootstrap CI, {a.n_resamples} resamples, "
+        f"seed {a.seed}]. Bold: best; $\\approx$: not significantly different from the best "
+        f"(Wilcoxon signed-rank, Holm-corrected, $\\alpha = {ALPHA}$)."
+    )
+    return out + ["\\bottomrule", "\\end{tabular}", f"\\caption{{{caption}}}", "\\end{table}", ""]

@@ -1,0 +1,171 @@
+"""The Markdown leaderboard (``leaderboard.md``): one section per analysed table.
+
+Each section has the table (combined rank, one ``mean [lo, hi]`` cell per ranking metric, params,
+budget, seeds, train time, notes), its legend, the ranking-stability table, the pairs within
+training noise, the links to the figures and each row's provenance. It formats an
+:class:`~bench.leaderboard.analysis.Analysis` through :mod:`bench.leaderboard.format`; nothing here
+computes a statistic or reads a record.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.leaderboard import stats
+from bench.leaderboard.analysis import Analysis, Row
+from bench.leaderboard.format import LEGEND, fmt_cell, fmt_params, legend, row_title, settings_text
+from bench.metrics.registry import metric_info
+
+
+def render_markdown(
+    analyses: Sequence[Analysis],
+    *,
+    links_base: str | None = None,
+    problems: Sequence[tuple[Path, str]] = (),
+) -> str:
+    """The whole Markdown document; figure links relative to ``links_base`` (none when ``None``)."""
+    parts = _header()
+    if not analyses:
+        parts.append("No run records yet: `segbench run` writes them.\n")
+    for a in analyses:
+        links = plot_links(a, links_base) if links_base is not None else None
+        parts += [render_table_md(a, links), ""]
+    parts += _problems_md(problems)
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def plot_links(a: Analysis, base: str) -> list[tuple[str, str]]:
+    """``(title, relative path)`` of the figures of this table under ``base``."""
+    return [(title, f"{base}/{a.table.slug}/{name}") for title, name in a.plot_names()]
+
+
+def render_table_md(a: Analysis, links: list[tuple[str, str]] | None = None) -> str:
+    """Markdown section of one table."""
+    t = a.table
+    head = ["#", "model", "loss", *[f"{m} {metric_info(m).arrow}" for m in a.rank_metrics]]
+    head += ["params", "budget", "seeds", "train s", "notes"]
+    lines = [f"## {t.label}", ""]
+    if t.settings:
+        lines += [f"Settings: {settings_text(t.settings)}", ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in a.ranked:
+        lines.append(_table_row(a, row, f"{a.combined.get(row.key, 1):.0f}"))
+    for row in a.unranked:
+        lines.append(_table_row(a, row, "failed"))
+    for row in a.human:
+        lines.append(_table_row(a, row, "human"))
+    lines += ["", legend(a.n_resamples, a.seed, a.rank_metrics)]
+    if a.stability is not None:
+        lines += ["", *_ranking_md(a)]
+    noise = _noise_md(a)
+    if noise:
+        lines += ["", noise]
+    if links:
+        lines += ["", "Plots: " + " · ".join(f"[{title}]({path})" for title, path in links)]
+        if a.plot_notes:
+            lines += ["", "Not drawn: " + "; ".join(f"{k} ({v})" for k, v in a.plot_notes.items()) + "."]
+    lines += ["", "Provenance:", ""]
+    lines += [
+        f"- **{_md_escape(r.label)} / {_md_escape(r.loss)}**: {a.info[r.key].provenance}" for r in a.rows
+    ]
+    return "\n".join(lines)
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _table_row(a: Analysis, row: Row, rank: str) -> str:
+    cells = [rank, _md_escape(row.label), _md_escape(row.loss)]
+    for m in a.rank_metrics:
+        s = a.row_stats.get(row.key, {}).get(m)
+        if s is None:
+            cells.append("–")
+            continue
+        c = fmt_cell(s)
+        if a.is_best(m, row.key):
+            c = f"**{c}**"
+        elif row.key in a.tied_best.get(m, set()):
+            c += " ≈"
+        cells.append(c)
+    info = a.info[row.key]
+    cells += [
+        fmt_params(info.params),
+        info.budget,
+        info.seeds if row.kind == "train" else "–",
+        f"{info.train_seconds:.0f}" if info.train_seconds is not None else "–",
+        _md_escape("; ".join(a.notes.get(row.key, []))),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _noise_md(a: Analysis) -> str:
+    """The noise flags for the markdown table, kept short: per metric, the rows whose difference
+    from that metric's best row is below the seed spread; the full pair list is in the exports."""
+    parts, total = [], 0
+    for m in a.rank_metrics:
+        pairs = [p for p in a.pairs.get(m, []) if p.within_noise]
+        total += len(pairs)
+        best = a.best.get(m)
+        if best is None and a.ranked:
+            best = a.ranked[0].key
+        near = sorted(
+            {row_title(a.ranked_row(p.b if p.a == best else p.a)) for p in pairs if best in (p.a, p.b)}
+        )
+        if near:
+            parts.append(f"{m}: {', '.join(near)} vs the best ({row_title(a.ranked_row(best))})")
+    if not total:
+        return ""
+    return (
+        f"Within training noise (difference below the seed spread; {total} pair(s) in all, listed in "
+        "the json export and the HTML report): " + "; ".join(parts) + "."
+    )
+
+
+def _ranking_md(a: Analysis) -> list[str]:
+    st = a.stability
+    assert st is not None
+    m0 = a.rank_metrics[0]
+    head = ["model", "loss", "# combined", f"# {m0} (mean)", f"# {m0} (cases)", "P(#1)", "rank 95%"]
+    head.append(f"seed var {m0}")
+    lines = [
+        f"Ranking stability ({st.n_resamples} paired bootstrap resamples of cases and seeds, "
+        f"seed {st.seed}): "
+        "Kendall τ to the full ranking median {:.2f} [{:.2f}, {:.2f}].".format(*stats.tau_summary(st.tau)),
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for i, row in enumerate(a.ranked):
+        share = a.row_stats[row.key][m0].seed_share
+        cells = [
+            _md_escape(row.label),
+            _md_escape(row.loss),
+            f"{st.full[i]:.0f}",
+            f"{a.agg_rank[m0][row.key]:.0f}",
+            f"{a.case_rank[m0][row.key]:.2f}",
+            f"{st.p_first[i]:.2f}",
+            f"{st.lo[i]:.0f}–{st.hi[i]:.0f}",
+            "–" if math.isnan(share) else f"{100 * share:.0f}%",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _header() -> list[str]:
+    return [
+        "# segbench leaderboard",
+        "",
+        "Generated by `segbench leaderboard` from the run records under `results/`; do not edit by hand.",
+        "",
+        LEGEND,
+        "",
+    ]
+
+
+def _problems_md(problems: Sequence[tuple[Path, str]]) -> list[str]:
+    if not problems:
+        return []
+    return ["## Records left out", ""] + [f"- `{p}` — {reason}" for p, reason in problems] + [""]

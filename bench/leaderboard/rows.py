@@ -1,0 +1,239 @@
+"""Tables and rows: group run records into the leaderboard's tables and rows, and name them.
+
+A *table* is one dataset with one set of dataset settings and metric settings (dataset kwargs,
+``eval.betti_patch``, ``eval.nsd_tolerance``, the training patch size); a *row* is one configuration
+(:func:`bench.records.identity.row_key`: the whole config except seed, fold and fields that cannot
+change a result), pooling its runs over seeds and folds. Evaluation and ensemble records are rows
+labelled by their method; a human-baseline record (``baseline: "human"``) is a row shown outside the
+ranking. Also here: the notes a row's records call for (failed runs, missing cases, fewer seeds).
+
+Records come in as :class:`bench.records.Record`; nothing here computes a statistic.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.records.identity import ROW_EXCLUDED, row_key
+from bench.records.record import Record
+
+TABLE_EVAL_KEYS = ("betti_patch", "nsd_tolerance")
+"""Metric settings that change the numbers: different values make different tables (so do the dataset
+kwargs and the training patch size)."""
+_NOT_SETTINGS = ("root", "download", "cache_dir", "num_workers")  # dataset kwargs that change no number
+_EVAL_OPTIONAL = ("betti_patch", "patch_size")  # settings an evaluation may lack and still belong
+
+
+@dataclass
+class Row:
+    """One configuration (train) or method (evaluation/ensemble) of a table, with all its records."""
+
+    key: str
+    kind: str
+    model: str
+    loss: str
+    records: list[Record]
+    human: bool = False
+    label: str = ""
+
+    @property
+    def done(self) -> list[Record]:
+        """Records with status ``done``, in run-id order."""
+        return sorted((r for r in self.records if r.done), key=lambda r: r.run_id)
+
+    @property
+    def failed(self) -> list[Record]:
+        """Records that are not done (failed or unknown status)."""
+        return [r for r in self.records if not r.done]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The config of the row's first record."""
+        return self.records[0].config
+
+
+@dataclass
+class Table:
+    """One dataset with one set of settings; ``label`` names the settings when a dataset has several."""
+
+    key: str
+    dataset: str
+    settings: dict[str, Any]
+    rows: list[Row] = field(default_factory=list)
+    label: str = ""
+    slug: str = ""
+
+
+def value_text(v: Any) -> str:
+    """A config value as labels and settings lines spell it: lists joined by ``-``, ``None`` as ``none``."""
+    if isinstance(v, (list, tuple)):
+        return "-".join(value_text(x) for x in v)
+    if isinstance(v, dict):
+        return ",".join(f"{k}={value_text(x)}" for k, x in sorted(v.items()))
+    return "none" if v is None else str(v)
+
+
+def slug(text: str, empty: str) -> str:
+    """``text`` as a file or folder name (runs of other characters become ``-``; ``empty`` if none left)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or empty
+
+
+def group_records(records: Iterable[Record]) -> list[Table]:
+    """Tables (sorted by label) of rows; records without a config (an object) are left out."""
+    tables: dict[str, Table] = {}
+    for rec in records:
+        if not isinstance(rec.config, Mapping) or not rec.config:
+            continue
+        dataset, settings = _table_settings(rec)
+        tkey = json.dumps([dataset, settings], sort_keys=True, default=str)
+        table = tables.setdefault(tkey, Table(tkey, dataset, settings))
+        rkey, model, loss = _row_identity(rec)
+        row = next((r for r in table.rows if r.key == rkey), None)
+        if row is None:
+            row = Row(rkey, rec.kind, model, loss, [], human=rec.baseline == "human")
+            table.rows.append(row)
+        row.records.append(rec)
+    tables = _attach_evaluations(tables)
+    _label_tables(list(tables.values()))
+    for table in tables.values():
+        _label_rows(table)
+    return sorted(tables.values(), key=lambda t: t.label)
+
+
+def _table_settings(rec: Record) -> tuple[str, dict[str, Any]]:
+    ds = rec.dataset
+    kwargs = {k: v for k, v in (ds.get("kwargs") or {}).items() if k not in _NOT_SETTINGS}
+    ev = rec.eval_settings
+    settings = {**kwargs, **{k: ev[k] for k in TABLE_EVAL_KEYS if k in ev}}
+    data = rec.config.get("data")
+    if isinstance(data, Mapping):  # a train run: the patch size it used (dataset kwargs win)
+        settings.setdefault("patch_size", data.get("patch_size"))
+    return str(ds.get("name", "?")), settings
+
+
+def _row_identity(rec: Record) -> tuple[str, str, str]:
+    """``(row key, model cell, loss cell)`` of a record."""
+    if rec.kind == "train":
+        return row_key(rec.config), rec.model_name, rec.loss_name
+    method = str(rec.method or rec.config.get("method") or rec.run_id)
+    ident = {
+        "kind": rec.kind,
+        "dataset": rec.config.get("dataset"),
+        "method": method,
+        "eval": rec.config.get("eval"),
+    }
+    if rec.baseline:
+        ident["baseline"] = rec.baseline
+    return json.dumps(ident, sort_keys=True, default=str), method, "–"
+
+
+def _compatible(ev: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """An evaluation (or human baseline) belongs to a table with the same settings, also when it has no
+    patch size (it was not trained here) and no patch Betti errors (the other metrics are the same)."""
+    keys = set(ev) | set(other)
+    return all(ev.get(k) == other.get(k) or (k in _EVAL_OPTIONAL and ev.get(k) is None) for k in keys)
+
+
+def _attach_evaluations(tables: dict[str, Table]) -> dict[str, Table]:
+    """Move a table of evaluation/ensemble rows only into the compatible train tables of its dataset."""
+    out = dict(tables)
+    for key, table in tables.items():
+        if not table.rows or any(r.kind == "train" for r in table.rows):
+            continue
+        hosts = [
+            t
+            for k, t in tables.items()
+            if k != key
+            and t.dataset == table.dataset
+            and any(r.kind == "train" for r in t.rows)
+            and _compatible(table.settings, t.settings)
+        ]
+        for host in hosts:
+            host.rows.extend(table.rows)
+        if hosts:
+            del out[key]
+    return out
+
+
+def _label_tables(tables: list[Table]) -> None:
+    by_name: dict[str, list[Table]] = {}
+    for t in tables:
+        by_name.setdefault(t.dataset, []).append(t)
+    for name, group in by_name.items():
+        keys = sorted({k for t in group for k in t.settings})
+        differ = [k for k in keys if len({value_text(t.settings.get(k)) for t in group}) > 1]
+        for t in group:
+            extra = ", ".join(f"{k} {value_text(t.settings.get(k))}" for k in differ)
+            t.label = f"{name} ({extra})" if extra else name
+            t.slug = slug(t.label, "table")
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out or {prefix[:-1]: {}}
+    return {prefix[:-1]: d}
+
+
+def _label_rows(table: Table) -> None:
+    """Label rows that share a model name (and kind) by the config fields in which they differ."""
+    skip = {*ROW_EXCLUDED, "model.name", "loss.name"}
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for row in table.rows:
+        groups.setdefault((row.kind, row.model), []).append(row)
+    for group in groups.values():
+        flats = [
+            {k: v for k, v in _flatten(r.config).items() if k not in skip and not k.startswith("dataset.")}
+            for r in group
+        ]
+        keys = sorted({k for f in flats for k in f})
+        differ = [k for k in keys if len({value_text(f.get(k)) for f in flats}) > 1]
+        for row, flat in zip(group, flats):
+            parts = [
+                f"{k.split('.')[-1]} {value_text(flat.get(k))}" for k in differ if not k.startswith("loss.")
+            ]
+            row.label = f"{row.model} ({', '.join(parts)})" if parts else row.model
+            loss = [
+                f"{k.split('.')[-1]} {value_text(flat.get(k))}"
+                for k in differ
+                if k.startswith("loss.kwargs.")
+            ]
+            if loss:
+                row.loss = f"{row.loss} ({', '.join(loss)})"
+        seen: dict[tuple[str, str], int] = {}
+        for row in group:  # rows that still collide (e.g. kwargs that are dicts) get a short key
+            n = seen[(row.label, row.loss)] = seen.get((row.label, row.loss), 0) + 1
+            if n > 1:
+                row.label += f" #{n}"
+
+
+def row_notes(rows: Sequence[Row], cases: Sequence[str]) -> dict[str, list[str]]:
+    """Per row key: failed runs, cases missing from the table's ``cases``, cases the data loader
+    skipped, fewer seed×fold runs than the table's train rows."""
+    train = [r for r in rows if r.kind == "train" and r.done and not r.human]
+    train_keys = {r.key for r in train}
+    seeds = {(rec.seed, rec.fold) for row in train for rec in row.done}
+    notes: dict[str, list[str]] = {}
+    for row in rows:
+        out = []
+        if row.failed:
+            errs = sorted({str(r.error or r.status or "no status")[:80] for r in row.failed})
+            out.append(f"{len(row.failed)} run(s) not done: {'; '.join(errs)}")
+        have = {str(c.get("case_id")) for r in row.done for c in r.cases}
+        missing = [c for c in cases if c not in have]
+        if row.done and missing and not row.human:
+            out.append(f"missing {len(missing)} of {len(cases)} cases ({', '.join(missing[:3])}…)")
+        skipped = {k for r in row.done for k in (r.split.get("skipped") or {})}
+        if skipped:
+            out.append(f"{len(skipped)} case(s) skipped by the data loader")
+        runs = {(r.seed, r.fold) for r in row.done}
+        if row.key in train_keys and len(runs) < len(seeds):
+            out.append(f"{len(runs)} of the table's {len(seeds)} seed×fold runs")
+        notes[row.key] = out
+    return notes

@@ -1,0 +1,86 @@
+"""Identities: of a run, of a leaderboard row, of evaluation and ensemble records.
+
+``hash_config`` gives the 12-hex-digit ``config_hash`` in every run id; ``row_key`` groups the runs
+of one leaderboard row (they differ only in seed / fold). Both work on ``RunConfig.to_dict()``
+form, so records written by any segbench version are keyed the same way. ``evaluation_id`` and
+``ensemble_id`` name the records of ``segbench evaluate`` and ``segbench ensemble``; every hash is
+:func:`digest` of canonical JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+HASH_EXCLUDED: tuple[str, ...] = (
+    "sweep",
+    "dataset.kwargs.root",
+    "dataset.kwargs.download",
+    "dataset.kwargs.cache_dir",
+    "data.num_workers",
+    "trainer.log_every_n_steps",
+    "trainer.checkpoint_every_n_steps",
+    "eval.save_predictions",
+    "eval.save_probabilities",
+)
+"""Dotted paths left out of ``config_hash``: they cannot change a recorded number (the sweep's
+name, where the dataset lies on this machine and whether it may be downloaded - its files are
+verified by checksum -, loader workers, logging cadence, checkpoint cadence, which predictions
+are saved). The same run on two machines with the data in different folders has one id."""
+
+ROW_EXCLUDED: tuple[str, ...] = ("seed", "fold", *HASH_EXCLUDED)
+"""Also left out of a leaderboard row's identity: the runs of a row differ only in seed / fold."""
+
+
+def _drop_paths(d: dict[str, Any], paths: Sequence[str]) -> dict[str, Any]:
+    d = json.loads(json.dumps(d))
+    for path in paths:
+        node: Any = d
+        *parents, leaf = path.split(".")
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return d
+
+
+def hash_config(d: Mapping[str, Any]) -> str:
+    """SHA-256 (12 hex digits) of a ``RunConfig.to_dict()`` without :data:`HASH_EXCLUDED`."""
+    return digest(_drop_paths(dict(d), HASH_EXCLUDED))
+
+
+def row_key(config: Mapping[str, Any]) -> str:
+    """A leaderboard row's identity: the config without :data:`ROW_EXCLUDED` (canonical JSON)."""
+    return json.dumps(_drop_paths(dict(config), ROW_EXCLUDED), sort_keys=True)
+
+
+def digest(data: Any, length: int = 12) -> str:
+    """The first ``length`` hex digits of the SHA-256 of ``data`` as canonical JSON (sorted keys;
+    values JSON cannot hold are written with ``str``). Every content hash of a record uses it."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
+def row_tag(key: str) -> str:
+    """Six hex digits that tell apart two rows with the same model and loss names (``[row <tag>]``)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:6]
+
+
+def slug(text: str) -> str:
+    """``text`` as a lower-case file-name part (runs of other characters become ``-``)."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "method"
+
+
+def evaluation_id(dataset: str, method: str, inputs: Any) -> str:
+    """``eval__<dataset>__<method>__<digest of the inputs>`` (see :func:`bench.evaluate.score.execute`)."""
+    return f"eval__{slug(dataset)}__{slug(method)}__{digest(inputs)}"
+
+
+def ensemble_id(config: Mapping[str, Any], key: str, fold: int, member_ids: Sequence[str]) -> str:
+    """``ens__<dataset>__<model>__<loss>__f<fold>__<digest>`` of one row's (``key``) fold and its
+    members; ``config`` is a member's (every member has the row's model and loss)."""
+    loss = str(config["loss"]["name"]).replace("*", "x")
+    tag = digest([key, fold, sorted(member_ids)])
+    return f"ens__{config['dataset']['name']}__{config['model']['name']}__{loss}__f{fold}__{tag}"

@@ -1,0 +1,185 @@
+"""Building a run: the objects that execute a resolved ``RunConfig`` (nothing runs yet).
+
+:func:`build_run` resolves the config and builds its DataModule (:func:`build_datamodule`),
+LightningModule (:func:`build_module`), callbacks, loggers and Trainer (:func:`build_trainer`), and
+finds the checkpoint a killed attempt left (:func:`resume_point`); :mod:`bench.run.execute` runs
+what it returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import CSVLogger
+
+from bench.config import RunConfig, TrackingConfig, TrainerConfig
+from bench.records.predictions import PREDICTIONS
+from bench.run.callbacks import CaseMetricsCallback, LRTraceCallback, ResumeCheckpoint
+from bench.run.launch import global_rank
+from bench.run.plan import datamodule_kwargs, resolve_run
+from datamodules import create_datamodule
+from models import SegmentationModule, create_loss, create_model
+from models.registry import loss_targets
+
+# TrainerConfig fields that are segbench's own, not ``lightning.Trainer`` arguments.
+_NOT_TRAINER_ARGS = ("checkpoint_every_n_steps",)
+
+
+@dataclass
+class BuiltRun:
+    """Everything :func:`execute_run` needs; built by :func:`build_run`."""
+
+    cfg: RunConfig
+    resolved: RunConfig
+    work_dir: Path
+    datamodule: Any
+    module: SegmentationModule
+    trainer: L.Trainer
+    metrics: CaseMetricsCallback
+    lr_trace: LRTraceCallback
+    checkpoint: Path
+    resume_step: int | None
+    wandb_logger: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_datamodule(cfg: RunConfig) -> L.LightningDataModule:
+    """The run's DataModule from the resolved config (``resolve_run``)."""
+    return create_datamodule(cfg.dataset.name, **datamodule_kwargs(cfg))
+
+
+def build_module(cfg: RunConfig, dm: Any) -> SegmentationModule:
+    """Network + loss + optimiser settings for ``dm``'s dimensions and classes (resolved config)."""
+    net = create_model(
+        cfg.model.name,
+        spatial_dims=dm.spatial_dims,
+        in_channels=dm.in_channels,
+        out_channels=dm.num_classes,
+        **cfg.model.kwargs,
+    )
+    o = cfg.optim
+    return SegmentationModule(
+        net,
+        create_loss(cfg.loss.name, **cfg.loss.kwargs),
+        num_classes=dm.num_classes,
+        roi_size=dm.patch_size,
+        optimizer=o.optimizer,
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        momentum=o.momentum,
+        scheduler=o.scheduler,
+        max_steps=cfg.trainer.max_steps,
+        warmup_steps=o.warmup_steps,
+        sam_rho=o.sam_rho,
+        sam_base=o.sam_base,
+        loss_targets=loss_targets(cfg.loss.name),
+        gradient_clip_val=cfg.trainer.gradient_clip_val if o.optimizer == "sam" else None,
+        sw_batch_size=cfg.eval.sw_batch_size,
+        sw_overlap=cfg.eval.sw_overlap,
+    )
+
+
+def trainer_kwargs(t: TrainerConfig, *, manual_optimization: bool = False) -> dict[str, Any]:
+    """``lightning.Trainer`` arguments from the typed config (every field under its own name).
+
+    Under manual optimisation (SAM) Lightning refuses ``gradient_clip_val``; the module clips.
+    """
+    kw = {f.name: getattr(t, f.name) for f in dataclasses.fields(t) if f.name not in _NOT_TRAINER_ARGS}
+    if manual_optimization:
+        kw["gradient_clip_val"] = None
+    return kw
+
+
+def build_trainer(
+    cfg: RunConfig, work_dir: Path, callbacks: list[L.Callback], loggers: list[Any], progress: bool
+) -> L.Trainer:
+    """A Lightning Trainer from ``cfg.trainer`` plus the run's callbacks and loggers."""
+    return L.Trainer(
+        **trainer_kwargs(cfg.trainer, manual_optimization=cfg.optim.optimizer == "sam"),
+        default_root_dir=work_dir,
+        callbacks=callbacks,
+        logger=loggers,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,  # ResumeCheckpoint writes the one resume checkpoint
+    )
+
+
+def resume_point(path: Path) -> tuple[int, int] | None:
+    """``(global step, training batches already done in its epoch)`` of a Lightning checkpoint, or
+    None when there is none; read with one load (the batches are skipped on resume)."""
+    if not path.exists():
+        return None
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    step = int(ckpt.get("global_step", 0))
+    try:
+        progress = ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]
+        if progress.get("is_last_batch"):
+            return step, 0  # saved at the end of an epoch: the next epoch starts from its first batch
+        # a checkpoint written in on_train_batch_end has processed (trained on) the batch that
+        # Lightning only counts as completed after the hook
+        return step, int(progress["current"]["processed"])
+    except (KeyError, TypeError, AttributeError):
+        return step, 0
+
+
+def build_run(
+    cfg: RunConfig,
+    results: Path,
+    *,
+    tracking: TrackingConfig | None = None,
+    progress: bool = True,
+) -> BuiltRun:
+    """Resolve ``cfg`` and build its DataModule, module, callbacks and Trainer (nothing runs yet)."""
+    resolved = resolve_run(cfg)
+    work_dir = Path(results) / ".work" / cfg.run_id
+    rank = global_rank(cfg.trainer)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = build_datamodule(resolved)
+    dm.setup("fit")
+    module = build_module(resolved, dm)
+    ckpt = work_dir / "checkpoints" / "last.ckpt"
+    point = resume_point(ckpt)
+    resume_step = None if point is None else point[0]
+    if point is not None and hasattr(dm, "skip_train_batches"):
+        dm.skip_train_batches(point[1])  # continue the epoch where it stopped
+    e = resolved.eval
+    wandb_on = tracking is not None and tracking.wandb
+    metrics_cb = CaseMetricsCallback(
+        settings=e.metric_settings(),
+        examples=tracking.log_images if wandb_on else 0,
+        save_dir=Path(results) / PREDICTIONS / cfg.run_id,
+        save_ids=_saved_ids(dm, e.save_predictions),
+        save_probabilities=e.save_probabilities,
+    )
+    lr_cb = LRTraceCallback()
+    callbacks: list[L.Callback] = [
+        metrics_cb,
+        lr_cb,
+        ResumeCheckpoint(ckpt, every_n_steps=resolved.trainer.checkpoint_every_n_steps),
+    ]
+    loggers: list[Any] = [CSVLogger(work_dir, name="csv", version="")]
+    wandb_logger = None
+    if wandb_on and rank == 0:
+        from bench.run.tracking import wandb_logger as make_wandb_logger
+
+        wandb_logger = make_wandb_logger(resolved, tracking, work_dir)
+        loggers.append(wandb_logger)
+    trainer = build_trainer(resolved, work_dir, callbacks, loggers, progress)
+    return BuiltRun(
+        cfg, resolved, work_dir, dm, module, trainer, metrics_cb, lr_cb, ckpt, resume_step, wandb_logger
+    )
+
+
+def _saved_ids(dm: Any, n: int) -> set[str]:
+    """The test cases whose predictions are saved: the first ``n`` by case id (-1: all)."""
+    if n == 0:
+        return set()
+    ids = sorted(dm.good_case_ids("test")) if hasattr(dm, "good_case_ids") else []
+    return set(ids if n < 0 else ids[:n])

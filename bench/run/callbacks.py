@@ -1,0 +1,233 @@
+"""Lightning callbacks of the runner: per-case test metrics (gathered once under DDP), the
+learning-rate trace, the resume checkpoint, and the fault-injection points used by the tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from bench.faults import fault_point
+from bench.metrics import MetricSettings, case_metrics
+from bench.records.predictions import prediction_arrays, prediction_ref, write_prediction
+
+
+class LRTraceCallback(L.Callback):
+    """Records ``[step, lr]`` of the first parameter group at every validation (kept across resume)."""
+
+    def __init__(self) -> None:
+        self.trace: list[list[float]] = []
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.optimizers:
+            return
+        lr = float(trainer.optimizers[0].param_groups[0]["lr"])
+        if not self.trace or self.trace[-1][0] != trainer.global_step:
+            self.trace.append([int(trainer.global_step), lr])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"trace": self.trace}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.trace = [list(x) for x in state_dict.get("trace", [])]
+
+
+class ResumeCheckpoint(L.Callback):
+    """Writes ``path`` (one Lightning checkpoint, replaced atomically) at every validation and every
+    ``every_n_steps`` optimiser steps, and carries the Python / NumPy / torch RNG states, so that a
+    resumed run continues exactly where the killed one stopped.
+
+    Lightning's own checkpoint holds the model, optimiser, scheduler and loop state; the RNG
+    states ride along in this callback's state.
+    """
+
+    def __init__(self, path: Path, *, every_n_steps: int) -> None:
+        self.path = Path(path)
+        self.every_n_steps = int(every_n_steps)
+        self._last_saved = -1
+
+    def _save(self, trainer: L.Trainer) -> None:
+        if trainer.global_step == self._last_saved or trainer.sanity_checking:
+            return
+        self._last_saved = trainer.global_step
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        if trainer.is_global_zero:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+        fault_point("checkpoint", trainer.global_step)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        fault_point("step", trainer.global_step)
+        if trainer.global_step % self.every_n_steps == 0:
+            self._save(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            self._save(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._save(trainer)  # a run killed during the test resumes with nothing left to train
+
+    def state_dict(self) -> dict[str, Any]:
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        version, internal, gauss = random.getstate()
+        return {  # plain types and tensors: loadable with torch.load(weights_only=True)
+            "python": [version, list(internal), gauss],
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending_rng = state_dict
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        state = getattr(self, "_pending_rng", None)
+        if not state:
+            return
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(state["torch"])
+        if state.get("cuda") is not None and torch.cuda.is_available():
+            with contextlib.suppress(RuntimeError):
+                torch.cuda.set_rng_state_all(state["cuda"])
+        self._pending_rng = None
+
+
+def _middle_slice(array: np.ndarray, spatial_dims: int) -> np.ndarray:
+    """``(*spatial)`` -> a 2D view: the array itself in 2D, the middle slice of the last axis in 3D."""
+    return array if spatial_dims == 2 else array[..., array.shape[-1] // 2]
+
+
+class CaseMetricsCallback(L.Callback):
+    """Computes ``bench.metrics.case_metrics`` for every test case and keeps the rows.
+
+    The module's ``test_step`` returns the case's probabilities; the metrics are computed here,
+    outside the step, by the one metrics implementation.
+
+    DDP: Lightning's distributed sampler gives each rank its share of the cases (repeating a
+    case to even out ranks). Each rank evaluates its own cases; at the end of the test epoch the
+    rows are gathered once with ``all_gather_object`` (every rank then holds all rows, deduplicated
+    by ``case_id`` and sorted), so global rank 0 can write the one record.
+
+    Args:
+        settings: the metric settings (the run's ``eval`` section, :meth:`EvalConfig.metric_settings`).
+        examples: keep this many cases (this rank's first ones) as 2D overlays for tracking:
+            ``image (H, W)`` (first channel; middle slice in 3D), ``label``, ``pred`` and ``case_id``.
+        save_dir: ``<results>/predictions/<run_id>``: where the prediction files go
+            (:mod:`bench.records.predictions`); None saves nothing.
+        save_ids: the case ids whose predictions are saved.
+        save_probabilities: keep ``prob (C, *spatial)`` float16 in those files.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: MetricSettings | None = None,
+        examples: int = 0,
+        save_dir: Path | None = None,
+        save_ids: set[str] | None = None,
+        save_probabilities: bool = False,
+    ) -> None:
+        self.settings = settings or MetricSettings()
+        self.num_examples = examples
+        self.save_dir = None if save_dir is None else Path(save_dir)
+        self.save_ids = set(save_ids or ())
+        self.save_probabilities = save_probabilities
+        self.rows: list[dict[str, Any]] = []
+        self.examples: list[dict[str, Any]] = []
+        self.saved: dict[str, str] = {}
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.rows = []
+        self.examples = []
+        self.saved = {}
+
+    def _save(
+        self,
+        case_id: str,
+        image: np.ndarray,
+        label: np.ndarray,
+        prob: np.ndarray,
+        fov: np.ndarray | None,
+        spacing: Any,
+    ) -> None:
+        """``<save_dir>/<case_id>.npz`` (:mod:`bench.records.predictions`); ``prob`` kept with
+        ``save_probabilities``."""
+        assert self.save_dir is not None
+        arrays = prediction_arrays(
+            label,
+            pred=prob.argmax(0),
+            prob=prob if self.save_probabilities else None,
+            image=image,
+            fov=fov,
+            spacing=spacing,
+        )
+        write_prediction(self.save_dir / f"{case_id}.npz", arrays)
+        self.saved[case_id] = prediction_ref(self.save_dir.name, case_id)
+
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        fov = outputs["fov"]
+        prob = outputs["prob"].numpy()
+        label = outputs["label"].numpy()
+        metrics = case_metrics(
+            prob,
+            label,
+            spacing=outputs["spacing"],
+            fov=None if fov is None else fov.numpy().astype(bool),
+            settings=self.settings,
+        )
+        self.rows.append({"case_id": outputs["case_id"], **metrics})
+        if self.save_dir is not None and outputs["case_id"] in self.save_ids:
+            image = batch["image"][0, 0].detach().cpu().float().numpy()
+            self._save(
+                outputs["case_id"],
+                image,
+                label,
+                prob,
+                None if fov is None else fov.numpy(),
+                outputs["spacing"],
+            )
+        if len(self.examples) < self.num_examples:
+            dims = label.ndim
+            image = batch["image"][0, 0].detach().cpu().float().numpy()
+            self.examples.append(
+                {
+                    "case_id": outputs["case_id"],
+                    "image": _middle_slice(image, dims),
+                    "label": _middle_slice(label, dims),
+                    "pred": _middle_slice(prob.argmax(0), dims),
+                }
+            )
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, (self.rows, self.saved))
+            rows = [row for rank_rows, _ in gathered for row in rank_rows]
+            self.saved = {k: v for _, saved in gathered for k, v in saved.items()}
+        else:
+            rows = self.rows
+        seen: dict[str, dict[str, Any]] = {}
+        for row in rows:  # the distributed sampler may repeat a case to even out ranks
+            seen.setdefault(row["case_id"], row)
+        self.rows = [seen[k] for k in sorted(seen)]
+        self.saved = dict(sorted(self.saved.items()))

@@ -1,0 +1,208 @@
+"""Executing runs: sweep -> claimed runs -> records.
+
+:func:`execute_run` fits a built run (resuming from its checkpoint if there is one), tests it,
+evaluates every test case and fills the record; :func:`run_one` builds, executes and writes one
+record atomically; :func:`run_claimed` does so under the run's claim; :func:`run_sweep` does it
+for every run of a sweep. A run that raises is recorded as failed and the sweep goes on; a done
+record is skipped on the next invocation; a run that died mid-fit resumes from its last
+checkpoint (model, optimiser, scheduler, loop and RNG state). Multi-process ``ddp`` runs are
+started through :mod:`bench.run.launch`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from bench.config import ConfigError, RunConfig, SweepConfig, TrackingConfig
+from bench.faults import fault_point
+from bench.metrics import reduce_cases
+from bench.records import Record, claim, clean_stale_temp, is_done, now, supersede, write_record
+from bench.records.provenance import device_info
+from bench.run.build import BuiltRun, build_run
+from bench.run.launch import SPAWN_STRATEGIES, global_rank, needs_launch, run_launched
+from bench.run.memory import PeakMemory
+from bench.run.plan import plan_sweep, resolve_run
+from models import count_parameters
+
+
+def execute_run(run: BuiltRun, record: Record) -> Record:
+    """Fit (resuming from the checkpoint if there is one), test, evaluate; fill and return ``record``."""
+    dm, module, trainer = run.datamodule, run.module, run.trainer
+    record.config = run.resolved.to_dict()
+    record.params = count_parameters(module.net)
+    record.resumed_from_step = run.resume_step
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=str(run.checkpoint) if run.resume_step is not None else None)
+    record.train_seconds = time.perf_counter() - start
+    record.steps = trainer.global_step
+    record.epochs = trainer.current_epoch
+    record.lr_trace = run.lr_trace.trace
+    record.schedule_steps = module.schedule_steps
+    fault_point("before_test")
+    start = time.perf_counter()
+    trainer.test(module, datamodule=dm, verbose=False)
+    record.test_seconds = time.perf_counter() - start
+    record.infer_seconds = module.infer_seconds
+    record.world_size = trainer.world_size
+    record.split = dm.split_info()
+    record.cases = run.metrics.rows
+    record.aggregates = reduce_cases(run.metrics.rows)
+    record.predictions = run.metrics.saved
+    return record
+
+
+def _count_start(work_dir: Path) -> int:
+    """Append this start to ``work_dir/starts.log``; returns how many times the run started."""
+    path = work_dir / "starts.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "at": now()}) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return len(path.read_text().splitlines())
+
+
+def _track(run: BuiltRun, record: Record) -> None:
+    """Log a finished run to its tracker; a tracker's failure is noted, never fails the run."""
+    from bench.run.tracking import log_record
+
+    try:
+        log_record(run.wandb_logger, record, run.metrics.examples)
+    except Exception as exc:  # noqa: BLE001 - tracking must not fail a finished run
+        record.tracking_error = f"{type(exc).__name__}: {exc}"
+
+
+def run_one(
+    cfg: RunConfig,
+    results: Path,
+    *,
+    tracking: TrackingConfig | None = None,
+    progress: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> Record:
+    """Run one configuration and write its record. Returns the record (status done or failed).
+
+    ``extra``: further top-level keys of the record (a tuned run's ``study``, ``trial`` ...).
+    Under DDP every rank trains and evaluates its share of the test cases; the per-case rows
+    are gathered once (:class:`~bench.run.callbacks.CaseMetricsCallback`) and only global rank 0
+    writes the record. Multi-process ``ddp`` runs are executed in a child process
+    (:func:`~bench.run.launch.needs_launch`).
+    """
+    results = Path(results)
+    if needs_launch(resolve_run(cfg).trainer):
+        return run_launched(cfg, results, tracking=tracking, progress=progress, extra=extra)
+    work_dir = results / ".work" / cfg.run_id
+    rank = global_rank(cfg.trainer)
+    record = Record.train(
+        cfg.run_id,
+        config_hash=cfg.config_hash,
+        config=cfg.to_dict(),
+        attempt=_count_start(work_dir) if rank == 0 else None,
+        device=device_info(cfg.trainer.accelerator),
+        **(extra or {}),
+    )
+    run: BuiltRun | None = None
+    memory = PeakMemory(cuda=cfg.trainer.accelerator != "cpu")
+    try:
+        if cfg.trainer.strategy in SPAWN_STRATEGIES:
+            raise ConfigError(
+                f"trainer.strategy: {cfg.trainer.strategy!r} is not supported: spawned ranks cannot hand "
+                "the per-case metrics back; use strategy: ddp"
+            )
+        memory.start()
+        run = build_run(cfg, results, tracking=tracking, progress=progress)
+        execute_run(run, record)
+        memory.stop()
+        record.memory = memory.result()
+        record.status = "done"
+        if run.wandb_logger is not None:
+            _track(run, record)
+    except Exception as exc:  # noqa: BLE001 - a failed run is recorded, the sweep goes on
+        record.status = "failed"
+        record.error = f"{type(exc).__name__}: {exc}"
+        record.traceback = traceback.format_exc()
+    finally:
+        memory.stop()
+        if run is not None and run.wandb_logger is not None:
+            from bench.run.tracking import finish
+
+            finish(run.wandb_logger, failed=not record.done)
+    if run is not None:
+        rank = run.trainer.global_rank
+    if rank != 0:
+        return record  # only global rank 0 writes the record
+    record.finished_at = now()
+    fault_point("record_write")
+    write_record(results, record)
+    if record.done:
+        shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
+    return record
+
+
+def run_claimed(
+    cfg: RunConfig,
+    results: Path,
+    *,
+    tracking: TrackingConfig | None = None,
+    progress: bool = True,
+    extra: dict[str, Any] | None = None,
+    force: bool = False,
+) -> Record | None:
+    """Run ``cfg`` unless it is done or claimed by another worker; returns the new record or None.
+
+    The claim (an ``flock``) is held for the whole run and the done-check is repeated under it,
+    so of several workers on one results folder exactly one executes the run. ``force``: run it
+    even when done, moving the old record aside first (:func:`~bench.records.supersede`).
+    """
+    results = Path(results)
+    if is_done(results, cfg.run_id) and not force:
+        return None
+    held = claim(results, cfg.run_id)
+    if held is None:
+        return None
+    with held:
+        if is_done(results, cfg.run_id) and not force:
+            return None
+        if force:
+            supersede(results, cfg.run_id)
+        return run_one(cfg, results, tracking=tracking, progress=progress, extra=extra)
+
+
+def run_sweep(
+    sweep: SweepConfig,
+    results: Path,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    runs: list[RunConfig] | None = None,
+) -> list[Record]:
+    """Run every configuration of ``sweep`` not yet done; returns the records written now.
+
+    ``runs``: the sweep's planned runs when the caller has them already (:func:`plan_sweep`).
+    Several processes may run the same sweep on one results folder: each run is claimed with
+    an flock, so it is done exactly once; a dead worker's claim is released by the kernel.
+    """
+    results = Path(results)
+    results.mkdir(parents=True, exist_ok=True)
+    clean_stale_temp(results)  # half-written files of a worker that was killed
+    runs = plan_sweep(sweep) if runs is None else runs
+    written: list[Record] = []
+    bar = tqdm(runs, desc=f"sweep {sweep.name}", unit="run", disable=not progress, position=0)
+    for cfg in bar:
+        bar.set_postfix_str(cfg.run_id[:60])
+        record = run_claimed(cfg, results, tracking=sweep.tracking, progress=progress, force=force)
+        if record is None:
+            continue  # done already, or another worker has it
+        written.append(record)
+        if record.status == "failed":
+            tqdm.write(f"run {cfg.run_id} failed: {record.error}")
+    return written

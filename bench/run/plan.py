@@ -1,0 +1,164 @@
+"""Planning a sweep: each run's config as it will be used, checked before anything trains.
+
+:func:`resolve_run` fills the defaults that depend on the dataset or model, :func:`check_run`
+validates a run against the registries, :func:`plan_sweep` does both for every run of a sweep
+(so a typo costs seconds, not a failed run hours in), and :func:`run_state` says what a results
+folder already holds for a run. Nothing here touches the disk but :func:`run_state`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.config import ComponentSpec, ConfigError, DataConfig, RunConfig, SweepConfig
+from bench.records import run_state as _record_state
+from bench.run.launch import device_count
+from datamodules import dataset_entry
+from models import create_loss, model_entry
+from models.registry import SEGBENCH_MODEL_OPTIONS, check_kwargs, loss_dims, loss_targets
+
+# DataModule arguments the runner sets from the run itself (not from ``data`` or dataset kwargs).
+_RUN_DATA_ARGS = ("fold", "seed", "multi_rater")
+
+
+def datamodule_kwargs(cfg: RunConfig) -> dict[str, Any]:
+    """The DataModule's arguments: sweep-wide ``data`` settings overridden by the dataset entry's
+    kwargs, plus the run's own (fold, seed, and ``multi_rater`` for a loss on several raters)."""
+    d = cfg.data
+    kwargs: dict[str, Any] = {
+        f.name: getattr(d, f.name) for f in dataclasses.fields(DataConfig) if getattr(d, f.name) is not None
+    }
+    kwargs.update(cfg.dataset.kwargs)
+    kwargs.update(fold=cfg.fold, seed=cfg.seed)
+    if loss_targets(cfg.loss.name) == "raters":
+        kwargs["multi_rater"] = True
+    return kwargs
+
+
+def resolve_run(cfg: RunConfig) -> RunConfig:
+    """The config as it will actually be used: defaults that depend on the dataset or model filled in.
+
+    - ``data.patch_size``: the dataset's ``default_patch_size`` when not given;
+    - ``model.kwargs.img_size``: the patch size, for models registered with ``fixed_input_size``;
+    - ``trainer.strategy``: ``ddp`` for several devices or nodes with ``strategy: auto`` (the
+      launch path segbench has; Lightning's own re-launch of the CLI would hang the sweep).
+
+    Raises:
+        ConfigError: a ``patch_size`` whose length is not the dataset's number of dimensions.
+    """
+    cls = dataset_entry(cfg.dataset.name).factory
+    dims = int(cls.spatial_dims)
+    patch = cfg.dataset.kwargs.get("patch_size", cfg.data.patch_size)
+    where = "datasets[].patch_size" if "patch_size" in cfg.dataset.kwargs else "data.patch_size"
+    if patch is None:
+        patch = tuple(cls.default_patch_size)
+    patch = tuple(int(p) for p in patch)
+    if len(patch) != dims:
+        raise ConfigError(
+            f"{where}: {list(patch)} has {len(patch)} entries but dataset {cfg.dataset.name!r} is {dims}D; "
+            f"give the patch size per dataset ({{name: {cfg.dataset.name}, patch_size: [...]}})"
+        )
+    dataset_kwargs = {k: v for k, v in cfg.dataset.kwargs.items() if k != "patch_size"}
+    model_kwargs = dict(cfg.model.kwargs)
+    meta = model_entry(cfg.model.name).meta
+    if meta.get("fixed_input_size") and "img_size" not in model_kwargs:
+        model_kwargs["img_size"] = list(patch)
+    t = cfg.trainer
+    multi = t.num_nodes > 1 or device_count(t.devices) > 1
+    trainer = dataclasses.replace(t, strategy="ddp") if multi and t.strategy == "auto" else t
+    return dataclasses.replace(
+        cfg,
+        dataset=ComponentSpec(cfg.dataset.name, dataset_kwargs),
+        model=ComponentSpec(cfg.model.name, model_kwargs),
+        data=dataclasses.replace(cfg.data, patch_size=patch),
+        trainer=trainer,
+    )
+
+
+def check_run(cfg: RunConfig) -> None:
+    """Validate one run against the registries before anything is built.
+
+    Checks names, that every model / loss / dataset keyword is accepted by that component, that
+    the model and every loss term support the dataset's dimensions, and the DataModule's own
+    argument rules. Raises ``ValueError`` (``KeyError`` for unknown names) naming the field.
+    """
+    entry = dataset_entry(cfg.dataset.name)
+    cls = entry.factory
+    dims = int(cls.spatial_dims)
+    m = model_entry(cfg.model.name)
+    two_half = cfg.model.kwargs.get("input_mode") == "2.5d"
+    if two_half and (dims != 3 or 2 not in m.meta["dims"]):
+        raise ConfigError(f"models: {cfg.model.name!r}: input_mode 2.5d needs a 2D model on a 3D dataset")
+    if not two_half and dims not in m.meta["dims"]:
+        raise ConfigError(
+            f"models: {cfg.model.name!r} supports {'/'.join(f'{d}D' for d in m.meta['dims'])}, "
+            f"but dataset {cfg.dataset.name!r} is {dims}D"
+        )
+    reserved = ("spatial_dims", "in_channels", "out_channels")
+    for key in cfg.model.kwargs:
+        if key in reserved:
+            raise ConfigError(f"models: {cfg.model.name!r}: {key!r} is set by segbench from the dataset")
+    options = [k for k in cfg.model.kwargs if k not in SEGBENCH_MODEL_OPTIONS]
+    path = cfg.model.kwargs.get("pretrained_encoder")
+    if path is not None and not Path(str(path)).is_file():
+        raise ConfigError(f"models: {cfg.model.name!r}: pretrained_encoder {path}: no such file")
+    try:
+        check_kwargs("model", cfg.model.name, m.factory, options, reserved)
+    except ValueError as e:
+        raise ConfigError(f"models: {e}") from None
+    if dims not in loss_dims(cfg.loss.name):
+        raise ConfigError(f"losses: {cfg.loss.name!r} is not defined for {dims}D data ({cfg.dataset.name!r})")
+    if loss_targets(cfg.loss.name) == "raters" and not getattr(cls, "annotators", None):
+        raise ConfigError(f"losses: {cfg.loss.name!r} needs several annotators; {cfg.dataset.name!r} has one")
+    try:
+        create_loss(cfg.loss.name, **cfg.loss.kwargs)  # cheap; checks every term's options
+    except TypeError as e:
+        raise ConfigError(f"losses: {cfg.loss.name!r}: {e}") from None
+    except ValueError as e:
+        raise ConfigError(f"losses: {e}") from None
+    kwargs = datamodule_kwargs(cfg)
+    try:
+        check_kwargs("dataset", cfg.dataset.name, cls, [k for k in kwargs if k not in _RUN_DATA_ARGS])
+        if hasattr(cls, "check_kwargs"):
+            cls.check_kwargs(kwargs)
+    except ValueError as e:
+        raise ConfigError(f"datasets: {e}") from None
+
+
+def plan_sweep(sweep: SweepConfig) -> list[RunConfig]:
+    """Every run of ``sweep``, each checked by :func:`resolve_run` and :func:`check_run`.
+
+    Raises:
+        ConfigError: the first bad run, naming the field and the run.
+    """
+    runs = sweep.expand()
+    checked: set[str] = set()
+    for cfg in runs:
+        key = json.dumps(
+            [
+                cfg.dataset.name,
+                cfg.dataset.kwargs,
+                cfg.model.name,
+                cfg.model.kwargs,
+                cfg.loss.name,
+                cfg.loss.kwargs,
+            ],
+            sort_keys=True,
+            default=str,
+        )
+        if key in checked:
+            continue  # seeds and folds share the components
+        checked.add(key)
+        try:
+            check_run(resolve_run(cfg))
+        except KeyError as e:
+            raise ConfigError(str(e.args[0]) if e.args else str(e)) from None
+    return runs
+
+
+def run_state(results: Path, cfg: RunConfig) -> str:
+    """``done``, ``failed`` or ``to run`` for one run (what ``--dry-run`` prints)."""
+    return _record_state(results, cfg.run_id)

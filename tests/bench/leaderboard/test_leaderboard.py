@@ -1,0 +1,352 @@
+"""The leaderboard (grouping, analysis, Markdown and exports) on hand-made records with known answers,
+and on the committed records."""
+
+import copy
+import csv
+import io
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from markdown_it import MarkdownIt
+
+import bench.leaderboard as lb
+from bench.config import run_from_dict
+from bench.leaderboard import html as report
+from bench.leaderboard.format import fmt_cell, runs_text
+from bench.records.record import Record
+from bench.records.store import write_json_atomic
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def record(
+    model="unet",
+    loss="dice_ce",
+    seed=0,
+    dices=(0.8, 0.7),
+    *,
+    status="done",
+    dataset="drive",
+    model_kwargs=None,
+    ds_kwargs=None,
+    max_steps=100,
+    extra=None,
+    kind=None,
+):
+    cfg = run_from_dict(
+        {
+            "dataset": {"name": dataset, "kwargs": ds_kwargs or {}},
+            "model": {"name": model, "kwargs": model_kwargs or {}},
+            "loss": {"name": loss},
+            "seed": seed,
+            "trainer": {"max_steps": max_steps},
+        }
+    ).to_dict()
+    rid = f"{dataset}-{model}-{json.dumps(model_kwargs)}-{loss}-{max_steps}-{seed}-{json.dumps(ds_kwargs)}"
+    rec = {
+        "schema": 2,
+        "kind": kind or "train",
+        "run_id": rid,
+        "status": status,
+        "config": cfg,
+        "cases": [
+            {"case_id": f"c{i:02d}", "dice": d, **(extra[i] if extra else {})} for i, d in enumerate(dices)
+        ],
+        "params": 401605,
+        "train_seconds": 12.0,
+        "steps": max_steps,
+        "git": {"commit": "abcdef0123456789", "dirty": False},
+        "device": {"accelerator": "cpu"},
+    }
+    if status != "done":
+        rec["error"] = "RuntimeError: out of memory"
+        rec["cases"] = []
+    return rec
+
+
+def evaluation(method, dices, *, human=False, dataset="drive"):
+    rec = {
+        "schema": 2,
+        "kind": "evaluation",
+        "run_id": f"eval-{method}",
+        "status": "done",
+        "method": method,
+        "config": {
+            "dataset": {"name": dataset, "kwargs": {}},
+            "method": method,
+            "eval": {"betti_patch": None, "nsd_tolerance": 1.0},
+            "split": "test",
+            "source": {},
+        },
+        "cases": [{"case_id": f"c{i:02d}", "dice": d} for i, d in enumerate(dices)],
+    }
+    if human:
+        rec["baseline"] = "human"
+    return rec
+
+
+def body_rows(text, section):
+    lines = text.split(f"## {section}\n")[1].split("\n## ")[0].splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("| # |"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return [ln for ln in lines[start + 2 : end]]
+
+
+def only(analyses, label=None):
+    return next(a for a in analyses if label is None or a.table.label == label)
+
+
+def typed(records):
+    return [Record.from_dict(r) for r in records]
+
+
+def analyses_of(records, **kw):
+    return lb.analyse_records(records, n_resamples=500, **kw)
+
+
+BASE = np.array([0.62, 0.71, 0.55, 0.80, 0.66, 0.74, 0.59, 0.69, 0.77, 0.64, 0.72, 0.58])
+
+
+def test_clearly_better_row_is_significant_and_a_tied_row_is_not():
+    noise = np.random.default_rng(0).normal(0, 0.002, BASE.size)
+    recs = [
+        record("unet", dices=BASE + 0.15),
+        record("swin_unetr", dices=BASE + 0.15 + noise),
+        record("attention_unet", dices=BASE),
+    ]
+    a = only(analyses_of(recs))
+    keys = {r.model: r.key for r in a.ranked}
+    best = a.best["dice"]
+    assert best in (keys["unet"], keys["swin_unetr"])
+    other = keys["swin_unetr"] if best == keys["unet"] else keys["unet"]
+    assert a.tied_best["dice"] == {other}  # tied with the best: not significantly different
+    pair = next(p for p in a.pairs["dice"] if {p.a, p.b} == {best, keys["attention_unet"]})
+    assert pair.significant and pair.p_holm < 0.05 and pair.p_holm >= pair.paired.p
+    text = lb.render(recs, plots=False, n_resamples=500)
+    rows = {r.split(" | ")[1]: r for r in body_rows(text, "drive")}
+    assert rows["attention_unet"].count("**") == 0 and " ≈" not in rows["attention_unet"]
+    assert " ≈" in rows[next(r.model for r in a.ranked if r.key == other)]
+
+
+def test_configurations_and_budgets_are_separate_rows_and_dataset_settings_separate_tables():
+    recs = [
+        record("unet", model_kwargs={"channels": [8, 16, 32]}, dices=[0.6, 0.7]),
+        record("unet", model_kwargs={"channels": [16, 32, 64]}, dices=[0.8, 0.9]),
+        record("unet", model_kwargs={"channels": [16, 32, 64]}, dices=[0.82, 0.88], max_steps=200),
+        record(
+            "unet", model_kwargs={"channels": [16, 32, 64]}, dices=[0.8, 0.8], ds_kwargs={"annotator": "2nd"}
+        ),
+    ]
+    tables = lb.group_records(typed(recs))
+    assert sorted(t.label for t in tables) == ["drive (annotator 2nd)", "drive (annotator none)"]
+    main = next(t for t in tables if t.label == "drive (annotator none)")
+    labels = sorted(r.label for r in main.rows)
+    assert labels == [
+        "unet (channels 16-32-64, max_steps 100)",
+        "unet (channels 16-32-64, max_steps 200)",
+        "unet (channels 8-16-32, max_steps 100)",
+    ]
+    text = lb.render(recs, plots=False, n_resamples=200)
+    assert "## drive (annotator 2nd)" in text and len(body_rows(text, "drive (annotator none)")) == 3
+    patch = record("unet", dices=[0.8, 0.8])
+    patch["config"]["data"]["patch_size"] = [128, 128]
+    labels = sorted(t.label for t in lb.group_records(typed([recs[0], patch])))
+    assert labels == ["drive (patch_size 128-128)", "drive (patch_size none)"]
+    weighted = copy.deepcopy(recs[0])
+    weighted["config"]["loss"]["kwargs"] = {"weight": 0.5}
+    rows = lb.group_records(typed([recs[0], weighted]))[0].rows
+    assert sorted(r.loss for r in rows) == ["dice_ce (weight 0.5)", "dice_ce (weight none)"]
+
+
+def test_seeds_pool_into_one_row_with_a_two_level_interval():
+    recs = [record(seed=s, dices=BASE + 0.05 * s) for s in range(3)]
+    a = only(analyses_of(recs))
+    assert len(a.ranked) == 1
+    s = a.row_stats[a.ranked[0].key]["dice"]
+    pooled = np.concatenate([BASE + 0.05 * k for k in range(3)])
+    assert s.reduction["mean"] == pytest.approx(pooled.mean()) and s.reduction["n"] == 36
+    assert s.ci.levels == 2 and s.n_runs == 3
+    assert s.seed_sd == pytest.approx(np.std([BASE.mean() + 0.05 * k for k in range(3)], ddof=1))
+    assert 0 < s.seed_share < 1
+    assert runs_text(a.ranked[0], "seed") == "0,1,2"
+
+
+def test_within_training_noise_flag():
+    rng = np.random.default_rng(1)
+    recs = [record("unet", seed=s, dices=BASE + rng.normal(0, 0.03)) for s in range(3)]
+    recs += [record("swin_unetr", seed=s, dices=BASE + 0.002 + rng.normal(0, 0.03)) for s in range(3)]
+    recs += [record("attention_unet", seed=s, dices=BASE - 0.3) for s in range(3)]
+    a = only(analyses_of(recs))
+    flags = {
+        frozenset(r.model for r in a.ranked if r.key in (p.a, p.b)): p.within_noise for p in a.pairs["dice"]
+    }
+    assert flags[frozenset({"unet", "swin_unetr"})] is True
+    assert flags[frozenset({"unet", "attention_unet"})] is False
+    md = lb.render_analyses([a])
+    assert "Within training noise (difference below the seed spread; " in md
+    best = a.best["dice"]
+    other = {"unet", "swin_unetr"} - {r.model for r in a.ranked if r.key == best}
+    assert f"dice: {other.pop()} / dice_ce vs the best" in md
+    assert "Within training noise: " in report.render_html([a], plots=False)
+
+
+def test_failed_runs_missing_cases_and_fewer_seeds_are_shown_not_dropped():
+    recs = [
+        record("unet", seed=0, dices=[0.8, 0.7, 0.6]),
+        record("unet", seed=1, dices=[0.8, 0.7, 0.6]),
+        record("swin_unetr", seed=0, dices=[0.9, 0.8]),  # one seed, a case missing
+        record("swin_unetr", seed=1, status="failed"),
+        record("attention_unet", seed=0, status="failed"),
+    ]
+    text = lb.render(recs, plots=False, n_resamples=200)
+    rows = {r.split(" | ")[1]: r for r in body_rows(text, "drive")}
+    assert rows["attention_unet"].startswith("| failed |") and "out of memory" in rows["attention_unet"]
+    assert "1 run(s) not done" in rows["swin_unetr"] and "missing 1 of 3 cases" in rows["swin_unetr"]
+    assert "1 of the table's 2 seed×fold runs" in rows["swin_unetr"]
+    assert "(failed)" in text  # the failed record id is listed in the provenance
+
+
+def test_human_baseline_is_shown_outside_the_ranking():
+    recs = [
+        record("unet", dices=[0.7, 0.6]),
+        record("swin_unetr", dices=[0.75, 0.65]),
+        evaluation("second annotator", [0.95, 0.9], human=True),
+    ]
+    a = only(analyses_of(recs))
+    assert [r.model for r in a.human] == ["second annotator"] and len(a.ranked) == 2
+    assert a.best["dice"] not in {r.key for r in a.human}
+    rows = body_rows(lb.render_analyses([a]), "drive")
+    assert rows[-1].startswith("| human | second annotator |") and "**" not in rows[-1]
+
+
+def test_human_baseline_without_patch_metrics_joins_the_table_that_has_them():
+    train = record("unet", dices=[0.7, 0.6])
+    train["config"]["eval"]["betti_patch"] = 64
+    human = evaluation("second annotator", [0.95, 0.9], human=True)
+    other = evaluation("second annotator", [0.9, 0.9], human=True, dataset="stare")
+    tables = lb.group_records(typed([train, human, other]))
+    assert [t.label for t in tables] == ["drive", "stare"]
+    assert [r.model for r in tables[0].rows] == ["unet", "second annotator"]
+    train2 = copy.deepcopy(train)
+    train2["config"]["eval"]["nsd_tolerance"] = 2.0  # a different tolerance: the numbers differ
+    tables = lb.group_records(typed([train2, human]))
+    assert len(tables) == 2
+
+
+def test_evaluation_rows_are_ranked_with_train_rows():
+    recs = [record("unet", dices=[0.7, 0.6]), evaluation("seed ensemble", [0.9, 0.8])]
+    a = only(analyses_of(recs))
+    assert [r.model for r in a.ranked] == ["seed ensemble", "unet"]
+
+
+def test_rank_then_aggregate_differs_from_aggregate_then_rank():
+    recs = [record("unet", dices=[0.9, 0.9, 0.9, 0.1]), record("swin_unetr", dices=[0.85] * 4)]
+    a = only(analyses_of(recs, metrics=["dice"]))
+    key = {r.model: r.key for r in a.ranked}
+    assert a.agg_rank["dice"][key["swin_unetr"]] == 1 and a.agg_rank["dice"][key["unet"]] == 2
+    assert a.case_rank["dice"][key["unet"]] == 1.25 and a.case_rank["dice"][key["swin_unetr"]] == 1.75
+
+
+def test_combined_rank_reads_directions_from_the_registry():
+    extra_a = [{"betti0_err": 1.0}, {"betti0_err": 2.0}]
+    extra_b = [{"betti0_err": 9.0}, {"betti0_err": 8.0}]
+    recs = [
+        record("unet", dices=[0.8, 0.8], extra=extra_a),
+        record("swin_unetr", dices=[0.7, 0.7], extra=extra_b),
+    ]
+    a = only(analyses_of(recs, metrics=["dice", "betti0_err"]))
+    assert [r.model for r in a.ranked] == ["unet", "swin_unetr"]  # best Dice and lowest Betti error
+    assert a.best["betti0_err"] == a.ranked[0].key
+
+
+def test_infinite_and_nan_values_are_counted():
+    rec = record(dices=[0.5, 0.7, 0.6], extra=[{"hd95": 3.0}, {"hd95": math.inf}, {"hd95": math.nan}])
+    a = only(analyses_of([rec], metrics=["dice", "hd95"]))
+    s = a.row_stats[a.ranked[0].key]["hd95"]
+    assert (s.reduction["n"], s.reduction["n_inf"], s.reduction["n_nan"]) == (2, 1, 1)
+    assert fmt_cell(s).startswith("∞ [") and "(1 ∞, 1 NaN)" in fmt_cell(s)
+
+
+def test_markdown_parses_with_one_cell_per_column():
+    recs = [
+        record("unet", dices=BASE),
+        record("swin_unetr", dices=BASE + 0.1),
+        record("x", status="failed"),
+        evaluation("second annotator", BASE + 0.2, human=True),
+    ]
+    text = lb.render(recs, plots=False, n_resamples=200)
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    tables, i = [], 0
+    while i < len(tokens):
+        if tokens[i].type == "table_open":
+            rows, cells = [], None
+            while tokens[i].type != "table_close":
+                if tokens[i].type == "tr_open":
+                    cells = 0
+                elif tokens[i].type in ("th_open", "td_open"):
+                    cells += 1
+                elif tokens[i].type == "tr_close":
+                    rows.append(cells)
+                i += 1
+            tables.append(rows)
+        i += 1
+    assert len(tables) == 2  # the leaderboard and the ranking-stability table
+    assert tables[0] == [tables[0][0]] * 5 and len(set(tables[1])) == 1
+
+
+def test_exports_csv_json_latex():
+    recs = [record("unet_small", dices=BASE), record("swin_unetr", dices=BASE + 0.1)]
+    latex = lb.render(recs, "latex", plots=False, n_resamples=200)
+    assert r"unet\_small" in latex and "unet_small" not in latex.replace(r"unet\_small", "")
+    assert r"\textbf{" in latex and r"\scriptsize $[" in latex and "dice\\_ce" in latex
+    rows = list(csv.DictReader(io.StringIO(lb.render(recs, "csv", plots=False, n_resamples=200))))
+    dice = {r["row"]: r for r in rows if r["metric"] == "dice"}
+    assert float(dice["unet_small"]["mean"]) == pytest.approx(BASE.mean())
+    assert float(dice["swin_unetr"]["ci_lo"]) < BASE.mean() + 0.1 < float(dice["swin_unetr"]["ci_hi"])
+    data = json.loads(lb.render(recs, "json", plots=False, n_resamples=200))
+    table = data["tables"][0]
+    assert table["bootstrap"] == {"n_resamples": 200, "seed": 0, "confidence": 0.95}
+    assert table["rows"][0]["label"] == "swin_unetr" and table["pairs"]["dice"][0]["n"] == BASE.size
+    with pytest.raises(ValueError, match="--format"):
+        lb.render(recs, "xml")
+
+
+def test_write_leaderboard_without_records_raises_and_keeps_out(tmp_path):
+    out = tmp_path / "leaderboard.md"
+    out.write_text("old")
+    (tmp_path / "results").mkdir()
+    with pytest.raises(ValueError, match="no run record"):
+        lb.write_leaderboard(tmp_path / "results", out)
+    assert out.read_text() == "old"
+
+
+def test_corrupt_records_are_listed_not_raised(tmp_path):
+    res = tmp_path / "results"
+    write_json_atomic(res / "a.json", record(dices=BASE))
+    (res / "broken.json").write_text("{not json")
+    out = lb.write_leaderboard(res, tmp_path / "leaderboard.md", plots=False, report=False)
+    text = out.read_text()
+    assert "## Records left out" in text and "`broken.json` — not valid JSON" in text
+
+
+def test_links_are_relative_to_the_output_folder(tmp_path):
+    res = tmp_path / "results"
+    for r in [record("unet", dices=BASE), record("swin_unetr", dices=BASE + 0.1)]:
+        write_json_atomic(res / f"{r['run_id']}.json", r)
+    out = lb.write_leaderboard(res, tmp_path / "docs" / "leaderboard.md", report=False)
+    text = out.read_text()
+    assert "[cases](../results/plots/drive/cases.png)" in text
+    assert (out.parent / "../results/plots/drive/cases.png").is_file()
+
+
+def test_committed_leaderboard_is_rendered_from_the_committed_records(tmp_path):
+    shutil.copytree(
+        REPO / "results", tmp_path / "results", ignore=shutil.ignore_patterns("plots", "report.html")
+    )
+    out = lb.write_leaderboard(tmp_path / "results", tmp_path / "leaderboard.md")
+    assert out.read_text() == (REPO / "leaderboard.md").read_text(), "re-render with `segbench leaderboard`"
+    assert (tmp_path / "results" / "report.html").is_file()
