@@ -235,6 +235,21 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
             return False
 
     @classmethod
+    def case_groups(cls, case_ids: Sequence[str]) -> dict[str, str]:
+        """The independent unit of each case (subject, patient, eye pair) when cases cluster.
+
+        The leaderboard averages the cases of a group before it forms intervals and paired tests
+        (docs/leaderboard.md, "Clusters"). Default: no groups (every case is its own unit).
+
+        Args:
+            case_ids: test case ids as the records name them.
+
+        Returns:
+            ``case id -> group`` for the cases that belong to a group (others are left out).
+        """
+        return {}
+
+    @classmethod
     def describe_split(cls) -> str:
         """How the split is made: ``split_note`` or the generic rule."""
         if cls.split_note:

@@ -11,11 +11,15 @@ eyes of a child stay in the same split; the validation folds also keep a child's
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
 from datamodules.base import CaseRef, SegDataModule
 from datamodules.download import Resource
 from datamodules.registry import register_dataset
 
 _LAST_TRAIN_SUBJECT = 10
+_IMAGE_ID = re.compile(r"Image_(\d\d)[LR]")
 
 
 @register_dataset("chase_db1")
@@ -48,3 +52,13 @@ class ChaseDb1DataModule(SegDataModule):
                 info = {"image": img, "labels": labels, "group": f"subject_{subject:02d}"}
                 refs.append(CaseRef(img.stem, split, info))
         return refs
+
+    @classmethod
+    def case_groups(cls, case_ids: Sequence[str]) -> dict[str, str]:
+        """Both eyes of a child form one unit: ``Image_11L`` and ``Image_11R`` -> ``child 11``."""
+        out = {}
+        for cid in case_ids:
+            m = _IMAGE_ID.fullmatch(cid)
+            if m:
+                out[cid] = f"child {m.group(1)}"
+        return out

@@ -1,8 +1,9 @@
 """segbench models: the model and loss registries, the factory and the one LightningModule.
 
-Importing this package registers every architecture and loss. Adding a model or a loss is one
-new file with a ``@register_model`` / ``@register_loss`` builder plus its module name in
-``_PLUGINS``; the registries live in :mod:`models.registry` (a leaf), building in
+Importing this package registers every architecture and loss. Adding a model is one new file with
+a ``@register_model`` builder plus its module name in ``_PLUGINS``; adding a loss is one new file
+under ``models/losses/`` with a ``@register_loss`` builder (every file there is imported). The
+registries live in :mod:`models.registry` (a leaf), building in
 :mod:`models.factory`, shared blocks in :mod:`models.layers`, losses in :mod:`models.losses`,
 optimisers in :mod:`models.optim` and deep supervision in :mod:`models.deep_supervision`.
 """
@@ -10,7 +11,9 @@ optimisers in :mod:`models.optim` and deep supervision in :mod:`models.deep_supe
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
+from models import losses
 from models.factory import count_parameters, create_loss, create_model
 from models.module import SegmentationModule
 from models.registry import (
@@ -26,7 +29,6 @@ from models.registry import (
 )
 
 _PLUGINS = (
-    # architectures
     "unet",
     "transformer",
     "umamba",
@@ -46,17 +48,12 @@ _PLUGINS = (
     "msga_net",
     "tubule_net",
     "prob_unet",
-    # losses
-    "losses.region",
-    "losses.calibration",
-    "losses.mip",
-    "losses.topology",
-    "losses.basnet",
-    "losses.uncertainty",
-    "losses.pulaski",
 )
+"""The architecture files, imported in this order (their ``@register_model`` fills the registry)."""
 for _mod in _PLUGINS:
     importlib.import_module(f"models.{_mod}")
+for _info in pkgutil.iter_modules(losses.__path__):  # every file of models/losses/ registers itself
+    importlib.import_module(f"models.losses.{_info.name}")
 
 __all__ = [
     "LOSSES",

@@ -4,6 +4,7 @@ board after runs (also used by the SLURM executor's ``--wait``) and plain tables
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,10 +36,35 @@ def leaderboard_file(path: str | None, results: Path) -> Path:
         )
     if path and not out.parent.exists():
         raise UsageError(f"--leaderboard {out}: the folder {out.parent} does not exist")
+    if out.is_file() and not _is_rendered_output(out):
+        raise UsageError(
+            f"--leaderboard {out}: is a sweep file or a run record, not a leaderboard; "
+            "give another file to write"
+        )
     return out
 
 
-def write_board(results: Path, out: Path, *, fmt: str = "md", plots: bool = True) -> Path:
+def _is_rendered_output(path: Path) -> bool:
+    """Whether an existing file may be overwritten by a render: not a sweep file, not a record."""
+    if path.suffix.lower() in (".yaml", ".yml"):
+        return False
+    if path.suffix.lower() == ".json":
+        try:
+            head = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return True
+        return not (isinstance(head, dict) and "run_id" in head)
+    return True
+
+
+def write_board(
+    results: Path,
+    out: Path,
+    *,
+    fmt: str = "md",
+    plots: bool = True,
+    equivalence_margin: float | None = None,
+) -> Path:
     """Render the leaderboard (plots and HTML report beside the records), after removing the temp
     files of a render that was killed. Every command that renders after runs calls this."""
     from bench.leaderboard import write_leaderboard
@@ -46,7 +72,9 @@ def write_board(results: Path, out: Path, *, fmt: str = "md", plots: bool = True
 
     clean_stale_temp(out.parent, recursive=False)
     clean_stale_temp(results)
-    return write_leaderboard(results, out, fmt=fmt, plots=plots, report=plots)
+    return write_leaderboard(
+        results, out, fmt=fmt, plots=plots, report=plots, equivalence_margin=equivalence_margin
+    )
 
 
 def add_sweep_args(parser: argparse.ArgumentParser) -> None:

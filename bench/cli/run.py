@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from bench.cli.common import add_sweep_args, leaderboard_file, results_folder, write_board
-from bench.cli.registry import register_command
+from bench.cli.registry import UsageError, register_command
 from bench.cluster.options import add_arguments as add_slurm_arguments
 from bench.cluster.options import check_local_options
 from bench.config import DEFAULT_SWEEP
@@ -19,7 +19,16 @@ def _run_arguments(r: argparse.ArgumentParser) -> None:
         default=None,
         help="where to render the leaderboard (default: leaderboard.md beside the results folder)",
     )
-    r.add_argument("--force", action="store_true", help="re-run runs that are already done")
+    r.add_argument(
+        "--force",
+        action="store_true",
+        help="re-run runs that are already done (their records move to results/.superseded/)",
+    )
+    r.add_argument(
+        "--reason",
+        default=None,
+        help="with --force: why the done runs are re-run (kept in results/.superseded/index.jsonl)",
+    )
     r.add_argument("--no-leaderboard", action="store_true", help="do not render the leaderboard")
     r.add_argument(
         "--dry-run",
@@ -61,8 +70,11 @@ def run_command(args: argparse.Namespace) -> int:
         render = None if board is None else (lambda res: write_board(res, board))
         return submit_sweep(args.sweep, args.override, results, args, render=render)
     check_local_options(args)  # e.g. --partition without --executor slurm is an error
+    if args.reason is not None and not args.force:
+        raise UsageError("--reason: only with --force (it says why done runs are re-run)")
     done_before = sum(run_state(results, cfg) == "done" for cfg in runs)
-    records = run_sweep(sweep, results, force=args.force, progress=not args.quiet, runs=runs)
+    reason = args.reason or "re-run with --force"
+    records = run_sweep(sweep, results, force=args.force, progress=not args.quiet, runs=runs, reason=reason)
     failed = [r for r in records if r.status == "failed"]
     if not records and done_before == len(runs) and not args.force:
         print(
@@ -92,6 +104,14 @@ def _leaderboard_arguments(lb: argparse.ArgumentParser) -> None:
     )
     lb.add_argument("--format", choices=("md", "csv", "json", "latex"), default="md")
     lb.add_argument("--no-plots", action="store_true", help="skip the plots and the HTML report")
+    lb.add_argument(
+        "--equivalence-margin",
+        type=float,
+        default=None,
+        metavar="M",
+        help="claim 'as good as the best within M' (metric units) where the 90%% interval of the paired "
+        "difference lies within ±M (TOST); default: no equivalence claim",
+    )
 
 
 @register_command(
@@ -103,6 +123,9 @@ def leaderboard_command(args: argparse.Namespace) -> int:
     out = leaderboard_file(args.output, results)
     if args.format != "md" and args.output is None:
         out = out.with_suffix({"csv": ".csv", "json": ".json", "latex": ".tex"}[args.format])
-    out = write_board(results, Path(out), fmt=args.format, plots=not args.no_plots)
+    margin = args.equivalence_margin
+    if margin is not None and not margin > 0:
+        raise UsageError(f"--equivalence-margin: must be > 0, got {margin}")
+    out = write_board(results, Path(out), fmt=args.format, plots=not args.no_plots, equivalence_margin=margin)
     print(f"leaderboard written to {out}")
     return 0

@@ -63,4 +63,4 @@ def _bench_arguments(b: argparse.ArgumentParser) -> None:
 def bench_command(args: argparse.Namespace) -> int:
     """Run one speed benchmark script with the remaining arguments."""
     module = importlib.import_module(f"bench.perf.{args.what}")
-    return int(module.main(args.rest) or 0)
+    return int(module.main(args.rest))

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from bench.evaluate.interpret import as_ground_truth, as_prediction, check_label_values, spacings_match
 from bench.metrics import MetricSettings, case_metrics
 from bench.records.predictions import prediction_arrays, write_prediction
+from bench.records.record import constant_kind
 from datamodules.readers import CaseLoadError, read_array
 
 T = TypeVar("T")
@@ -51,6 +52,7 @@ class CaseTask:
     pred: str | None = None  # prediction file; None: the rater's label or an empty prediction
     gt: str | None = None  # ground-truth file; None: the DataModule's case
     empty: bool = False  # no prediction: score an all-background one (--missing empty)
+    constant: int | None = None  # score this label everywhere (--constant: the trivial predictor)
     save: str | None = None  # write the prediction npz here (--save-predictions)
 
 
@@ -75,6 +77,7 @@ class CaseResult:
     row: dict[str, Any] | None = None
     problem: dict[str, str] | None = None
     kind: str | None = None
+    constant: str | None = None  # the prediction is constant inside the FOV: which kind (constant_kind)
 
 
 _STATE: dict[str, Any] = {}
@@ -131,6 +134,8 @@ def _prediction(
         return extras[f"label_{ctx.rater}"], "rater"
     if task.empty:
         return np.zeros(gt.shape, np.int64), "empty"
+    if task.constant is not None:
+        return np.full(gt.shape, task.constant, np.int64), "constant"
     f = read_array(where)
     if f.spacing is not None and not spacings_match(f.spacing, spacing):
         raise CaseLoadError(
@@ -176,7 +181,9 @@ def score_case(task: CaseTask) -> CaseResult:
             write_prediction(Path(task.save), arrays)
     except (ValueError, OSError) as e:  # CaseLoadError, metric input errors
         return CaseResult(task.case_id, problem={"case_id": task.case_id, "file": where, "problem": str(e)})
-    return CaseResult(task.case_id, row={"case_id": task.case_id, **row}, kind=kind)
+    labels = pred.argmax(0) if pred.ndim == gt.ndim + 1 else pred
+    constant = constant_kind(labels, ctx.num_classes, None if fov is None else np.asarray(fov, bool))
+    return CaseResult(task.case_id, row={"case_id": task.case_id, **row}, kind=kind, constant=constant)
 
 
 def max_label(path: str) -> int:

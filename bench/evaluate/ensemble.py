@@ -264,7 +264,7 @@ def ensemble_rows(
         for rec in existing:
             src = rec.config.get("source") or {}
             if rec.run_id != run_id and src.get("row_key") == group.key and src.get("fold") == group.fold:
-                supersede(results, rec.run_id)
+                supersede(results, rec.run_id, "replaced by the ensemble of a newer member set")
         if old is not None and old.done:
             notes.append(f"{where}: ensemble {run_id} exists")
             continue

@@ -47,9 +47,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--gt", type=Path, default=None, help="folder of ground-truth label maps")
     src.add_argument("--dataset", default=None, help="take the ground truth from this DataModule")
     src.add_argument("--rater", default=None, help="with --dataset: score this annotator (human baseline)")
+    src.add_argument(
+        "--constant",
+        default=None,
+        metavar="WHAT",
+        help="with --dataset: score one label everywhere: background, foreground or LABEL (a baseline)",
+    )
     src.add_argument("--name", default=None, help="method name: the row label on the leaderboard")
     src.add_argument("--root", default=None, help="with --dataset: the dataset's folder")
-    src.add_argument("--split", default="test", help="with --dataset: the split to score (default: test)")
+    src.add_argument(
+        "--split", default="test", help="with --dataset: the split to score (default: test; all: every case)"
+    )
     src.add_argument(
         "--dataset-arg",
         action="append",
@@ -123,10 +131,15 @@ def plan_from_args(args: argparse.Namespace) -> EvaluationPlan:
             dataset_kwargs=_parse_kwargs(args.dataset_arg),
             split=args.split,
             rater=args.rater,
+            constant=args.constant,
             **common,
         )
+    if args.constant is not None:
+        raise EvaluationError("--constant needs --dataset NAME (the DataModule gives every case)")
     if args.pred is None or args.gt is None:
-        raise EvaluationError("give --pred DIR with --gt DIR or --dataset NAME (or --dataset NAME --rater R)")
+        raise EvaluationError(
+            "give --pred DIR with --gt DIR or --dataset NAME (or --dataset NAME --rater R / --constant WHAT)"
+        )
     if args.rater is not None:
         raise EvaluationError("--rater needs --dataset NAME (the DataModule keeps every annotator)")
     if not args.name:

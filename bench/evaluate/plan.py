@@ -8,7 +8,14 @@ Three sources of ground truth (docs/evaluate.md):
   (default ``test``) with their field of view, spacing and classes, so a prediction is scored
   exactly as a trained model on that split;
 - ``--dataset NAME --rater OTHER``: the human baseline, the other annotator's label of every
-  case scored against the dataset's default label (record ``baseline: "human"``).
+  case scored against the dataset's default label (record ``baseline: "human"``);
+- ``--dataset NAME --constant background|foreground|LABEL``: the trivial predictor, one label
+  everywhere, scored against every case (record ``baseline: "constant"``, method ``all
+  foreground`` ...), the reference that finds collapsed runs among older records
+  (:mod:`bench.leaderboard.degenerate`).
+
+``--split all`` scores every case of the dataset (train, val and test), so that the cases of any
+seed's held-out test set are among them.
 
 Mismatches are never skipped silently: predictions without ground truth and ground truth without
 prediction (``--missing report`` leaves the case out, ``--missing empty`` scores an
@@ -29,6 +36,8 @@ from bench.evaluate.interpret import PRED_KINDS
 from datamodules.readers import CaseLoadError, split_extension
 
 MISSING_POLICIES = ("report", "empty")
+CONSTANT_NAMES = {"background": 0, "foreground": 1}
+ALL_SPLITS = "all"
 DEFAULT_SETTINGS = EvalSettings()
 
 
@@ -194,6 +203,7 @@ def plan_dataset(
     dataset_kwargs: dict[str, Any] | None = None,
     split: str = "test",
     rater: str | None = None,
+    constant: str | None = None,
     pred_glob: str = "*",
     strip_suffix: Sequence[str] = (),
     label_map: dict[int, int] | None = None,
@@ -202,10 +212,12 @@ def plan_dataset(
     settings: EvalSettings = DEFAULT_SETTINGS,
     workers: int = 1,
 ) -> EvaluationPlan:
-    """Plan ``--pred DIR --dataset NAME`` (or ``--dataset NAME --rater OTHER``: the human baseline).
+    """Plan ``--pred DIR --dataset NAME`` (or ``--dataset NAME --rater OTHER``: the human baseline;
+    or ``--dataset NAME --constant WHAT``: one label everywhere, the constant baseline).
 
     The DataModule (``dataset_kwargs`` plus ``root``) gives the case ids of ``split`` (its bad
-    cases left out, as for a trained model), the labels, field of view, spacing and C.
+    cases left out, as for a trained model; ``all``: every split), the labels, field of view,
+    spacing and C.
     """
     from datamodules import create_datamodule, dataset_entry
 
@@ -216,9 +228,18 @@ def plan_dataset(
     dm = create_datamodule(dataset, **build)
     source: dict[str, Any] = {"kind": "dataset", "root": str(dm.root) if dm.root else None}
     preds: dict[str, Path] = {}
+    label: int | None = None
+    if rater is not None and constant is not None:
+        raise EvaluationError("pass either --rater NAME or --constant WHAT, not both")
     if rater is not None:  # checked before the (slow) setup
         source.update(_check_rater(dm, dataset, rater, pred_dir))
         method = f"second annotator ({rater})"
+    elif constant is not None:
+        if pred_dir is not None:
+            raise EvaluationError("--constant scores one label everywhere: do not pass --pred")
+        label = _constant_label(constant, int(dm.num_classes))
+        source["constant"] = label
+        method = method or _constant_method(label, int(dm.num_classes))
     else:
         if pred_dir is None:
             raise EvaluationError("--dataset needs --pred DIR (or --rater NAME for the human baseline)")
@@ -236,22 +257,56 @@ def plan_dataset(
     if not method:
         raise EvaluationError("--name METHOD is required (the row label on the leaderboard)")
     dm.setup("test")
-    if split not in dm.splits:
-        raise EvaluationError(f"--split {split!r}: {dataset} has splits {sorted(dm.splits)}")
+    if split not in dm.splits and split != ALL_SPLITS:
+        raise EvaluationError(
+            f"--split {split!r}: {dataset} has splits {sorted(dm.splits)} (or {ALL_SPLITS!r}: every case)"
+        )
     with warnings.catch_warnings(record=True):  # its bad cases are listed in split_info()["skipped"]
         warnings.simplefilter("always")
-        good = dm.good_case_ids(split)
+        names = list(dm.splits) if split == ALL_SPLITS else [split]
+        good = sorted({cid for name in names for cid in dm.good_case_ids(name)})
     truth = {cid: (None, f"{dataset}:{cid}") for cid in good}
     if rater is not None:
         tasks, problems = [CaseTask(cid) for cid in sorted(truth)], []
+    elif label is not None:
+        tasks, problems = [CaseTask(cid, constant=label) for cid in sorted(truth)], []
     else:
         tasks, problems = _match(preds, truth, missing, Path(pred_dir))  # type: ignore[arg-type]
     ctx = WorkerContext(settings, int(dm.num_classes), pred_kind, label_map, None, (dataset, build), rater)
     info = dm.split_info() if hasattr(dm, "split_info") else {"skipped": dict(dm.skipped)}
-    baseline = "human" if rater is not None else None
+    baseline = "human" if rater is not None else "constant" if label is not None else None
     plan = EvaluationPlan(dataset, kwargs, method, split, ctx, tasks, problems, source, info, baseline, dm)
     plan.truth_ids = sorted(truth)
     return plan
+
+
+def _constant_label(constant: str, num_classes: int) -> int:
+    """The label of ``--constant``: ``background`` 0, ``foreground`` 1 (a binary task), or a label."""
+    if constant in CONSTANT_NAMES:
+        label = CONSTANT_NAMES[constant]
+        if constant == "foreground" and num_classes != 2:
+            raise EvaluationError(
+                f"--constant foreground: the dataset has {num_classes} classes; "
+                f"name the label (1..{num_classes - 1})"
+            )
+        return label
+    try:
+        label = int(constant)
+    except ValueError:
+        raise EvaluationError(
+            f"--constant {constant!r}: give background, foreground or a label (0..{num_classes - 1})"
+        ) from None
+    if not 0 <= label < num_classes:
+        raise EvaluationError(f"--constant {label}: the dataset's labels are 0..{num_classes - 1}")
+    return label
+
+
+def _constant_method(label: int, num_classes: int) -> str:
+    """The row label of a constant baseline: ``all background``, ``all foreground`` (label 1 of a
+    binary task), ``all class 2``."""
+    if label == 0:
+        return "all background"
+    return "all foreground" if num_classes == 2 else f"all class {label}"
 
 
 def _check_rater(dm: Any, dataset: str, rater: str, pred_dir: Path | None) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 The record's id is ``eval__<dataset>__<method-slug>__<hash of the config and the input files'
 SHA-256>`` (:func:`bench.records.evaluation_id`), so the same inputs give the same record and any
-changed file gives a new one.
+changed file gives a new one. A record whose predictions are constant (inside the field of view)
+on more than half of its cases states it in ``degenerate`` (:func:`bench.records.record.degenerate_state`),
+as a trained run does.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from bench.records import (
     write_record,
 )
 from bench.records.provenance import device_info
+from bench.records.record import degenerate_state
 from datamodules.download import file_digest
 
 
@@ -99,12 +102,18 @@ def execute(
     source = {**plan.source, "files": files}
     inputs = {"config": config, "source": {k: v for k, v in source.items() if not k.endswith("_dir")}}
     inputs["cases"] = [(t.case_id, t.empty) for t in plan.tasks]
+    if "constant" in plan.source:  # only then: the ids of other evaluations stay as they were
+        inputs["constant"] = plan.source["constant"]
     run_id = evaluation_id(plan.dataset, plan.method, inputs)
     path = record_path(results, run_id)
     old = load_record(path)
     if old is not None and old.done and not force:
         return EvaluationOutcome(old, path, existed=True)
-    supersede(results, run_id)
+    supersede(
+        results,
+        run_id,
+        "re-evaluated with --force" if old is not None and old.done else "replaced an evaluation that failed",
+    )
     started, start = now(), time.perf_counter()
     order = sorted(t.case_id for t in plan.tasks)
     keep = order if save_predictions < 0 else order[:save_predictions]
@@ -120,6 +129,7 @@ def execute(
             files.setdefault(r.case_id, {})["kind"] = r.kind
     scored = {r["case_id"] for r in rows}
     skipped = {**plan.split_info.get("skipped", {})}
+    degenerate = degenerate_state({r.case_id: r.constant for r in out if r.row is not None})
     left_out = set(plan.truth_ids) - scored
     skipped.update({p["case_id"]: p["problem"] for p in problems if p["case_id"] in left_out})
     record = Record.evaluation(
@@ -132,6 +142,7 @@ def execute(
         aggregates=reduce_cases(rows),
         split={**plan.split_info, "skipped": skipped},
         problems=problems,
+        **({"degenerate": degenerate} if degenerate else {}),
         **({"predictions": {c: saved[c] for c in sorted(saved) if c in scored}} if saved else {}),
         test_seconds=time.perf_counter() - start,
         device={**device_info("cpu"), "workers": workers},

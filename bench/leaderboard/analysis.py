@@ -11,19 +11,41 @@ form and the JSON export. What each number means: ``docs/leaderboard.md``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from bench.leaderboard import stats
-from bench.leaderboard.format import budget, provenance, row_title, runs_text
-from bench.leaderboard.ranking import PairResult, case_means, pairwise, rank_rows, rank_stability
-from bench.leaderboard.rows import Row, Table, row_notes, slug
+from bench.leaderboard.degenerate import ConstantReferences, RowDegeneracy, load_references, row_degeneracy
+from bench.leaderboard.format import legend, row_title
+from bench.leaderboard.intervals import group_units
+from bench.leaderboard.ranking import (
+    BestComparison,
+    PairResult,
+    case_means,
+    compare_with_best,
+    is_topology,
+    pairwise,
+    rank_rows,
+    rank_stability,
+)
+from bench.leaderboard.rowinfo import Prediction, RowInfo, row_info
+from bench.leaderboard.rows import (
+    Row,
+    Table,
+    case_groups,
+    metric_order,
+    pooled_values,
+    row_notes,
+    run_matrix,
+    run_notes,
+    slug,
+    values_of,
+)
 from bench.leaderboard.stats import RowStats
-from bench.metrics.registry import METRICS, is_metric, metric_info
-from bench.records.record import Record
+from bench.metrics.registry import is_metric, metric_info
 
 RANK_METRICS: tuple[str, ...] = ("dice", "cldice", "betti0_err", "betti1_err", "ece")
 """Default metric set of the combined rank (and the default Markdown columns)."""
@@ -46,30 +68,6 @@ __all__ = [  # with the types an Analysis is made of, so that a renderer needs t
 ]
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """A saved test-case prediction of one of a row's done runs."""
-
-    case: str
-    path: str  # relative to the results folder
-    values: dict[str, Any]  # the run's entry for that case (metric values)
-
-
-@dataclass(frozen=True, kw_only=True)
-class RowInfo:
-    """What a row's records state besides the metric values, as the outputs show it."""
-
-    params: int | None
-    train_seconds: float | None  # mean over the done runs
-    budget: str
-    seeds: str
-    folds: str
-    records: list[str]  # run ids, every status
-    provenance: str
-    saved_probabilities: bool  # a done run saved predictions with probabilities
-    predictions: list[Prediction]  # of the done runs, in run-id order
-
-
 @dataclass(kw_only=True)
 class Analysis:
     """Everything the outputs show for one table."""
@@ -90,12 +88,17 @@ class Analysis:
     stability: stats.RankStability | None
     metric_stability: dict[str, stats.RankStability]
     pairs: dict[str, list[PairResult]]
-    best: dict[str, str]
-    tied_best: dict[str, set[str]]
+    best: dict[str, str]  # metric -> the best row among rows that are neither collapsed nor baselines
+    vs_best: dict[str, dict[str, BestComparison]]  # metric -> row -> its comparison with the best
     notes: dict[str, list[str]]
     info: dict[str, RowInfo]
     seed: int
     n_resamples: int
+    degeneracy: dict[str, RowDegeneracy] = field(default_factory=dict)
+    collapsed: set[str] = field(default_factory=set)  # rows whose every run is degenerate
+    baseline: set[str] = field(default_factory=set)  # rows of baseline records (never best)
+    groups: dict[str, str] = field(default_factory=dict)  # case -> group (pairs and intervals)
+    equivalence_margin: float | None = None
     plot_notes: dict[str, str] = field(default_factory=dict)  # plots skipped for a row, and why
 
     @property
@@ -112,14 +115,51 @@ class Analysis:
         return next(r for r in self.ranked if r.key == key)
 
     def is_best(self, metric: str, key: str) -> bool:
-        """True when row ``key`` has the best mean of ``metric`` (ties: every row with that mean)."""
+        """True when row ``key`` has the best mean of ``metric`` (ties: every row with that mean) and is
+        neither collapsed (every run degenerate) nor a baseline."""
         best = self.best.get(metric)
         if best is None or key not in self.row_stats or all(r.key != key for r in self.ranked):
+            return False
+        if key in self.collapsed or key in self.baseline:
             return False
         if key == best:
             return True
         return bool(
             self.row_stats[key][metric].reduction["mean"] == self.row_stats[best][metric].reduction["mean"]
+        )
+
+    def mark(self, metric: str, key: str) -> str:
+        """The marks of a cell: the comparison with the best (:attr:`BestComparison.mark`) and ``†``
+        on a topology metric of a row with collapsed runs (read it beside an overlap metric)."""
+        c = self.vs_best.get(metric, {}).get(key)
+        marks = [c.mark] if c is not None and not self.is_best(metric, key) else []
+        deg = self.degeneracy.get(key)
+        if is_topology(metric) and deg is not None and deg.any_degenerate:
+            marks.append("†")
+        return " ".join(marks)
+
+    def units_text(self) -> str:
+        """What a pair is: ``8 cases`` or ``4 case groups (child 11, …)``."""
+        if not self.groups:
+            return f"{len(self.cases)} cases"
+        names = sorted({self.groups.get(c, c) for c in self.cases})
+        shown = ", ".join(names[:2]) + (", …" if len(names) > 2 else "")
+        return f"{len(names)} case groups ({shown}) of {len(self.cases)} cases"
+
+    def legend_text(self) -> str:
+        """The per-table legend (:func:`bench.leaderboard.format.legend`): units, family, the smallest
+        reachable p, the margin, thread counts, the ranking's metric set."""
+        m0 = self.rank_metrics[0] if self.rank_metrics else None
+        threads = [t for r in self.ranked + self.human for t in self.info[r.key].torch_threads]
+        return legend(
+            self.n_resamples,
+            self.seed,
+            self.rank_metrics,
+            units=self.units_text() if self.cases else "",
+            n_compared=len(self.vs_best.get(m0, {})) if m0 else 0,
+            n_pairs=len({self.groups.get(c, c) for c in self.cases}) if self.cases else None,
+            margin=self.equivalence_margin,
+            threads=threads,
         )
 
     def example_cases(self) -> list[str]:
@@ -154,8 +194,10 @@ class Analysis:
             "rank_metrics": self.rank_metrics,
             "cases": self.cases,
             "bootstrap": {"n_resamples": self.n_resamples, "seed": self.seed, "confidence": 0.95},
+            "case_groups": self.groups,
+            "equivalence_margin": self.equivalence_margin,
             "rows": [self._row_dict(row, idx.get(row.key)) for row in self.rows],
-            "pairs": {m: [_pair_dict(p, label) for p in lst] for m, lst in self.pairs.items()},
+            "pairs": {m: [p.to_dict(label) for p in lst] for m, lst in self.pairs.items()},
             "plot_notes": self.plot_notes,
         }
         if self.stability is not None:
@@ -167,16 +209,18 @@ class Analysis:
         metrics = {}
         for m, s in self.row_stats.get(row.key, {}).items():
             entry = {k: plain(v) for k, v in s.reduction.items()}
-            entry.update(ci_lo=s.ci.lo, ci_hi=s.ci.hi, ci_levels=s.ci.levels, n_runs=s.n_runs)
+            entry.update(ci_lo=s.ci.lo, ci_hi=s.ci.hi, ci_design=s.ci.design, ci_df=s.ci.df, n_runs=s.n_runs)
             entry.update(seed_sd=s.seed_sd, seed_share=s.seed_share, case_share=s.case_share)
+            entry.update(interval_seed_sd=s.ci.seed_sd, interval_unit_sd=s.ci.unit_sd, n_units=s.ci.n_units)
             if m in self.agg_rank and row.key in self.agg_rank[m]:
                 entry.update(
                     rank_of_mean=plain(self.agg_rank[m][row.key]),
                     mean_rank_over_cases=plain(self.case_rank[m][row.key]),
                 )
-                entry.update(
-                    best=self.is_best(m, row.key), tied_with_best=row.key in self.tied_best.get(m, set())
-                )
+                entry["best"] = self.is_best(m, row.key)
+                c = self.vs_best.get(m, {}).get(row.key)
+                if c is not None:
+                    entry["vs_best"] = c.to_dict()
             metrics[m] = entry
         info = self.info[row.key]
         item: dict[str, Any] = {
@@ -189,8 +233,12 @@ class Analysis:
             "seeds": info.seeds,
             "folds": info.folds,
             "params": info.params,
+            "torch_threads": info.torch_threads,
             "records": info.records,
             "notes": self.notes.get(row.key, []),
+            "collapsed_runs": [r.run_id for r in self.degeneracy[row.key].runs]
+            if row.key in self.degeneracy
+            else [],
             "provenance": info.provenance,
             "row_key": row.key,
             "metrics": metrics,
@@ -216,23 +264,6 @@ def plain(v: Any) -> Any:
     return float(v) if hasattr(v, "__float__") and not isinstance(v, (int, bool)) else v
 
 
-def _pair_dict(p: PairResult, label: dict[str, str]) -> dict[str, Any]:
-    return {
-        "a": label[p.a],
-        "b": label[p.b],
-        "diff": p.paired.diff,
-        "ci_lo": p.paired.lo,
-        "ci_hi": p.paired.hi,
-        "p": p.paired.p,
-        "p_holm": p.p_holm,
-        "significant": p.significant,
-        "n": p.paired.n,
-        "n_nan": p.paired.n_nan,
-        "noise_sd": p.noise_sd,
-        "within_noise": p.within_noise,
-    }
-
-
 # ---- computing it -----------------------------------------------------------------------
 
 
@@ -242,8 +273,14 @@ def analyse(
     metrics: Sequence[str] | None = None,
     n_resamples: int = stats.N_RESAMPLES,
     seed: int = 0,
+    equivalence_margin: float | None = None,
+    references: ConstantReferences | None = None,
 ) -> Analysis:
-    """All statistics of one table (see ``docs/leaderboard.md`` for what each means)."""
+    """All statistics of one table (see ``docs/leaderboard.md`` for what each means).
+
+    ``equivalence_margin``: the margin of the TOST against the best (metric units); None: no
+    equivalence claim is made. ``references``: the constant baselines that tell collapsed runs of
+    older records (:func:`bench.leaderboard.degenerate.load_references`; default: this table's)."""
     candidates = [r for r in table.rows if not r.human]
     ranked = [r for r in candidates if r.done]
     unranked = [r for r in candidates if not r.done]
@@ -258,22 +295,25 @@ def analyse(
         for k, v in c.items()
         if k != "case_id" and isinstance(v, (int, float)) and not isinstance(v, bool)
     }
-    all_metrics = _metric_order(present)
+    all_metrics = metric_order(present)
     wanted = list(metrics) if metrics else list(RANK_METRICS)
     rank_metrics = [m for m in wanted if m in present and is_metric(m)]
     if not rank_metrics and not metrics:
         rank_metrics = [m for m in all_metrics if is_metric(m)][:5]
+    groups = case_groups(table.dataset, cases)
     row_stats = {
-        r.key: {
-            m: stats.row_stats([_values(rec, m) for rec in r.done], n_resamples=n_resamples, seed=seed)
-            for m in all_metrics
-        }
+        r.key: {m: stats.row_stats([values_of(rec, m) for rec in r.done], groups=groups) for m in all_metrics}
         for r in shown
     }
-    mats = {r.key: {m: _run_matrix(r, m, cases) for m in rank_metrics} for r in ranked}
+    if references is None:
+        references = load_references(rec for r in table.rows for rec in r.records)
+    degeneracy = {r.key: row_degeneracy(r.done, references) for r in ranked + unranked + human}
+    collapsed = {k for k, d in degeneracy.items() if d.all_degenerate}
+    baseline = {r.key for r in ranked + human if any(rec.baseline for rec in r.records)}
+    mats = {r.key: {m: run_matrix(r, m, cases) for m in rank_metrics} for r in ranked}
     case_values = {r.key: {m: case_means(mats[r.key][m]) for m in rank_metrics} for r in ranked}
     up = {m: metric_info(m).higher_is_better for m in rank_metrics}
-    agg_rank, case_rank, combined = rank_rows(ranked, rank_metrics, row_stats, case_values, up)
+    agg_rank, case_rank, combined = rank_rows(ranked, rank_metrics, row_stats, case_values, up, collapsed)
     order = sorted(range(len(ranked)), key=lambda i: (combined.get(ranked[i].key, 0), ranked[i].label))
     ranked = [ranked[i] for i in order]
     stability, metric_stability = None, {}
@@ -281,9 +321,21 @@ def analyse(
         stability, metric_stability = rank_stability(
             ranked, rank_metrics, mats, up, combined, agg_rank, n_resamples=n_resamples, seed=seed
         )
-    pairs, best, tied = pairwise(
+    pairs, _, _ = pairwise(
         ranked, rank_metrics, row_stats, case_values, up, n_resamples=n_resamples, seed=seed
     )
+    best, vs_best = {}, {}
+    for m in rank_metrics:
+        eligible = [r.key for r in ranked if r.key not in collapsed | baseline]
+        means = {k: row_stats[k][m].reduction["mean"] for k in eligible}
+        defined = [k for k in eligible if not math.isnan(means[k])]
+        if defined:
+            best[m] = max(defined, key=lambda k: float(stats.signed(np.array(means[k]), up[m])))
+            units = {r.key: group_units(mats[r.key][m], cases, groups)[0] for r in ranked}
+            vs_best[m] = compare_with_best(ranked, best[m], units, margin=equivalence_margin)
+    notes = row_notes(ranked + unranked + human, cases)
+    for row in ranked + unranked + human:
+        notes[row.key] = run_notes(row, degeneracy[row.key]) + notes[row.key]
     return Analysis(
         table=table,
         ranked=ranked,
@@ -294,7 +346,7 @@ def analyse(
         rank_metrics=rank_metrics,
         row_stats=row_stats,
         case_values=case_values,
-        pooled={r.key: {m: _pooled(r, m) for m in rank_metrics} for r in shown},
+        pooled={r.key: {m: pooled_values(r, m) for m in rank_metrics} for r in shown},
         combined=combined,
         agg_rank=agg_rank,
         case_rank=case_rank,
@@ -302,65 +354,14 @@ def analyse(
         metric_stability=metric_stability,
         pairs=pairs,
         best=best,
-        tied_best=tied,
-        notes=row_notes(ranked + unranked + human, cases),
-        info={r.key: _row_info(r) for r in ranked + unranked + human},
+        vs_best=vs_best,
+        notes=notes,
+        degeneracy=degeneracy,
+        collapsed=collapsed,
+        baseline=baseline,
+        groups=groups,
+        equivalence_margin=equivalence_margin,
+        info={r.key: row_info(r) for r in ranked + unranked + human},
         seed=seed,
         n_resamples=n_resamples,
-    )
-
-
-def _metric_order(keys: Iterable[str]) -> list[str]:
-    order = {k: i for i, k in enumerate(METRICS)}
-
-    def sort_key(k: str) -> tuple[int, int, str]:
-        if k in order:
-            return (0, order[k], "")
-        if is_metric(k):
-            base = k.rsplit("_", 1)[0]
-            return (0, order.get(base, len(order)), k)
-        return (1, 0, k)
-
-    return sorted(set(keys), key=sort_key)
-
-
-def _float(v: Any) -> float:
-    return math.nan if v is None or isinstance(v, bool) else float(v)
-
-
-def _values(rec: Record, key: str) -> dict[str, float]:
-    """``case id -> value`` of one run (NaN where the case has no value)."""
-    return {str(case.get("case_id")): _float(case.get(key, math.nan)) for case in rec.cases}
-
-
-def _pooled(row: Row, key: str) -> np.ndarray:
-    """Every value of ``key`` of the row's done runs, run by run in record order (NaN where missing)."""
-    return np.array([_float(c.get(key, math.nan)) for rec in row.done for c in rec.cases], dtype=np.float64)
-
-
-def _run_matrix(row: Row, key: str, cases: Sequence[str]) -> np.ndarray:
-    """``(runs, cases)`` values of ``key`` on the table's case axis (NaN where missing)."""
-    return np.array([[_values(r, key).get(c, math.nan) for c in cases] for r in row.done], dtype=np.float64)
-
-
-def _row_info(row: Row) -> RowInfo:
-    secs = [r.train_seconds for r in row.done if isinstance(r.train_seconds, (int, float))]
-    predictions = []
-    for rec in row.done:
-        entries = {str(c.get("case_id")): c for c in reversed(rec.cases)}  # the first entry of a case
-        predictions += [
-            Prediction(case, path, entries.get(case, {})) for case, path in rec.predictions.items()
-        ]
-    return RowInfo(
-        params=next((r.params for r in row.done if r.params), None),
-        train_seconds=float(np.mean(secs)) if secs else None,
-        budget=budget(row),
-        seeds=runs_text(row, "seed"),
-        folds=runs_text(row, "fold"),
-        records=[r.run_id for r in row.records],
-        provenance=provenance(row),
-        saved_probabilities=any(
-            r.eval_settings.get("save_probabilities") and r.predictions for r in row.done
-        ),
-        predictions=predictions,
     )

@@ -1,87 +1,309 @@
-"""Paired loss comparisons across models (``python -m bench.leaderboard.claims RESULTS --dataset D
---base L1 --other L2``).
+"""Claims of papers checked on the committed records, and README's "What the tables say" generated
+from them (``python -m bench.leaderboard.claims --readme [--write README.md]``).
 
-For every leaderboard row trained with both losses (same row identity apart from the loss, same
-seeds and folds), the per-run test mean of each metric is differenced (``other - base``) and
-averaged over the runs. Across models this gives how many models the other loss improves, the median
-difference and a two-sided Wilcoxon signed-rank p-value over the models
-(:func:`bench.leaderboard.wilcoxon.signed_rank_p`, the leaderboard's test, choosing exact or normal
-approximation as ``scipy.stats.wilcoxon`` does by default). README's "What the tables say" quotes
-this for clDice on the synthetic grid.
+The claims are declared as data in :mod:`bench.leaderboard.claim_specs` (``CLAIMS``: the paper,
+what it claims, the metrics, the comparison and the tables); the verdict follows the numbers by
+the fixed rule of ``RULES``
+(agree / disagree / cannot tell at this budget / n too small), computed by
+:mod:`bench.leaderboard.claim_stats`. Every number in the section comes from the records;
+``tests/bench/leaderboard/test_readme_claims.py`` fails when README and the records disagree.
+
+The paired loss comparison of one dataset stays available as before: ``python -m
+bench.leaderboard.claims RESULTS --dataset D --base L1 --other L2`` (:func:`paired_losses`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.leaderboard.claim_specs import CLAIMS, RULES, FamilyClaim, HumanClaim, LossClaim, SeedClaim
+from bench.leaderboard.claim_stats import (
+    ALPHA,
+    MARGIN,
+    degenerate_text,
+    interval_text,
+    one_sided_p,
+    paired_losses,
+    run_mean,
+    runs_by_model,
+    train_runs,
+    unit_means,
+    units_text,
+    verdict,
+)
+from bench.leaderboard.degenerate import load_references, row_degeneracy
+from bench.leaderboard.stats import holm
 from bench.leaderboard.wilcoxon import signed_rank_p
 from bench.metrics.registry import higher_is_better
-from bench.records.identity import row_key
 from bench.records.record import Record
 from bench.records.store import load_records
 
+__all__ = ["CLAIMS", "RULES", "paired_losses", "readme_section", "verdict", "main"]
+
 DEFAULT_METRICS = ("dice", "cldice", "betti0_err", "betti1_err", "hd95")
+BEGIN, END = "<!-- claims:begin -->", "<!-- claims:end -->"
+NAMES = {"dice": "Dice", "cldice": "clDice", "betti0_err": "Betti-0 error", "betti1_err": "Betti-1 error"}
+POINTS = ("dice", "cldice")  # metrics in [0, 1] quoted in points (x 100)
 
 
-def _model_key(config: dict[str, Any]) -> str:
-    """The leaderboard's row identity (:func:`bench.records.identity.row_key`) without the loss: which rows
-    may be paired."""
-    return row_key({k: v for k, v in config.items() if k != "loss"})
+# ---- text ----------------------------------------------------------------------------------
 
 
-def paired_losses(
-    records: Iterable[Record], dataset: str, base: str, other: str, metrics: tuple[str, ...]
-) -> dict[str, Any]:
-    """Per-model seed-averaged differences ``other - base`` of each metric, and their summary."""
-    means: dict[tuple[str, str, tuple[int, int]], dict[str, float]] = {}  # (row, loss, (seed, fold))
-    names: dict[str, str] = {}
-    for r in records:
-        if r.kind != "train" or not r.done:
+def _q(v: float, metric: str, sign: bool = False) -> str:
+    """A value as the section quotes it: points for Dice-like metrics, 3 significant digits else."""
+    if metric in POINTS:
+        return f"{v * 100:{'+' if sign else ''}.1f} points"
+    return f"{v:{'+' if sign else ''}.3g}"
+
+
+def _p(p: float) -> str:
+    return f"{p:.1g}" if p < 0.01 else f"{p:.2g}"
+
+
+def loss_claim_text(claim: LossClaim, records: Sequence[Record]) -> list[str]:
+    """One line per comparison of a :class:`LossClaim`: per metric the count, median and verdict."""
+    metrics = tuple(m for m, _ in claim.expects)
+    out = []
+    refs = load_references(records)
+    for sweep, base, other in claim.comparisons:
+        recs = [r for r in train_runs(records, sweep) if r.loss_name in (base, other)]
+        dataset = recs[0].dataset.get("name", sweep) if recs else sweep
+        dropped = {d.run_id for d in row_degeneracy(recs, refs).runs}
+        result = paired_losses([r for r in recs if r.run_id not in dropped], dataset, base, other, metrics)
+        s, per = result["summary"], result["per_model"]
+        raw = []
+        for m, direction in claim.expects:
+            d = np.array([per[k][m] for k in per if np.isfinite(per[k][m])])
+            if direction == "similar":
+                good = d if higher_is_better(m) else -d
+                raw.append((one_sided_p(good + MARGIN), one_sided_p(-(good + MARGIN))))
+            else:
+                raw.append((s[m]["wilcoxon_p"], s[m]["wilcoxon_p"]))
+        adj_for = holm([a for a, _ in raw])
+        adj_against = holm([b for _, b in raw])
+        parts = []
+        for (m, direction), pf, pa in zip(claim.expects, adj_for, adj_against, strict=True):
+            n, med = s[m]["models"], s[m]["median_diff"]
+            if direction == "similar":
+                towards = pf < ALPHA
+                p_adj = pf if towards else pa
+                lower = (med < 0) if higher_is_better(m) else (med > 0)
+                word = "lower" if lower else "higher"
+                count = n - s[m]["improved"] if lower else s[m]["improved"]
+            else:
+                want_lower = direction == "lower"
+                towards = (med < 0) == want_lower
+                p_adj = pf
+                word = "lower" if med < 0 else "higher"
+                count = sum(1 for k in per if (per[k][m] < 0) == (med < 0) and per[k][m] != 0)
+            v = verdict(p_adj, towards, n, len(claim.expects))
+            parts.append(
+                f"{NAMES[m]} {word} for {count} of {n} models (median {_q(med, m, True)}, "
+                f"Holm p = {_p(p_adj)}): **{v}**"
+            )
+        left_out = f" ({_plural(len(dropped), 'degenerate run')} left out)" if dropped else ""
+        out.append(f"  - {sweep}, `{other}` vs `{base}`{left_out}: " + "; ".join(parts) + ".")
+    return out
+
+
+def family_claim_text(claim: FamilyClaim, records: Sequence[Record]) -> list[str]:
+    """One line per sweep of a :class:`FamilyClaim`: the table's verdict, each row's interval, each pair."""
+    out = []
+    m = claim.metric
+    for sweep in claim.sweeps:
+        rows = runs_by_model(train_runs(records, sweep, claim.loss))
+        pairs = [(a, b) for a in claim.family for b in claim.others if a in rows and b in rows]
+        if not pairs:
             continue
-        if r.dataset.get("name") != dataset or r.loss_name not in (base, other):
-            continue
-        key = _model_key(r.config)
-        names[key] = r.model_name
-        run = (r.seed, r.fold or 0)
-        means[(key, r.loss_name, run)] = {m: r.aggregates[m]["mean"] for m in metrics}
-    runs_of = {
-        key: sorted(s for k, loss, s in means if k == key and loss == base and (k, other, s) in means)
-        for key in names
-    }
-    paired = [key for key in names if runs_of[key]]
-    counts = defaultdict(int)
-    for key in paired:
-        counts[names[key]] += 1
-    labels: dict[str, str] = {}
-    for i, key in enumerate(paired):  # rows sharing a model name: its settings, then a number
-        label = (
-            names[key] if counts[names[key]] == 1 else f"{names[key]} {json.loads(key)['model']['kwargs']}"
+        tests = []
+        for a, b in pairs:
+            ca, cb = unit_means(rows[a], m), unit_means(rows[b], m)
+            common = sorted(set(ca) & set(cb))
+            d = np.array([ca[c] - cb[c] for c in common])
+            d = d if higher_is_better(m) else -d
+            tests.append((float(np.mean(d)), signed_rank_p(d), len(common)))
+        adj = holm([p for _, p, _ in tests])
+        verdicts = [verdict(p, diff > 0, n, len(pairs)) for (diff, _, n), p in zip(tests, adj, strict=True)]
+        table = (
+            "disagree"
+            if "disagree" in verdicts
+            else "agree"
+            if "agree" in verdicts
+            else verdicts[0]
+            if all(v.startswith("n too small") for v in verdicts)
+            else "cannot tell"
         )
-        labels[key] = label if label not in labels.values() else f"{label} #{i}"
-    diffs: dict[str, dict[str, float]] = defaultdict(dict)
-    for key in paired:
-        for m in metrics:
-            d = [means[(key, other, s)][m] - means[(key, base, s)][m] for s in runs_of[key]]
-            diffs[labels[key]][m] = float(np.mean(d)) if np.all(np.isfinite(d)) else float("nan")
-    summary = {}
-    for m in metrics:
-        d = np.array([diffs[n][m] for n in diffs if np.isfinite(diffs[n][m])])
-        better = (d > 0) if higher_is_better(m) else (d < 0)
-        p = signed_rank_p(d, scipy_auto=True) if len(d) >= 2 and np.any(d != 0) else float("nan")
-        summary[m] = {
-            "models": int(len(d)),
-            "improved": int(better.sum()),
-            "median_diff": float(np.median(d)) if len(d) else float("nan"),
-            "wilcoxon_p": p,
-        }
-    return {"dataset": dataset, "base": base, "other": other, "per_model": dict(diffs), "summary": summary}
+        names = sorted({x for p in pairs for x in p})
+        means = ", ".join(f"{x} {interval_text(rows[x], m)}" for x in names)
+        refs = load_references(records)
+        deg = [f"{x} {degenerate_text(rows[x], refs)}" for x in names if row_degeneracy(rows[x], refs).runs]
+        if deg:
+            means += f" (degenerate runs: {', '.join(deg)})"
+        detail = "; ".join(
+            f"{a} − {b} {_q(diff, m, True)} (Holm p = {_p(p)}, {v})"
+            for (a, b), (diff, _, _), p, v in zip(pairs, tests, adj, verdicts, strict=True)
+        )
+        units = units_text(rows[pairs[0][0]], tests[0][2])
+        out.append(
+            f"  - {sweep} ({NAMES[m]}, `{claim.loss}`): **{table}**. Means: {means}. Pairs over {units}: "
+            f"{detail}."
+        )
+    return out
+
+
+def seed_claim_text(claim: SeedClaim, records: Sequence[Record]) -> list[str]:
+    """One line per sweep of a :class:`SeedClaim`: seed standard deviations against neighbour gaps."""
+    out = []
+    m = claim.metric
+    for sweep in claim.sweeps:
+        rows = runs_by_model(train_runs(records, sweep, claim.loss))
+        sds = {k: float(np.std([run_mean(r, m) for r in v], ddof=1)) for k, v in rows.items() if len(v) > 1}
+        if len(sds) < 2:
+            continue
+        means = sorted(float(np.mean([run_mean(r, m) for r in v])) for v in rows.values())
+        gap = float(np.median(np.diff(means)))
+        sd = float(np.median(list(sds.values())))
+        lo, hi = min(sds, key=sds.get), max(sds, key=sds.get)
+        word = "agree" if sd >= gap else "disagree"
+        out.append(
+            f"  - {sweep} (`{claim.loss}`, {len(sds)} rows): the seed standard deviation of a row's mean "
+            f"{NAMES[m]} has a median of {_q(sd, m)} ({_q(sds[lo], m)} for {lo} to {_q(sds[hi], m)} for "
+            f"{hi}); neighbouring rows differ by a median of {_q(gap, m)}: **{word}**."
+        )
+    return out
+
+
+def human_claim_text(claim: HumanClaim, records: Sequence[Record]) -> list[str]:
+    """The line of a :class:`HumanClaim`: the human baseline against the best trained row."""
+    human = [r for r in records if r.baseline == "human" and r.dataset.get("name") == claim.sweep]
+    rows: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    for r in train_runs(records, claim.sweep):
+        rows[(r.model_name, r.loss_name)].append(r)
+    if not human or not rows:
+        return []
+    key = claim.metrics[0]
+    best, loss = max(rows, key=lambda k: np.mean([run_mean(r, key) for r in rows[k]]))
+    runs = rows[(best, loss)]
+    hm = {m: run_mean(human[0], m) for m in claim.metrics}
+    bm = {m: float(np.mean([run_mean(r, m) for r in runs])) for m in claim.metrics}
+    hc, bc = unit_means(human, key), unit_means(runs, key)
+    common = sorted(set(hc) & set(bc))
+    d = np.array([hc[c] - bc[c] for c in common])
+    p = signed_rank_p(d if higher_is_better(key) else -d)
+    v = verdict(p, float(np.mean(d)) * (1 if higher_is_better(key) else -1) > 0, len(common), 1)
+    scores = ", ".join(f"{NAMES[m]} {hm[m]:.3g} vs {bm[m]:.3g}" for m in claim.metrics)
+    return [
+        f"  - {claim.sweep}: `{human[0].method}` against the first annotator vs the best row by mean "
+        f"{NAMES[key]} ({best}, `{loss}`): {scores}; {NAMES[key]} paired over "
+        f"{units_text(runs, len(common))}, "
+        f"p = {_p(p)}: **{v}**."
+    ]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _square(patch: Any) -> str:
+    if isinstance(patch, (list, tuple)) and len(set(patch)) == 1:
+        return f"{patch[0]}{'²' if len(patch) == 2 else '³' if len(patch) == 3 else f'^{len(patch)}'}"
+    return "×".join(map(str, patch)) if isinstance(patch, (list, tuple)) else str(patch)
+
+
+def _join(values: Iterable[Any]) -> str:
+    return " / ".join(sorted({str(v) for v in values}))
+
+
+def tables_text(records: Sequence[Record]) -> list[str]:
+    """The table facts: one line per sweep with its runs, budget, seeds, test set, threads and
+    degenerate runs (:func:`bench.leaderboard.degenerate.row_degeneracy` over the sweep's runs)."""
+    refs = load_references(records)
+    sweeps = sorted({str(r.config.get("sweep")) for r in records if r.kind == "train" and r.done})
+    lines = [
+        "| sweep (table) | runs | models × losses | seeds | budget | test set | torch threads "
+        "| degenerate runs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for sweep in sweeps:
+        runs = train_runs(records, sweep)
+        models, losses = {r.model_name for r in runs}, {r.loss_name for r in runs}
+        budget = ", ".join(
+            (
+                f"{_join(r.config['trainer'].get('max_steps') for r in runs)} steps × "
+                f"{_join(r.config['data'].get('batch_size') for r in runs)} patches of "
+                f"{_join(_square(r.config['data'].get('patch_size')) for r in runs)}",
+                f"{_join(r.config['optim'].get('optimizer') for r in runs)} "
+                f"{_join(r.config['optim'].get('lr') for r in runs)} "
+                f"{_join(r.config['optim'].get('scheduler') for r in runs)}",
+            )
+        )
+        sizes = _join(len(r.cases) for r in runs)
+        same = len({tuple(sorted(r.case_values("dice"))) for r in runs}) == 1
+        source = _join(r.split.get("test_source") for r in runs)
+        threads = Counter(r.torch_threads for r in runs)
+        thread_text = ", ".join(f"{t}: {n} runs" for t, n in sorted(threads.items(), key=str))
+        lines.append(
+            f"| {runs[0].dataset.get('name')} ({sweep}) | {len(runs)} | {len(models)} × {len(losses)} | "
+            f"{_join(r.seed for r in runs)} | {budget} | {sizes} cases, `{source}`"
+            f"{', the same for every run' if same else ', per run'} | {thread_text} | "
+            f"{degenerate_text(runs, refs)} |"
+        )
+    return lines
+
+
+def readme_section(records: Sequence[Record]) -> str:
+    """The Markdown between :data:`BEGIN` and :data:`END` (markers included)."""
+    train = [r for r in records if r.kind == "train" and r.done]
+    studies = sum(1 for r in records if "study" in r.extra)
+    lines = [
+        BEGIN,
+        "<!-- generated by `python -m bench.leaderboard.claims --readme` from results/; "
+        "tests/bench/leaderboard/test_readme_claims.py ties it to the records -->",
+        "",
+        f"`leaderboard.md` renders the {len(train)} finished training runs under `results/` (and the "
+        "evaluations of baselines), one table per dataset and setting; each table's legend states "
+        f"its interval and its test. {_plural(studies, 'record')} came "
+        "from a tuning study: no hyperparameter was chosen on a test split. "
+        "`test_source` is where the records say the test cases came from (`official`: the "
+        "dataset's fixed split; `held_out`: held out by the split seed). The thread count is "
+        "`Record.torch_threads` (schema-2 records stored it as `device.cpu_count`).",
+        "",
+        *tables_text(records),
+        "",
+        RULES,
+        "",
+    ]
+    for claim in CLAIMS:
+        lines.append(f"- **{claim.title} ({claim.source}).**")
+        if isinstance(claim, LossClaim):
+            lines += loss_claim_text(claim, records)
+        elif isinstance(claim, FamilyClaim):
+            lines += family_claim_text(claim, records)
+        elif isinstance(claim, SeedClaim):
+            lines += seed_claim_text(claim, records)
+        else:
+            lines += human_claim_text(claim, records)
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def readme_span(text: str) -> str:
+    """The part of ``text`` from :data:`BEGIN` to :data:`END` (markers included)."""
+    start, stop = text.index(BEGIN), text.index(END) + len(END)
+    return text[start:stop]
+
+
+def write_readme(path: Path, section: str) -> None:
+    """Replace the generated span of ``path`` with ``section``."""
+    text = path.read_text()
+    path.write_text(text.replace(readme_span(text), section))
 
 
 def render(result: dict[str, Any]) -> str:
@@ -109,8 +331,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--other", default="dice+cldice")
     p.add_argument("--metric", action="append", help="metric keys (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the per-model differences as json")
+    p.add_argument("--readme", action="store_true", help="print README's generated section")
+    p.add_argument("--write", type=Path, help="with --readme: replace the section in this file")
     args = p.parse_args(argv)
     records = load_records(Path(args.results))[0]
+    if args.readme:
+        section = readme_section(records)
+        if args.write:
+            write_readme(args.write, section)
+        else:
+            print(section)
+        return 0
     result = paired_losses(
         records, args.dataset, args.base, args.other, tuple(args.metric or DEFAULT_METRICS)
     )

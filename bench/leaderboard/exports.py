@@ -42,8 +42,16 @@ _CSV_COLUMNS = [
     "seed_share",
     "rank_of_mean",
     "mean_rank_over_cases",
+    "ci_design",
+    "interval_seed_sd",
+    "interval_unit_sd",
     "best",
-    "tied_with_best",
+    "vs_best_diff",
+    "vs_best_ci_lo",
+    "vs_best_ci_hi",
+    "vs_best_p_holm",
+    "vs_best_min_p",
+    "vs_best_mark",
     "seeds",
     "folds",
     "budget",
@@ -88,7 +96,8 @@ def render_csv(analyses: Sequence[Analysis]) -> str:
             if not row["metrics"]:
                 w.writerow(base)
             for m, e in row["metrics"].items():
-                w.writerow({**base, "metric": m, **e})
+                vs = {f"vs_best_{k}": v for k, v in (e.get("vs_best") or {}).items()}
+                w.writerow({**base, "metric": m, **e, **vs})
     return buf.getvalue()
 
 
@@ -117,7 +126,7 @@ def _latex_num(v: float, ref: float | None = None) -> str:
 
 
 def render_latex(analyses: Sequence[Analysis]) -> str:
-    """One ``booktabs`` table per analysed table: ``mean [lo, hi]``, the best bold, the ≈ mark."""
+    """One ``booktabs`` table per analysed table: ``mean [lo, hi]``, the best bold, the marks."""
     out = ["% segbench leaderboard; needs \\usepackage{booktabs}", ""]
     for a in analyses:
         out += _latex_table(a)
@@ -146,7 +155,7 @@ def _latex_table(a: Analysis) -> list[str]:
             mean = s.reduction["mean"]
             c = f"\\textbf{{{_latex_num(mean)}}}" if a.is_best(m, row.key) else f"${_latex_num(mean)}$"
             ci = f" {{\\scriptsize $[{_latex_num(s.ci.lo, mean)}, {_latex_num(s.ci.hi, mean)}]$}}"
-            mark = "$^{\\approx}$" if row.key in a.tied_best.get(m, set()) else ""
+            mark = f"$^{{\\text{{{_latex_mark(a.mark(m, row.key))}}}}}$" if a.mark(m, row.key) else ""
             cells.append(c + mark + ci)
         out.append(" & ".join(cells) + " \\\\")
         if row.human and row is a.human[0] and out[-2] != "\\midrule":
@@ -158,3 +167,8 @@ def _latex_table(a: Analysis) -> list[str]:
         f"(Wilcoxon signed-rank, Holm-corrected, $\\alpha = {ALPHA}$)."
     )
     return out + ["\\bottomrule", "\\end{tabular}", f"\\caption{{{caption}}}", "\\end{table}", ""]
+
+
+def _latex_mark(mark: str) -> str:
+    """A cell's marks in LaTeX text mode."""
+    return mark.replace("≡", "$\\equiv$").replace("·", "$\\cdot$").replace("†", "\\dag{}")

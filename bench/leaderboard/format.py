@@ -13,16 +13,22 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from bench.leaderboard.intervals import MeanInterval
 from bench.leaderboard.rows import Row, value_text
 from bench.leaderboard.stats import ALPHA, RowStats
 from bench.records.record import Record
 
 LEGEND = (
-    "Cells: mean over test cases [bootstrap 95% CI; two levels, runs then cases, when a row has several "
-    "seeds/folds]; (k ∞) / (k NaN): infinite values are in the mean, NaN (undefined) ones are left out. "
-    "Bold: best; ≈: not significantly different from the best (Wilcoxon signed-rank on paired cases, Holm "
-    f"over the table's pairs, α {ALPHA}). #: combined rank (mean of the metric ranks); human: second "
-    "annotator against the first, not ranked. What each number means: docs/leaderboard.md."
+    "Cells: mean [95% interval: crossed seed × test-unit random-effects t interval with Satterthwaite "
+    "degrees of freedom; a unit is a case, or a case group when the dataset declares groups; one run: "
+    "t over the units, which ignores training noise]; (k ∞) / (k NaN): infinite values are in the mean, "
+    "NaN (undefined) ones are left out. Bold: best of the column among rows that are neither collapsed "
+    "(every run degenerate) nor baselines. Marks compare a row with that best (m − 1 comparisons, Holm, "
+    f"two-sided Wilcoxon signed-rank on paired seed-averaged unit values, α {ALPHA}): * differs, ns not "
+    "significant, · n too small to test (the smallest p the exact test can reach after the correction "
+    "exceeds α), ≡ as good as the best within the stated margin (TOST, only with --equivalence-margin); "
+    "† topology value of a row with collapsed runs (read it beside Dice). #: combined rank (mean of the "
+    "metric ranks); human: second annotator against the first, not ranked. docs/leaderboard.md."
 )
 """What a cell, a mark and a rank mean: the line under the title of the Markdown and the HTML."""
 
@@ -100,10 +106,41 @@ def provenance(row: Row) -> str:
         f"seeds {runs_text(row, 'seed')}",
         f"folds {runs_text(row, 'fold')}",
         f"device {','.join(devices)}",
-        f"commit {','.join(commits)}" + (" (dirty)" if any(r.dirty for r in recs) else ""),
+        f"commit {','.join(commits)}" + _dirty(recs),
         "records " + ", ".join(f"`{r.run_id}`" + ("" if r.done else f" ({r.status})") for r in recs),
     ]
     return "; ".join(parts)
+
+
+def _dirty(recs: Sequence[Record]) -> str:
+    """`` (dirty: `run`, ...)`` naming the runs written from an uncommitted tree (``all N`` when all)."""
+    dirty = [r.run_id for r in recs if r.dirty]
+    if not dirty:
+        return ""
+    if len(dirty) == len(recs) and len(recs) > 1:
+        return f" (dirty: all {len(recs)} runs)"
+    return " (dirty: " + ", ".join(f"`{d}`" for d in dirty) + ")"
+
+
+def threads_text(threads: Sequence[int]) -> str:
+    """``1 thr`` / ``1–2 thr`` of a row's torch thread counts (``?`` when unknown)."""
+    ts = sorted(set(threads))
+    if not ts:
+        return "? thr"
+    return f"{ts[0]} thr" if len(ts) == 1 else f"{ts[0]}–{ts[-1]} thr"
+
+
+def fmt_diff(iv: MeanInterval) -> str:
+    """A paired difference to the best: ``-0.012 [-0.020, -0.004]`` (``+`` shown)."""
+    if math.isnan(iv.mean):
+        return "–"
+    sign = "+" if iv.mean > 0 else ""
+    return f"{sign}{fmt_num(iv.mean)} [{fmt_num(iv.lo, iv.mean)}, {fmt_num(iv.hi, iv.mean)}]"
+
+
+def fmt_spread(iv: MeanInterval) -> str:
+    """``seed sd / unit sd`` of an interval (``–`` for a missing one)."""
+    return f"{fmt_num(iv.seed_sd, iv.mean)} / {fmt_num(iv.unit_sd, iv.mean)}"
 
 
 def _device(rec: Record) -> str:
@@ -111,9 +148,46 @@ def _device(rec: Record) -> str:
     return str(dev.get("name") or dev.get("gpu") or dev.get("accelerator") or dev.get("cpu") or "?")
 
 
-def legend(n_resamples: int, seed: int, rank_metrics: Sequence[str]) -> str:
-    """The per-table line: bootstrap settings and the combined rank's metric set."""
-    return (
-        f"Intervals: {n_resamples} bootstrap resamples, seed {seed}. "
+def legend(
+    n_resamples: int,
+    seed: int,
+    rank_metrics: Sequence[str],
+    *,
+    units: str = "",
+    n_compared: int = 0,
+    n_pairs: int | None = None,
+    margin: float | None = None,
+    threads: Sequence[int] = (),
+) -> str:
+    """The per-table line: what a pair is, the family of the marks and what the smallest p is at this
+    size, the equivalence margin, thread counts when rows differ, and the combined rank's metric set."""
+    parts = []
+    if units:
+        parts.append(f"Intervals and tests over {units}, paired over the units.")
+    if n_compared:
+        text = (
+            f"Marks: Holm over the {n_compared} comparison(s) with the best, two-sided exact Wilcoxon "
+            f"signed-rank, α {ALPHA}"
+        )
+        if n_pairs is not None:
+            floor = min(1.0, n_compared * 2.0 / 2.0**n_pairs)
+            text += f"; with {n_pairs} pairs the smallest adjusted p is "
+            text += f"{n_compared}·2/2^{n_pairs} = {floor:.3g}"
+            text += " (· n too small to test)" if floor > ALPHA else ""
+        parts.append(text + ".")
+    if margin is not None:
+        parts.append(
+            f"≡: the 90% interval of the paired difference to the best lies within ±{margin:g} (TOST)."
+        )
+    else:
+        parts.append("No equivalence claim (no --equivalence-margin).")
+    if len(set(threads)) > 1:
+        parts.append(
+            f"train s: rows ran with {' and '.join(str(t) for t in sorted(set(threads)))} torch threads "
+            "(per cell); their times do not compare."
+        )
+    parts.append(
+        f"Rank stability: {n_resamples} two-level bootstrap resamples, seed {seed}. "
         f"# ranks by the mean rank of {', '.join(rank_metrics) or 'no metric'}."
     )
+    return " ".join(parts)

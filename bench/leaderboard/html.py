@@ -20,7 +20,6 @@ from bench.leaderboard.format import (
     fmt_cell,
     fmt_num,
     fmt_params,
-    legend,
     row_title,
     settings_text,
 )
@@ -118,7 +117,7 @@ def _metric_cell(a: Analysis, key: str, m: str) -> str:
     if s is None:
         return '<td data-sort="">–</td>'
     cls = ' class="best"' if a.is_best(m, key) else ""
-    mark = " ≈" if key in a.tied_best.get(m, set()) else ""
+    mark = f" {a.mark(m, key)}" if a.mark(m, key) else ""
     r = s.reduction
     tip = (
         f"median {fmt_num(r['median'])}, std {fmt_num(r['std'])}, n {r['n']}, NaN {r['n_nan']}, "
@@ -203,7 +202,7 @@ def _section(a: Analysis, *, plots: bool) -> list[str]:
     if a.table.settings:
         body.append("<p class='small'>Settings: " + _e(settings_text(a.table.settings)) + "</p>")
     body += _html_table(a)
-    body.append(f'<p class="legend">{_e(legend(a.n_resamples, a.seed, a.rank_metrics))}</p>')
+    body.append(f'<p class="legend">{_e(a.legend_text())}</p>')
     noise = _noise_pairs(a)
     if noise:
         body.append(f"<p class='small'>Within training noise: {_e('; '.join(noise))}.</p>")

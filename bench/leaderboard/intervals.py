@@ -11,6 +11,9 @@ groups: the cases of a group are averaged first). Three designs occur:
   freedom, capped at those of the larger of ``MS_seed`` / ``MS_unit``: with 3 seeds the seed term
   has 2 degrees of freedom, and Satterthwaite's estimate (itself random) then runs liberal (88-92 %
   coverage in our simulation where the seed share is 20 %); the cap brings it back to 94-97 %.
+  It is floored at ``min(S, U) - 1``: when ``MS_res`` is about as large as the other two (a paired
+  difference of two similar rows), the negative term drives Satterthwaite's value below 1 and the
+  t quantile towards infinity.
 - **nested** (each run tested on its own units, e.g. a test set held out by seed): the run means
   are independent draws that carry both the case and the training noise, so the interval is
   Student's t over the run means (``S - 1`` degrees of freedom).
@@ -125,6 +128,7 @@ def crossed_interval(y: np.ndarray, confidence: float = CONFIDENCE) -> MeanInter
     denom = sum(v * v / d for v, d in terms)
     df = var_sum * var_sum / denom if denom > 0 else float(u - 1)
     df = min(df, float(s - 1) if ms_seed >= ms_unit else float(u - 1))
+    df = max(df, float(min(s, u) - 1))  # the negative MS_res term can drive it below 1 (huge t)
     m = float(y.mean())
     se = math.sqrt(var_sum / (s * u))
     t = float(_st.t.ppf(0.5 + confidence / 2.0, df)) if se > 0 else 0.0

@@ -15,8 +15,18 @@ from pathlib import Path
 
 from bench.leaderboard import stats
 from bench.leaderboard.analysis import Analysis, Row
-from bench.leaderboard.format import LEGEND, fmt_cell, fmt_params, legend, row_title, settings_text
+from bench.leaderboard.format import (
+    LEGEND,
+    fmt_cell,
+    fmt_diff,
+    fmt_params,
+    fmt_spread,
+    row_title,
+    settings_text,
+    threads_text,
+)
 from bench.metrics.registry import metric_info
+from bench.records.supersede import Superseded
 
 
 def render_markdown(
@@ -24,8 +34,10 @@ def render_markdown(
     *,
     links_base: str | None = None,
     problems: Sequence[tuple[Path, str]] = (),
+    superseded: Sequence[Superseded] = (),
 ) -> str:
-    """The whole Markdown document; figure links relative to ``links_base`` (none when ``None``)."""
+    """The whole Markdown document; figure links relative to ``links_base`` (none when ``None``);
+    ``superseded``: the replaced records of the results folder (listed with their reason)."""
     parts = _header()
     if not analyses:
         parts.append("No run records yet: `segbench run` writes them.\n")
@@ -33,6 +45,7 @@ def render_markdown(
         links = plot_links(a, links_base) if links_base is not None else None
         parts += [render_table_md(a, links), ""]
     parts += _problems_md(problems)
+    parts += superseded_md(superseded)
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -45,6 +58,9 @@ def render_table_md(a: Analysis, links: list[tuple[str, str]] | None = None) -> 
     """Markdown section of one table."""
     t = a.table
     head = ["#", "model", "loss", *[f"{m} {metric_info(m).arrow}" for m in a.rank_metrics]]
+    if a.rank_metrics:
+        m0 = a.rank_metrics[0]
+        head += [f"Δ best {m0} [95%]", f"sd seed / {'group' if a.groups else 'case'} {m0}"]
     head += ["params", "budget", "seeds", "train s", "notes"]
     lines = [f"## {t.label}", ""]
     if t.settings:
@@ -56,7 +72,7 @@ def render_table_md(a: Analysis, links: list[tuple[str, str]] | None = None) -> 
         lines.append(_table_row(a, row, "failed"))
     for row in a.human:
         lines.append(_table_row(a, row, "human"))
-    lines += ["", legend(a.n_resamples, a.seed, a.rank_metrics)]
+    lines += ["", a.legend_text()]
     if a.stability is not None:
         lines += ["", *_ranking_md(a)]
     noise = _noise_md(a)
@@ -87,18 +103,46 @@ def _table_row(a: Analysis, row: Row, rank: str) -> str:
         c = fmt_cell(s)
         if a.is_best(m, row.key):
             c = f"**{c}**"
-        elif row.key in a.tied_best.get(m, set()):
-            c += " ≈"
-        cells.append(c)
+        mark = a.mark(m, row.key)
+        cells.append(f"{c} {mark}" if mark else c)
+    if a.rank_metrics:
+        m0 = a.rank_metrics[0]
+        comp = a.vs_best.get(m0, {}).get(row.key)
+        s0 = a.row_stats.get(row.key, {}).get(m0)
+        best = "best" if a.is_best(m0, row.key) else "–"
+        cells.append(f"{fmt_diff(comp.diff)} {comp.mark}" if comp is not None else best)
+        cells.append(fmt_spread(s0.ci) if s0 is not None else "–")
     info = a.info[row.key]
+    threads = {t for r in a.ranked + a.human for t in a.info[r.key].torch_threads}
+    secs = f"{info.train_seconds:.0f}" if info.train_seconds is not None else "–"
+    if info.train_seconds is not None and len(threads) > 1:
+        secs += f" ({threads_text(info.torch_threads)})"
     cells += [
         fmt_params(info.params),
         info.budget,
         info.seeds if row.kind == "train" else "–",
-        f"{info.train_seconds:.0f}" if info.train_seconds is not None else "–",
+        secs,
         _md_escape("; ".join(a.notes.get(row.key, []))),
     ]
     return "| " + " | ".join(cells) + " |"
+
+
+def superseded_md(superseded: Sequence[Superseded]) -> list[str]:
+    """The provenance of replaced records: run id, when, by which commit, why, where it is kept."""
+    if not superseded:
+        return []
+    lines = [
+        "## Superseded records",
+        "",
+        "Records replaced by a re-run (`segbench run --force`), kept as they were:",
+        "",
+    ]
+    for s in superseded:
+        lines.append(
+            f"- `{s.run_id}`: superseded {s.superseded_at or '?'} by commit {(s.by_commit or '?')[:8]}; "
+            f"reason: {_md_escape(s.reason or 'not given')}; kept at `{s.path}`"
+        )
+    return lines + [""]
 
 
 def _noise_md(a: Analysis) -> str:

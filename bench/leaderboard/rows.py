@@ -13,13 +13,19 @@ Records come in as :class:`bench.records.Record`; nothing here computes a statis
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from bench.leaderboard.degenerate import RowDegeneracy
+from bench.metrics.registry import METRICS, is_metric
 from bench.records.identity import ROW_EXCLUDED, row_key
 from bench.records.record import Record
+from datamodules import DATASETS
 
 TABLE_EVAL_KEYS = ("betti_patch", "nsd_tolerance")
 """Metric settings that change the numbers: different values make different tables (so do the dataset
@@ -237,3 +243,85 @@ def row_notes(rows: Sequence[Row], cases: Sequence[str]) -> dict[str, list[str]]
             out.append(f"{len(runs)} of the table's {len(seeds)} seed×fold runs")
         notes[row.key] = out
     return notes
+
+
+# ---- values of a row's records (no statistic) --------------------------------------------
+
+
+def float_value(v: Any) -> float:
+    """A stored value as a float (NaN for ``None`` and booleans)."""
+    return math.nan if v is None or isinstance(v, bool) else float(v)
+
+
+def values_of(rec: Record, key: str) -> dict[str, float]:
+    """``case id -> value`` of one run (NaN where the case has no value)."""
+    return {str(case.get("case_id")): float_value(case.get(key, math.nan)) for case in rec.cases}
+
+
+def pooled_values(row: Row, key: str) -> np.ndarray:
+    """Every value of ``key`` of the row's done runs, run by run in record order (NaN where missing)."""
+    return np.array(
+        [float_value(c.get(key, math.nan)) for rec in row.done for c in rec.cases], dtype=np.float64
+    )
+
+
+def run_matrix(row: Row, key: str, cases: Sequence[str]) -> np.ndarray:
+    """``(runs, cases)`` values of ``key`` on the table's case axis (NaN where missing)."""
+    return np.array([[values_of(r, key).get(c, math.nan) for c in cases] for r in row.done], dtype=np.float64)
+
+
+def collapse_note(row: Row, deg: RowDegeneracy) -> str | None:
+    """The note of a row with degenerate runs: ``collapsed: all-foreground on 32/32 cases`` when every
+    run collapsed, ``2 of 3 runs collapsed (all-background: run ids)`` when some did; None otherwise."""
+    if not deg.any_degenerate:
+        return None
+    kinds = ", ".join(sorted({r.kind for r in deg.runs}))
+    if deg.all_degenerate:
+        hit = sum(len(r.cases) for r in deg.runs)
+        total = sum(len({str(c.get("case_id")) for c in rec.cases}) for rec in row.done)
+        runs = f" (all {deg.n_runs} runs)" if deg.n_runs > 1 else ""
+        return f"collapsed{runs}: {kinds} on {hit}/{total} cases"
+    ids = ", ".join(f"`{r.run_id}`" for r in deg.runs)
+    return f"{deg.n_degenerate} of {deg.n_runs} runs collapsed ({kinds}: {ids})"
+
+
+def run_notes(row: Row, deg: RowDegeneracy) -> list[str]:
+    """Collapsed runs (:func:`collapse_note`), and an interval without (or with little) training
+    noise: one done run has no seed term, two give the seed term one degree of freedom."""
+    out = [n for n in [collapse_note(row, deg)] if n]
+    if len(row.done) == 1:
+        out.append("1 run: interval ignores training noise")
+    elif len(row.done) == 2:
+        out.append("2 runs: interval barely covers training noise")
+    return out
+
+
+def case_groups(dataset: str, cases: Sequence[str]) -> dict[str, str]:
+    """``case id -> group`` the dataset declares for ``cases`` (``SegDataModule.case_groups``); empty
+    for an unknown dataset or when no group holds two of the cases (nothing to average)."""
+    try:
+        cls = DATASETS.get(dataset).factory
+    except KeyError:
+        return {}
+    declare = getattr(cls, "case_groups", None)
+    groups = dict(declare(list(cases))) if callable(declare) else {}
+    sizes: dict[str, int] = {}
+    for g in groups.values():
+        sizes[g] = sizes.get(g, 0) + 1
+    return groups if any(n > 1 for n in sizes.values()) else {}
+
+
+def metric_order(keys: Iterable[str]) -> list[str]:
+    """Metric keys in display order: registered metrics by registry position (per-class keys after
+    their metric), then other keys by name."""
+    order = {k: i for i, k in enumerate(METRICS)}
+
+    def sort_key(k: str) -> tuple[int, int, str]:
+        if k in order:
+            return (0, order[k], "")
+        if is_metric(k):
+            base = k.rsplit("_", 1)[0]
+            return (0, order.get(base, len(order)), k)
+        return (1, 0, k)
+
+    return sorted(set(keys), key=sort_key)

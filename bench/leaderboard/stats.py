@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as _st
 
+from bench.leaderboard.intervals import MeanInterval, group_units, mean_interval
 from bench.leaderboard.wilcoxon import signed_rank_p
 from bench.metrics.reduction import Reduction, reduce_values
 
@@ -79,29 +80,29 @@ def mean_ci(
 
 @dataclass(frozen=True)
 class RowStats:
-    """One row and metric: the reduction over all its per-case values, the CI and the seed spread."""
+    """One row and metric: the reduction over all its per-case values, the interval the table prints
+    (:func:`bench.leaderboard.intervals.mean_interval`) and the seed spread."""
 
     reduction: Reduction
-    ci: Interval
+    ci: MeanInterval
     n_runs: int
     seed_sd: float  # std (ddof=1) of the per-run means; NaN with one run
     seed_share: float  # share of the variance between runs (NaN with one run)
     case_share: float
 
 
-def row_stats(
-    per_run: Sequence[Mapping[str, float]], *, n_resamples: int = N_RESAMPLES, seed: int = 0
-) -> RowStats:
+def row_stats(per_run: Sequence[Mapping[str, float]], *, groups: Mapping[str, str] | None = None) -> RowStats:
     """Summary of one row and metric from its runs' ``case id -> value`` maps (NaN: no value).
 
-    The reduction pools every value of every run; the CI is :func:`mean_ci` of the ``(runs, cases)``
-    matrix; the seed spread is over the per-run means, the shares by :func:`variance_shares`.
+    The reduction pools every value of every run; the interval is :func:`mean_interval` of the
+    ``(runs, units)`` matrix, cases averaged within their ``groups`` first (none: each case is a
+    unit); the seed spread is over the per-run means, the shares by :func:`variance_shares`.
     """
     cases = sorted({c for v in per_run for c in v})
     matrix = np.array([[v.get(c, math.nan) for c in cases] for v in per_run], dtype=np.float64)
     kept = [np.array([x for x in v.values() if not math.isnan(x)]) for v in per_run]
     red = reduce_values([x for v in per_run for x in v.values()])
-    ci = mean_ci(matrix, n_resamples=n_resamples, seed=seed)
+    ci = mean_interval(group_units(matrix, cases, dict(groups or {}))[0] if matrix.size else matrix)
     means = [reduce_values(v)["mean"] for v in kept if v.size]
     seed_sd = float(np.std(means, ddof=1)) if len(means) > 1 and np.isfinite(means).all() else math.nan
     seed_share, case_share = variance_shares(kept)

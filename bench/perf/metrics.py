@@ -155,7 +155,7 @@ def bench_case_metrics(
     return [name, f"{t_eval:.2f}", f"{t_skel:.2f}", f"{ratio:.2f}", ok]
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -189,14 +189,15 @@ def main(argv: list[str] | None = None) -> None:
     for row in case_rows:
         print("| " + " | ".join(row) + " |")
     if not rows:
-        return
+        return 0
     print("\n| metric | case | ours s | reference s | ratio | equal |")
     print("|---|---|---:|---:|---:|---|")
     for metric, name, t_ours, t_ref, ratio, equal, _, _ in rows:
         print(
             f"| {metric} | {name} | {t_ours:.3f} | {t_ref:.3f} | {ratio:.1f}x | {'yes' if equal else 'NO'} |"
         )
+    return 0 if all(row[5] for row in rows) else 1  # a reference that disagrees fails the command
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -149,8 +149,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> list[PerfRow]:
-    """Run the benchmark and print a Markdown table."""
+def main(argv: list[str] | None = None) -> int:
+    """``segbench bench models``: run the benchmark, print a Markdown table; the exit code (0)."""
+    benchmark(argv)
+    return 0
+
+
+def benchmark(argv: list[str] | None = None) -> list[PerfRow]:
+    """Run the benchmark and print a Markdown table; returns its rows."""
     args = _parse(argv)
     if args.worker:
         if args.threads > 0:
@@ -184,4 +190,4 @@ def main(argv: list[str] | None = None) -> list[PerfRow]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

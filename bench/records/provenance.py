@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import subprocess
@@ -69,13 +70,23 @@ def git_state(src: Path | None = None) -> dict[str, Any]:
     return {"commit": sha, "dirty": bool(status) if status is not None else None}
 
 
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def device_info(accelerator: str = "cpu") -> dict[str, Any]:
-    """What the run executes on."""
+    """What the run executes on: ``cpu_count`` is the machine's cores this process may use,
+    ``torch_threads`` the intra-op threads torch computes with (schema 3; schema-2 records named
+    torch's thread count ``cpu_count``, see :attr:`bench.records.Record.torch_threads`)."""
     info: dict[str, Any] = {
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "cpu": platform.processor() or platform.machine(),
-        "cpu_count": torch.get_num_threads(),
+        "cpu_count": _usable_cores(),
+        "torch_threads": torch.get_num_threads(),
         "accelerator": accelerator,
     }
     if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():

@@ -21,7 +21,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
-RECORD_SCHEMA = 2
+RECORD_SCHEMA = 3
 RECORD_KINDS = ("train", "evaluation", "ensemble")
 _SLURM_ENV = {
     "slurm_job_id": "SLURM_JOB_ID",
@@ -59,6 +59,8 @@ class Record:
             train_seconds, infer_seconds, world_size, memory, tracking_error: train runs.
         test_seconds, device, split, cases, aggregates, predictions: every kind that scored cases.
         problems: evaluation (mismatched files); members, seeds: ensemble.
+        degenerate: ``{kind, cases}`` when more than half of the test predictions are constant
+            (``all-background``, ``all-foreground`` or ``constant``): which cases; unset otherwise.
         error, traceback: a failed run. started_at, finished_at: ISO 8601 UTC.
         worker, git, versions: provenance, set by the constructors.
     """
@@ -95,6 +97,7 @@ class Record:
     members: list[str] = field(default_factory=list)
     seeds: list[Any] = field(default_factory=list)
     memory: dict[str, Any] = field(default_factory=dict)
+    degenerate: dict[str, Any] = field(default_factory=dict)
     tracking_error: str | None = None
     error: str | None = None
     traceback: str | None = None
@@ -248,6 +251,21 @@ class Record:
     # ---- what readers ask ----------------------------------------------------------------
 
     @property
+    def torch_threads(self) -> int | None:
+        """The intra-op threads torch computed with. Schema 3 states it as ``device.torch_threads``;
+        schema-2 records stored that number under ``device.cpu_count`` (it was never the machine's
+        core count), so it is read from there."""
+        key = "torch_threads" if self.schema >= 3 else "cpu_count"
+        value = self.device.get(key)
+        return int(value) if isinstance(value, int) else None
+
+    @property
+    def machine_cores(self) -> int | None:
+        """The cores the run's process could use (schema 3; unknown for older records)."""
+        value = self.device.get("cpu_count") if self.schema >= 3 else None
+        return int(value) if isinstance(value, int) else None
+
+    @property
     def done(self) -> bool:
         """Whether the run finished (status ``done``)."""
         return self.status == "done"
@@ -295,6 +313,43 @@ class Record:
     def case_values(self, metric: str) -> dict[str, Any]:
         """``case_id -> value`` of one metric (missing values absent)."""
         return {str(c.get("case_id")): c[metric] for c in self.cases if metric in c}
+
+
+DEGENERATE_KINDS = ("all-background", "all-foreground", "constant")
+"""What a constant prediction predicts: label 0 everywhere, label 1 everywhere of a binary task, or
+one class everywhere (any other constant)."""
+
+
+def constant_kind(labels: Any, num_classes: int, fov: Any = None) -> str | None:
+    """The kind (:data:`DEGENERATE_KINDS`) of a constant prediction, None when it is not constant.
+
+    Args:
+        labels: ``(*spatial)`` integer label map (the argmax of the probabilities).
+        num_classes: C, background included (2 for a binary task).
+        fov: ``(*spatial)`` bool field of view; only its voxels count. None: every voxel.
+    """
+    values = labels[fov] if fov is not None else labels
+    if values.size == 0:
+        return None
+    lo, hi = int(values.min()), int(values.max())
+    if lo != hi:
+        return None
+    if lo == 0:
+        return "all-background"
+    return "all-foreground" if num_classes == 2 and lo == 1 else "constant"
+
+
+def degenerate_state(kinds: Mapping[str, str | None]) -> dict[str, Any]:
+    """The ``degenerate`` field of a record whose cases predicted ``kinds`` (``case_id -> kind``
+    of :func:`constant_kind`, None when not constant): ``{kind, cases}`` when more than half of the
+    cases are constant (``kind`` the most common one, ties in :data:`DEGENERATE_KINDS` order;
+    ``cases`` sorted), else ``{}`` (nothing is written)."""
+    constant = {cid: k for cid, k in kinds.items() if k is not None}
+    if 2 * len(constant) <= len(kinds):
+        return {}
+    counts = {k: sum(1 for v in constant.values() if v == k) for k in DEGENERATE_KINDS}
+    kind = max(DEGENERATE_KINDS, key=lambda k: (counts[k], -DEGENERATE_KINDS.index(k)))
+    return {"kind": kind, "cases": sorted(constant)}
 
 
 def _default(f: Field[Any]) -> Any:

@@ -1,21 +1,73 @@
 """Supersede: a record that is replaced (a forced re-run, a re-evaluation, an ensemble of a newer
-member set) is moved to ``<results>/.superseded/<run_id>__<finished_at>.json``, never deleted, and
-the run's work folder and prediction files go with it, so nothing left under the results folder
-belongs to a record that is no longer shown."""
+member set) is moved to ``<results>/.superseded/<run_id>__<finished_at>.json``, never deleted nor
+edited, and the run's work folder and prediction files go with it, so nothing left under the
+results folder belongs to a record that is no longer shown.
+
+Each move appends a line to ``<results>/.superseded/index.jsonl`` (run id, file, when, why, the
+commit that replaced it); the leaderboard lists them in its provenance section. The folder is part
+of the results and is committed with them."""
 
 from __future__ import annotations
 
+import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.records.predictions import PREDICTIONS
+from bench.records.provenance import git_state
+from bench.records.record import now
 from bench.records.store import load_record, record_path
 
 SUPERSEDED = ".superseded"
+INDEX = "index.jsonl"
 
 
-def supersede(results: Path, run_id: str) -> Path | None:
-    """Move the record of ``run_id`` aside and remove its ``.work`` folder and predictions.
+@dataclass(frozen=True)
+class Superseded:
+    """One replaced record: which run, where its record went, when and why."""
+
+    run_id: str
+    path: str  # relative to the results folder
+    superseded_at: str
+    reason: str
+    by_commit: str
+
+
+def _append_index(results: Path, entry: dict[str, Any]) -> None:
+    path = results / SUPERSEDED / INDEX
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
+def superseded(results: Path) -> list[Superseded]:
+    """Every replaced record of ``results`` from the index, oldest first (unreadable lines skipped)."""
+    path = Path(results) / SUPERSEDED / INDEX
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            d = json.loads(line)
+            out.append(
+                Superseded(
+                    str(d["run_id"]),
+                    str(d["path"]),
+                    str(d.get("superseded_at", "?")),
+                    str(d.get("reason") or "no reason given"),
+                    str(d.get("by_commit") or "?"),
+                )
+            )
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def supersede(results: Path, run_id: str, reason: str = "re-run with --force") -> Path | None:
+    """Move the record of ``run_id`` aside, note ``reason`` in the index and remove its ``.work``
+    folder and predictions.
 
     Returns where the record went, or None when there was no readable record (then nothing is
     touched).
@@ -29,6 +81,17 @@ def supersede(results: Path, run_id: str) -> Path | None:
     dest = results / SUPERSEDED / f"{run_id}__{stamp}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     path.replace(dest)
+    commit = git_state().get("commit") or "no-git"
+    _append_index(
+        results,
+        {
+            "run_id": run_id,
+            "path": str(dest.relative_to(results)),
+            "superseded_at": now(),
+            "reason": reason,
+            "by_commit": commit,
+        },
+    )
     shutil.rmtree(results / ".work" / run_id, ignore_errors=True)
     shutil.rmtree(results / PREDICTIONS / run_id, ignore_errors=True)
     return dest

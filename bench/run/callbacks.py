@@ -16,6 +16,7 @@ import torch
 from bench.faults import fault_point
 from bench.metrics import MetricSettings, case_metrics
 from bench.records.predictions import prediction_arrays, prediction_ref, write_prediction
+from bench.records.record import constant_kind, degenerate_state
 
 
 class LRTraceCallback(L.Callback):
@@ -115,10 +116,16 @@ class CaseMetricsCallback(L.Callback):
     The module's ``test_step`` returns the case's probabilities; the metrics are computed here,
     outside the step, by the one metrics implementation.
 
+    It also notes, per case, whether the prediction (its argmax, inside the field of view when
+    there is one) is constant (:func:`bench.records.record.constant_kind`); ``degenerate`` is then
+    the record's ``degenerate`` field (``{kind, cases}`` when more than half of the cases are
+    constant, else ``{}``).
+
     DDP: Lightning's distributed sampler gives each rank its share of the cases (repeating a
     case to even out ranks). Each rank evaluates its own cases; at the end of the test epoch the
-    rows are gathered once with ``all_gather_object`` (every rank then holds all rows, deduplicated
-    by ``case_id`` and sorted), so global rank 0 can write the one record.
+    rows and the constant-prediction notes are gathered once with ``all_gather_object`` (every rank
+    then holds all rows, deduplicated by ``case_id`` and sorted), so global rank 0 can write the
+    one record.
 
     Args:
         settings: the metric settings (the run's ``eval`` section, :meth:`EvalConfig.metric_settings`).
@@ -147,11 +154,15 @@ class CaseMetricsCallback(L.Callback):
         self.rows: list[dict[str, Any]] = []
         self.examples: list[dict[str, Any]] = []
         self.saved: dict[str, str] = {}
+        self.constant: dict[str, str | None] = {}
+        self.degenerate: dict[str, Any] = {}
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.rows = []
         self.examples = []
         self.saved = {}
+        self.constant = {}
+        self.degenerate = {}
 
     def _save(
         self,
@@ -196,6 +207,9 @@ class CaseMetricsCallback(L.Callback):
             settings=self.settings,
         )
         self.rows.append({"case_id": outputs["case_id"], **metrics})
+        self.constant[outputs["case_id"]] = constant_kind(
+            prob.argmax(0), prob.shape[0], None if fov is None else fov.numpy().astype(bool)
+        )
         if self.save_dir is not None and outputs["case_id"] in self.save_ids:
             image = batch["image"][0, 0].detach().cpu().float().numpy()
             self._save(
@@ -221,9 +235,10 @@ class CaseMetricsCallback(L.Callback):
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             gathered: list[Any] = [None] * trainer.world_size
-            torch.distributed.all_gather_object(gathered, (self.rows, self.saved))
-            rows = [row for rank_rows, _ in gathered for row in rank_rows]
-            self.saved = {k: v for _, saved in gathered for k, v in saved.items()}
+            torch.distributed.all_gather_object(gathered, (self.rows, self.saved, self.constant))
+            rows = [row for rank_rows, _, _ in gathered for row in rank_rows]
+            self.saved = {k: v for _, saved, _ in gathered for k, v in saved.items()}
+            self.constant = {k: v for _, _, constant in gathered for k, v in constant.items()}
         else:
             rows = self.rows
         seen: dict[str, dict[str, Any]] = {}
@@ -231,3 +246,4 @@ class CaseMetricsCallback(L.Callback):
             seen.setdefault(row["case_id"], row)
         self.rows = [seen[k] for k in sorted(seen)]
         self.saved = dict(sorted(self.saved.items()))
+        self.degenerate = degenerate_state({k: self.constant.get(k) for k in seen})

@@ -57,6 +57,8 @@ def execute_run(run: BuiltRun, record: Record) -> Record:
     record.cases = run.metrics.rows
     record.aggregates = reduce_cases(run.metrics.rows)
     record.predictions = run.metrics.saved
+    if run.metrics.degenerate:  # written only when more than half of the test predictions are constant
+        record.degenerate = run.metrics.degenerate
     return record
 
 
@@ -156,12 +158,14 @@ def run_claimed(
     progress: bool = True,
     extra: dict[str, Any] | None = None,
     force: bool = False,
+    reason: str = "re-run with --force",
 ) -> Record | None:
     """Run ``cfg`` unless it is done or claimed by another worker; returns the new record or None.
 
     The claim (an ``flock``) is held for the whole run and the done-check is repeated under it,
     so of several workers on one results folder exactly one executes the run. ``force``: run it
-    even when done, moving the old record aside first (:func:`~bench.records.supersede`).
+    even when done, moving the old record aside first (:func:`~bench.records.supersede`, with
+    ``reason`` in its index).
     """
     results = Path(results)
     if is_done(results, cfg.run_id) and not force:
@@ -173,7 +177,7 @@ def run_claimed(
         if is_done(results, cfg.run_id) and not force:
             return None
         if force:
-            supersede(results, cfg.run_id)
+            supersede(results, cfg.run_id, reason)
         return run_one(cfg, results, tracking=tracking, progress=progress, extra=extra)
 
 
@@ -184,10 +188,12 @@ def run_sweep(
     force: bool = False,
     progress: bool = True,
     runs: list[RunConfig] | None = None,
+    reason: str = "re-run with --force",
 ) -> list[Record]:
     """Run every configuration of ``sweep`` not yet done; returns the records written now.
 
     ``runs``: the sweep's planned runs when the caller has them already (:func:`plan_sweep`).
+    ``reason``: why done runs are re-run with ``force`` (kept in ``.superseded/index.jsonl``).
     Several processes may run the same sweep on one results folder: each run is claimed with
     an flock, so it is done exactly once; a dead worker's claim is released by the kernel.
     """
@@ -199,7 +205,9 @@ def run_sweep(
     bar = tqdm(runs, desc=f"sweep {sweep.name}", unit="run", disable=not progress, position=0)
     for cfg in bar:
         bar.set_postfix_str(cfg.run_id[:60])
-        record = run_claimed(cfg, results, tracking=sweep.tracking, progress=progress, force=force)
+        record = run_claimed(
+            cfg, results, tracking=sweep.tracking, progress=progress, force=force, reason=reason
+        )
         if record is None:
             continue  # done already, or another worker has it
         written.append(record)

@@ -7,7 +7,8 @@ Calling convention for every registered loss (mode: multiclass-softmax; binary t
   every rater's labels, for a loss registered with ``targets="raters"``).
 
 Each returns a scalar tensor. A loss file registers its losses with
-``models.registry.register_loss`` (the one import path) and is listed in ``models/__init__.py``;
+``models.registry.register_loss`` (the one import path); ``models/__init__.py`` imports every
+file of this folder, so adding a loss is adding a file;
 build them with ``models.create_loss``. The files:
 
 - :mod:`models.losses.region`: Dice, Dice + CE, CE, focal, Dice + focal, Tversky;

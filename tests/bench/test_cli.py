@@ -135,3 +135,18 @@ def test_leaderboard_goes_beside_its_records_not_into_the_current_folder(tmp_pat
     assert board.read_text() == text
     assert main(["leaderboard", "--results", str(results)]) == 0  # default: beside the records
     assert board.is_file()
+
+
+def test_a_render_never_overwrites_a_sweep_file_or_a_record(tmp_path, capsys):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump(tiny_sweep_dict()))
+    record = tmp_path / "r" / "run.json"
+    record.parent.mkdir()
+    record.write_text('{"schema": 2, "kind": "train", "run_id": "run", "status": "done", "cases": []}')
+    before = (sweep.read_text(), record.read_text())
+    assert main(["run", str(sweep), "--results", str(tmp_path / "r"), "--leaderboard", str(sweep)]) == 2
+    assert "is a sweep file or a run record" in capsys.readouterr().err
+    args = ["leaderboard", "--results", str(tmp_path / "r"), "--format", "json", "--output", str(record)]
+    assert main(args) == 2
+    assert "is a sweep file or a run record" in capsys.readouterr().err
+    assert (sweep.read_text(), record.read_text()) == before

@@ -539,3 +539,60 @@ def test_tiff_stacks_with_spacing_and_4d_nifti_probabilities(tmp_path: Path) -> 
     (prob_case,) = _record(tmp_path / "s")["cases"]
     assert prob_case["brier"] == pytest.approx(float(np.mean((fg - gt) ** 2)), abs=1e-6)
     assert {k: v for k, v in prob_case.items() if k not in ("ece", "brier")} == case
+
+
+# ---- constant baselines and degenerate predictions -----------------------------------------
+
+
+def test_constant_baseline_scores_one_label_everywhere(tmp_path: Path) -> None:
+    """``--constant foreground``: label 1 everywhere, scored like any prediction against each case
+    (Dice as MONAI's), recorded as ``baseline: "constant"`` and stated degenerate on every case."""
+    from datamodules import create_datamodule
+
+    base = ["--dataset", "synthetic_vessels", "--dataset-arg", "num_test=3", "--workers", "1"]
+    assert _cli([*base, "--constant", "foreground", "--results", str(tmp_path / "fg")]) == 0
+    rec = _record(tmp_path / "fg")
+    assert rec["baseline"] == "constant" and rec["method"] == "all foreground"
+    assert rec["config"]["source"]["constant"] == 1 and rec["config"]["split"] == "test"
+    dm = create_datamodule("synthetic_vessels", num_test=3)
+    dm.setup("test")
+    ids = sorted(dm.good_case_ids("test"))
+    assert [c["case_id"] for c in rec["cases"]] == ids
+    assert rec["degenerate"] == {"kind": "all-foreground", "cases": ids}
+    for case in rec["cases"]:
+        gt = dm.case(case["case_id"]).label
+        assert case["dice"] == pytest.approx(_monai(np.ones_like(gt), gt)["dice"], abs=1e-6)
+    assert _cli([*base, "--constant", "background", "--results", str(tmp_path / "bg")]) == 0
+    rec = _record(tmp_path / "bg")
+    assert rec["method"] == "all background" and rec["degenerate"]["kind"] == "all-background"
+    assert all(c["dice"] == 0.0 and c["hd95"] == float("inf") and c["nsd"] == 0.0 for c in rec["cases"])
+    assert _cli([*base, "--constant", "1", "--results", str(tmp_path / "fg")]) == 0  # the same record
+    assert len(list((tmp_path / "fg").glob("eval__*.json"))) == 1
+    assert _cli([*base, "--constant", "1", "--split", "all", "--results", str(tmp_path / "all")]) == 0
+    rec = _record(tmp_path / "all")
+    every = sorted({c for s in ("train", "val", "test") for c in dm.splits[s]})
+    assert [c["case_id"] for c in rec["cases"]] == every and rec["config"]["split"] == "all"
+    with pytest.raises(ValueError, match="labels are 0..1"):
+        _cli([*base, "--constant", "2"])
+    with pytest.raises(ValueError, match="do not pass --pred"):
+        _cli([*base, "--constant", "foreground", "--pred", str(tmp_path)])
+    with pytest.raises(ValueError, match="--constant needs --dataset"):
+        _cli(["--constant", "foreground", "--pred", str(tmp_path), "--gt", str(tmp_path)])
+
+
+def test_constant_predictions_make_the_record_degenerate(tmp_path: Path) -> None:
+    """An evaluation whose predictions are constant on more than half of its cases states it;
+    exactly half does not."""
+    gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
+    gt_dir.mkdir(), pred_dir.mkdir()
+    for cid in ("a", "b", "c", "d"):
+        _png(gt_dir / f"{cid}.png", _square())
+    _png(pred_dir / "a.png", _square(lo=4))
+    _png(pred_dir / "b.png", np.ones((12, 12), np.uint8))  # all foreground
+    argv = ["--pred", str(pred_dir), "--gt", str(gt_dir), "--name", "m", "--workers", "1"]
+    argv += ["--missing", "empty"]  # c, d: scored as all background
+    _cli([*argv, "--results", str(tmp_path / "r")])
+    assert _record(tmp_path / "r")["degenerate"] == {"kind": "all-background", "cases": ["b", "c", "d"]}
+    _png(pred_dir / "b.png", _square(lo=2))
+    _cli([*argv, "--results", str(tmp_path / "half")])  # 2 of 4 constant
+    assert "degenerate" not in _record(tmp_path / "half")

@@ -6,10 +6,13 @@ import sys
 
 
 def test_model_benchmark_prints_a_row_per_model_and_dim():
+    # through the console command, which must exit 0 after the table (it crashed on the rows)
     cmd = [
         sys.executable,
         "-m",
-        "bench.perf.models",
+        "bench.cli",
+        "bench",
+        "models",
         "--models",
         "unet",
         "umamba_bot",

@@ -106,3 +106,28 @@ def test_supersede_moves_the_record_and_its_files_aside(tmp_path: Path) -> None:
     assert not record_path(tmp_path, "run").exists()
     assert not (tmp_path / "predictions" / "run").exists() and not (tmp_path / ".work" / "run").exists()
     assert supersede(tmp_path, "run") is None  # nothing left to move
+
+
+def test_supersede_keeps_the_reason_in_the_index(tmp_path: Path) -> None:
+    from bench.records.supersede import superseded
+
+    rec = Record.train("run", config={}, config_hash="h", status="done")
+    rec.finished_at = "2024-01-02T03:04:05+00:00"
+    original = json.dumps(rec.to_dict())
+    write_record(tmp_path, rec)
+    supersede(tmp_path, "run", "mLSTM fix")
+    [entry] = superseded(tmp_path)
+    assert entry.run_id == "run" and entry.reason == "mLSTM fix"
+    assert entry.path == ".superseded/run__2024-01-02T030405+0000.json"
+    assert json.loads((tmp_path / entry.path).read_text()) == json.loads(original)  # never edited
+
+
+def test_committed_superseded_records_are_listed_and_unchanged() -> None:
+    from bench.records.supersede import superseded
+
+    results = Path(__file__).resolve().parents[2] / "results"
+    entries = superseded(results)
+    assert len(entries) >= 14  # the xLSTM records overwritten in git before the ledger existed
+    for e in entries:
+        old = json.loads((results / e.path).read_text())
+        assert old["run_id"] == e.run_id and e.reason

@@ -117,7 +117,7 @@ def test_record_states_the_config_as_used_and_the_schedule(tmp_path):
     sweep["optim"] = {"lr": 0.01, "warmup_steps": 2, "scheduler": "poly"}
     (record,) = run_sweep(sweep_from_dict(sweep), tmp_path, progress=False)
     assert record.status == "done", record.traceback
-    assert record.schema == RECORD_SCHEMA == 2 and record.kind == "train"
+    assert record.schema == RECORD_SCHEMA == 3 and record.kind == "train"
     from datamodules.synthetic import SyntheticVesselsDataModule
 
     patch = list(SyntheticVesselsDataModule.default_patch_size)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+from scipy import stats
+
+from bench.leaderboard.claim_stats import min_p, one_sided_p, run_mean
 from bench.leaderboard.claims import paired_losses
 from bench.records.record import Record
 
@@ -55,3 +59,20 @@ def test_differences_are_seed_means_per_model_and_count_improvements_by_directio
     assert math.isclose(betti["median_diff"], -1.0)
     # Wilcoxon over 3 models with differences -10, +2, -1: ranks 3, 2, 1; exact two-sided p = 0.75
     assert math.isclose(betti["wilcoxon_p"], 0.75)
+
+
+def test_run_means_come_from_the_cases_when_the_record_has_them():
+    data = _record("a", "dice", 0, 0.9, 1.0)
+    data["cases"] = [{"case_id": "x", "dice": 0.2}, {"case_id": "y", "dice": 0.4}]
+    assert math.isclose(run_mean(Record.from_dict(data), "dice"), 0.3)  # not the aggregate 0.9
+    assert math.isclose(run_mean(Record.from_dict(_record("a", "dice", 0, 0.9, 1.0)), "dice"), 0.9)
+
+
+def test_one_sided_p_is_scipys_on_the_side_the_differences_lean_to():
+    d = np.random.default_rng(0).normal(0.3, 1.0, 12)
+    assert math.isclose(one_sided_p(d), stats.wilcoxon(d, alternative="greater").pvalue)
+    assert one_sided_p(-d) > 0.5
+
+
+def test_smallest_reachable_p():
+    assert min_p(8, 1) == 2 / 2**8 and min_p(4, 6) == 0.75 and min_p(3, 6) == 1.0 and min_p(0, 1) == 1.0

@@ -123,13 +123,19 @@ def test_clearly_better_row_is_significant_and_a_tied_row_is_not():
     best = a.best["dice"]
     assert best in (keys["unet"], keys["swin_unetr"])
     other = keys["swin_unetr"] if best == keys["unet"] else keys["unet"]
-    assert a.tied_best["dice"] == {other}  # tied with the best: not significantly different
+    assert a.vs_best["dice"][other].mark == "ns"  # testable, not significantly different: no ≈
+    worse = a.vs_best["dice"][keys["attention_unet"]]
+    assert worse.testable and worse.significant and worse.mark == "*" and worse.p_holm >= worse.p
+    assert worse.diff.mean == pytest.approx(-0.15, abs=1e-3)
     pair = next(p for p in a.pairs["dice"] if {p.a, p.b} == {best, keys["attention_unet"]})
-    assert pair.significant and pair.p_holm < 0.05 and pair.p_holm >= pair.paired.p
+    assert pair.significant and pair.p_holm < 0.05 and pair.p_holm >= pair.paired.p  # all pairs: the report
     text = lb.render(recs, plots=False, n_resamples=500)
     rows = {r.split(" | ")[1]: r for r in body_rows(text, "drive")}
-    assert rows["attention_unet"].count("**") == 0 and " ≈" not in rows["attention_unet"]
-    assert " ≈" in rows[next(r.model for r in a.ranked if r.key == other)]
+    assert rows["attention_unet"].count("**") == 0 and " *" in rows["attention_unet"]
+    assert (
+        "≈" not in text.split("## drive")[1]
+        and " ns" in rows[next(r.model for r in a.ranked if r.key == other)]
+    )
 
 
 def test_configurations_and_budgets_are_separate_rows_and_dataset_settings_separate_tables():
@@ -162,14 +168,15 @@ def test_configurations_and_budgets_are_separate_rows_and_dataset_settings_separ
     assert sorted(r.loss for r in rows) == ["dice_ce (weight 0.5)", "dice_ce (weight none)"]
 
 
-def test_seeds_pool_into_one_row_with_a_two_level_interval():
+def test_seeds_pool_into_one_row_with_a_crossed_interval():
     recs = [record(seed=s, dices=BASE + 0.05 * s) for s in range(3)]
     a = only(analyses_of(recs))
     assert len(a.ranked) == 1
     s = a.row_stats[a.ranked[0].key]["dice"]
     pooled = np.concatenate([BASE + 0.05 * k for k in range(3)])
     assert s.reduction["mean"] == pytest.approx(pooled.mean()) and s.reduction["n"] == 36
-    assert s.ci.levels == 2 and s.n_runs == 3
+    assert s.ci.design == "crossed" and s.ci.n_runs == 3 and s.n_runs == 3 and s.ci.n_units == 12
+    assert s.ci.seed_sd == pytest.approx(0.05)  # seeds shift every case alike: all seed effect
     assert s.seed_sd == pytest.approx(np.std([BASE.mean() + 0.05 * k for k in range(3)], ddof=1))
     assert 0 < s.seed_share < 1
     assert runs_text(a.ranked[0], "seed") == "0,1,2"

@@ -1,0 +1,62 @@
+"""What a row's records state besides the metric values (parameters, time, threads, budget,
+seeds, provenance, saved predictions), gathered once so that no renderer reads records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bench.leaderboard.format import budget, provenance, runs_text
+from bench.leaderboard.rows import Row
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A saved test-case prediction of one of a row's done runs."""
+
+    case: str
+    path: str  # relative to the results folder
+    values: dict[str, Any]  # the run's entry for that case (metric values)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RowInfo:
+    """What a row's records state besides the metric values, as the outputs show it."""
+
+    params: int | None
+    train_seconds: float | None  # mean over the done runs
+    torch_threads: list[int]  # distinct torch thread counts of the done runs (known ones)
+    budget: str
+    seeds: str
+    folds: str
+    records: list[str]  # run ids, every status
+    provenance: str
+    saved_probabilities: bool  # a done run saved predictions with probabilities
+    predictions: list[Prediction]  # of the done runs, in run-id order
+
+
+def row_info(row: Row) -> RowInfo:
+    """The :class:`RowInfo` of ``row``."""
+    secs = [r.train_seconds for r in row.done if isinstance(r.train_seconds, (int, float))]
+    predictions = []
+    for rec in row.done:
+        entries = {str(c.get("case_id")): c for c in reversed(rec.cases)}  # the first entry of a case
+        predictions += [
+            Prediction(case, path, entries.get(case, {})) for case, path in rec.predictions.items()
+        ]
+    return RowInfo(
+        params=next((r.params for r in row.done if r.params), None),
+        train_seconds=float(np.mean(secs)) if secs else None,
+        torch_threads=sorted({r.torch_threads for r in row.done if r.torch_threads is not None}),
+        budget=budget(row),
+        seeds=runs_text(row, "seed"),
+        folds=runs_text(row, "fold"),
+        records=[r.run_id for r in row.records],
+        provenance=provenance(row),
+        saved_probabilities=any(
+            r.eval_settings.get("save_probabilities") and r.predictions for r in row.done
+        ),
+        predictions=predictions,
+    )
