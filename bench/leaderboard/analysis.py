@@ -212,6 +212,7 @@ class Analysis:
             entry.update(ci_lo=s.ci.lo, ci_hi=s.ci.hi, ci_design=s.ci.design, ci_df=s.ci.df, n_runs=s.n_runs)
             entry.update(seed_sd=s.seed_sd, seed_share=s.seed_share, case_share=s.case_share)
             entry.update(interval_seed_sd=s.ci.seed_sd, interval_unit_sd=s.ci.unit_sd, n_units=s.ci.n_units)
+            entry.update(s.extra)
             if m in self.agg_rank and row.key in self.agg_rank[m]:
                 entry.update(
                     rank_of_mean=plain(self.agg_rank[m][row.key]),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.leaderboard.analysis import Analysis, plain
 from bench.leaderboard.format import fmt_num
-from bench.leaderboard.stats import ALPHA
+from bench.leaderboard.stats import ALPHA, ROW_STATISTICS
 from bench.metrics.registry import metric_info
 
 EXPORTS = ("csv", "json", "latex")
@@ -86,7 +86,8 @@ def render_json(analyses: Sequence[Analysis], *, problems: Sequence[tuple[Path, 
 def render_csv(analyses: Sequence[Analysis]) -> str:
     """One line per (table, row, metric); a row without metric values gets one line of its own."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=_CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    columns = [*_CSV_COLUMNS[:-5], *ROW_STATISTICS, *_CSV_COLUMNS[-5:]]  # registered statistics too
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for a in analyses:
         d = a.to_dict()

@@ -16,8 +16,8 @@ Pure numpy/scipy on per-case values; nothing here reads records. Conventions:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats as _st
@@ -81,7 +81,8 @@ def mean_ci(
 @dataclass(frozen=True)
 class RowStats:
     """One row and metric: the reduction over all its per-case values, the interval the table prints
-    (:func:`bench.leaderboard.intervals.mean_interval`) and the seed spread."""
+    (:func:`bench.leaderboard.intervals.mean_interval`), the seed spread and every registered
+    :data:`ROW_STATISTICS` value (``extra``)."""
 
     reduction: Reduction
     ci: MeanInterval
@@ -89,6 +90,26 @@ class RowStats:
     seed_sd: float  # std (ddof=1) of the per-run means; NaN with one run
     seed_share: float  # share of the variance between runs (NaN with one run)
     case_share: float
+    extra: Mapping[str, float] = field(default_factory=dict)
+
+
+RowStatistic = Callable[[np.ndarray], float]
+ROW_STATISTICS: dict[str, RowStatistic] = {}
+"""Further statistics of a row and metric: name -> function of the ``(runs, units)`` matrix (NaN:
+no value). Each lands in :attr:`RowStats.extra`, the JSON export (``rows[].metrics[m][name]``) and
+a CSV column of its own; adding one is this decorator on a function plus its test."""
+
+
+def row_statistic(name: str) -> Callable[[RowStatistic], RowStatistic]:
+    """Register ``fn((runs, units) matrix) -> float`` as the row statistic ``name``."""
+
+    def deco(fn: RowStatistic) -> RowStatistic:
+        if name in ROW_STATISTICS:
+            raise ValueError(f"row statistic {name!r} is registered twice")
+        ROW_STATISTICS[name] = fn
+        return fn
+
+    return deco
 
 
 def row_stats(per_run: Sequence[Mapping[str, float]], *, groups: Mapping[str, str] | None = None) -> RowStats:
@@ -102,11 +123,13 @@ def row_stats(per_run: Sequence[Mapping[str, float]], *, groups: Mapping[str, st
     matrix = np.array([[v.get(c, math.nan) for c in cases] for v in per_run], dtype=np.float64)
     kept = [np.array([x for x in v.values() if not math.isnan(x)]) for v in per_run]
     red = reduce_values([x for v in per_run for x in v.values()])
-    ci = mean_interval(group_units(matrix, cases, dict(groups or {}))[0] if matrix.size else matrix)
+    units = group_units(matrix, cases, dict(groups or {}))[0] if matrix.size else matrix
+    ci = mean_interval(units)
     means = [reduce_values(v)["mean"] for v in kept if v.size]
     seed_sd = float(np.std(means, ddof=1)) if len(means) > 1 and np.isfinite(means).all() else math.nan
     seed_share, case_share = variance_shares(kept)
-    return RowStats(red, ci, len(means), seed_sd, seed_share, case_share)
+    extra = {name: float(fn(units)) for name, fn in ROW_STATISTICS.items()}
+    return RowStats(red, ci, len(means), seed_sd, seed_share, case_share, extra)
 
 
 def variance_shares(groups: Sequence[np.ndarray]) -> tuple[float, float]:

@@ -11,8 +11,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
-
 PACKAGES = (
     "segbench",
     "torch",
@@ -81,6 +79,8 @@ def device_info(accelerator: str = "cpu") -> dict[str, Any]:
     """What the run executes on: ``cpu_count`` is the machine's cores this process may use,
     ``torch_threads`` the intra-op threads torch computes with (schema 3; schema-2 records named
     torch's thread count ``cpu_count``, see :attr:`bench.records.Record.torch_threads`)."""
+    import torch  # here: reading records (the leaderboard, `segbench status`) needs no torch
+
     info: dict[str, Any] = {
         "host": socket.gethostname(),
         "platform": platform.platform(),

@@ -39,7 +39,10 @@ def test_kill_9_never_leaves_a_half_written_record(tmp_path):
         """
     )
     proc = subprocess.Popen([sys.executable, "-c", script])
-    time.sleep(2.0)
+    deadline = time.monotonic() + 120  # a loaded machine may take long to import
+    while not list(tmp_path.glob("r*.json")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(1.0)  # then let it write (and overwrite) for a while
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     records = list(tmp_path.glob("r*.json"))

@@ -357,3 +357,22 @@ def test_committed_leaderboard_is_rendered_from_the_committed_records(tmp_path):
     out = lb.write_leaderboard(tmp_path / "results", tmp_path / "leaderboard.md")
     assert out.read_text() == (REPO / "leaderboard.md").read_text(), "re-render with `segbench leaderboard`"
     assert (tmp_path / "results" / "report.html").is_file()
+
+
+def test_a_registered_row_statistic_reaches_the_json_and_csv_exports():
+    # adding a statistic is one registered function (and this test): no pipeline edit
+    from bench.leaderboard import stats
+
+    @stats.row_statistic("worst_unit")
+    def worst_unit(matrix: np.ndarray) -> float:
+        return float(np.nanmin(np.nanmean(matrix, axis=0)))
+
+    try:
+        recs = [record("unet", dices=[0.8, 0.6, 0.7], seed=s) for s in (0, 1)]
+        data = json.loads(lb.render(typed(recs), fmt="json", plots=False))
+        entry = data["tables"][0]["rows"][0]["metrics"]["dice"]
+        assert entry["worst_unit"] == pytest.approx(0.6)
+        rows = list(csv.DictReader(io.StringIO(lb.render(typed(recs), fmt="csv", plots=False))))
+        assert float(rows[0]["worst_unit"]) == pytest.approx(0.6)
+    finally:
+        del stats.ROW_STATISTICS["worst_unit"]
