@@ -148,7 +148,8 @@ def scan_records(results: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, 
     """Every record below ``results`` plus the JSON files that are not readable records.
 
     Returns ``(records, problems)``; a problem is ``(path, reason)`` for a file that is not valid
-    JSON, not an object, has no ``run_id`` or a ``schema`` newer than this segbench reads. Never
+    JSON, not an object, has no ``run_id``, a ``schema`` newer than this segbench reads or a
+    structural field of the wrong JSON type (``"cases": null``, ...). Never
     raises for a bad file: one stray file must not hide every other record.
     """
     records, problems = [], []
@@ -167,8 +168,27 @@ def scan_records(results: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, 
         if not isinstance(data.get("schema", 1), int) or data.get("schema", 1) > RECORD_SCHEMA:
             problems.append((path, f"record schema {data.get('schema')!r} is newer than {RECORD_SCHEMA}"))
             continue
+        wrong = _wrong_shape(data)
+        if wrong:
+            problems.append((path, wrong))
+            continue
         records.append(data)
     return records, problems
+
+
+_SHAPES: dict[str, type] = {"config": dict, "cases": list, "aggregates": dict, "split": dict, "git": dict}
+
+
+def _wrong_shape(data: dict[str, Any]) -> str:
+    """Why a record's structural field has the wrong JSON type (``""`` when none has)."""
+    for key, kind in _SHAPES.items():
+        if key in data and not isinstance(data[key], kind):
+            expected = "object" if kind is dict else "array"
+            return f"field {key!r} is {type(data[key]).__name__}, not a JSON {expected}"
+    cases = data.get("cases") or []
+    if any(not isinstance(c, dict) for c in cases):
+        return "field 'cases' holds an entry that is not a JSON object"
+    return ""
 
 
 def load_records(results: Path) -> tuple[list[Record], list[tuple[Path, str]]]:

@@ -88,3 +88,16 @@ def test_scanning_skips_hidden_folders_and_names_non_records(tmp_path):
     assert sorted(p.name for p, _ in problems) == ["junk.json", "other.json"]
     assert store.is_done(tmp_path, "a") is False
     assert store.run_state(tmp_path, "a") == "failed" and store.run_state(tmp_path, "b") == "to run"
+
+
+def test_a_record_with_a_null_structure_is_left_out_by_name_not_raised(tmp_path):
+    store.write_json_atomic(tmp_path / "good.json", {"run_id": "good", "status": "done", "cases": []})
+    store.write_json_atomic(tmp_path / "null.json", {"run_id": "n", "status": "done", "cases": None})
+    store.write_json_atomic(tmp_path / "cfg.json", {"run_id": "c", "status": "done", "config": [1]})
+    store.write_json_atomic(tmp_path / "row.json", {"run_id": "r", "status": "done", "cases": [3]})
+    records, problems = store.load_records(tmp_path)
+    assert [r.run_id for r in records] == ["good"]
+    why = {p.name: reason for p, reason in problems}
+    assert why["null.json"] == "field 'cases' is NoneType, not a JSON array"
+    assert why["cfg.json"] == "field 'config' is list, not a JSON object"
+    assert why["row.json"] == "field 'cases' holds an entry that is not a JSON object"
