@@ -23,7 +23,7 @@ import numpy as np
 from bench.leaderboard.degenerate import ConstantReferences, row_degeneracy
 from bench.leaderboard.intervals import group_units, mean_interval
 from bench.leaderboard.rows import case_groups
-from bench.leaderboard.wilcoxon import signed_rank_p
+from bench.leaderboard.wilcoxon import signed_rank_p, smallest_p
 from bench.metrics.reduction import reduce_values
 from bench.metrics.registry import higher_is_better
 from bench.records.identity import row_key
@@ -166,14 +166,9 @@ def one_sided_p(d: np.ndarray) -> float:
     return p2 / 2 if lean > 0 else 1.0 - p2 / 2
 
 
-def min_p(n: int, m: int) -> float:
-    """The smallest Holm-adjusted two-sided signed-rank p with ``n`` pairs among ``m`` tests."""
-    return min(1.0, m * 2.0 ** (1 - n)) if n > 0 else 1.0
-
-
 def verdict(p_adj: float, towards: bool, n: int, m: int) -> str:
     """agree / disagree / cannot tell (or n too small) by :data:`RULES`."""
-    if min_p(n, m) >= ALPHA:
+    if smallest_p(n, m) >= ALPHA:
         return f"n too small (n = {n})"
     if p_adj < ALPHA:
         return "agree" if towards else "disagree"

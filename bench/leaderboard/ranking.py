@@ -19,7 +19,7 @@ from bench.leaderboard import stats
 from bench.leaderboard.intervals import MeanInterval, mean_interval
 from bench.leaderboard.rows import Row
 from bench.leaderboard.stats import ALPHA, RowStats
-from bench.leaderboard.wilcoxon import signed_rank_p
+from bench.leaderboard.wilcoxon import signed_rank_p_inf, smallest_p
 
 
 @dataclass(frozen=True)
@@ -256,12 +256,6 @@ def paired_difference(
         return mean_interval((case_means(a) - case_means(b))[None, :], confidence)
 
 
-def _signed_rank(d: np.ndarray) -> float:
-    finite = d[np.isfinite(d)]
-    big = 2.0 * (np.abs(finite).max() if finite.size else 1.0) + 1.0
-    return signed_rank_p(np.where(np.isinf(d), np.sign(d) * big, d))
-
-
 def compare_with_best(
     ranked: list[Row],
     best: str,
@@ -282,13 +276,13 @@ def compare_with_best(
         with np.errstate(invalid="ignore"):
             d = case_means(units[r.key]) - case_means(units[best])
         d = d[~np.isnan(d) & (d != 0)]
-        raw.append((r.key, d, _signed_rank(d) if d.size else math.nan))
+        raw.append((r.key, d, signed_rank_p_inf(d) if d.size else math.nan))
     adj = stats.holm([p for _, _, p in raw])
     k = int(np.sum(~np.isnan([p for _, _, p in raw])))
     out = {}
     for (key, d, p), ph in zip(raw, adj):
         diff = paired_difference(units[key], units[best], keys[key], keys[best])
-        min_p = min(1.0, max(k, 1) * 2.0 / 2.0**d.size)
+        min_p = smallest_p(d.size, k)
         equivalent = None
         if margin is not None:
             tost = paired_difference(units[key], units[best], keys[key], keys[best], EQUIVALENCE_CONFIDENCE)

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats as _st
 
 from bench.leaderboard.intervals import MeanInterval, group_units, mean_interval
-from bench.leaderboard.wilcoxon import signed_rank_p
+from bench.leaderboard.wilcoxon import signed_rank_p_inf
 from bench.metrics.reduction import Reduction, reduce_values
 
 N_RESAMPLES = 2000
@@ -213,10 +213,7 @@ def paired_compare(
     diff = float(np.mean(d)) if np.isfinite(d).all() else float(np.sign(d[np.isinf(d)]).sum() * math.inf)
     ci = mean_ci(d[None, :], n_resamples=n_resamples, confidence=confidence, seed=seed)
     lo, hi = ci.lo, ci.hi
-    finite = d[np.isfinite(d)]
-    big = 2.0 * (np.abs(finite).max() if finite.size else 1.0) + 1.0
-    dw = np.where(np.isinf(d), np.sign(d) * big, d)
-    return Paired(diff, lo, hi, signed_rank_p(dw), int(d.size), n_nan)
+    return Paired(diff, lo, hi, signed_rank_p_inf(d), int(d.size), n_nan)
 
 
 def signed(values: np.ndarray, higher_is_better: bool) -> np.ndarray:

@@ -102,3 +102,19 @@ def _asymptotic_signed_rank_p(r_plus: float, n: int, tie_sizes: np.ndarray) -> f
     var = (n * (n + 1.0) * (2.0 * n + 1.0) - float((tie_sizes**3 - tie_sizes).sum()) / 2) / 24
     z = (r_plus - n * (n + 1.0) * 0.25) / math.sqrt(var)
     return float(2.0 * _special.ndtr(-abs(z)))
+
+
+def signed_rank_p_inf(d: np.ndarray) -> float:
+    """:func:`signed_rank_p` of differences that may be infinite (an HD95 of an empty prediction):
+    an infinite difference keeps its sign and ranks above every finite one."""
+    d = np.asarray(d, dtype=np.float64)
+    finite = d[np.isfinite(d)]
+    big = 2.0 * (np.abs(finite).max() if finite.size else 1.0) + 1.0
+    return signed_rank_p(np.where(np.isinf(d), np.sign(d) * big, d))
+
+
+def smallest_p(n: int, m: int = 1) -> float:
+    """The smallest two-sided exact signed-rank p that ``n`` non-zero pairs can reach, Holm-adjusted
+    for ``m`` tests (its first step multiplies by ``m``): ``min(1, m · 2 / 2^n)``; 1 for ``n = 0``."""
+    return min(1.0, max(m, 1) * 2.0 / 2.0**n) if n > 0 else 1.0
+

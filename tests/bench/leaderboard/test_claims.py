@@ -7,8 +7,9 @@ import math
 import numpy as np
 from scipy import stats
 
-from bench.leaderboard.claim_stats import min_p, one_sided_p, run_mean
+from bench.leaderboard.claim_stats import one_sided_p, run_mean
 from bench.leaderboard.claims import paired_losses
+from bench.leaderboard.wilcoxon import smallest_p as min_p
 from bench.records.record import Record
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from bench.leaderboard import stats
+from bench.leaderboard import stats, wilcoxon
 
 
 def test_case_bootstrap_covers_the_true_mean_at_the_nominal_rate():
@@ -70,11 +70,11 @@ def test_ci_of_values_with_an_infinite_case_reaches_infinity():
 def test_signed_rank_p_is_scipys_exact_and_permutation_p(n):
     rng = np.random.default_rng(n)
     d = rng.normal(0.3, 1.0, n)
-    assert stats.signed_rank_p(d) == pytest.approx(st.wilcoxon(d, method="exact").pvalue, rel=1e-12)
+    assert wilcoxon.signed_rank_p(d) == pytest.approx(st.wilcoxon(d, method="exact").pvalue, rel=1e-12)
     tied = np.round(rng.normal(0.6, 1.0, n))
     tied[tied == 0] = 1.0
     ref = st.wilcoxon(tied, method=st.PermutationMethod(n_resamples=10**5)).pvalue  # exact: 2^n < 1e5
-    assert stats.signed_rank_p(tied) == pytest.approx(ref, rel=1e-12)
+    assert wilcoxon.signed_rank_p(tied) == pytest.approx(ref, rel=1e-12)
 
 
 @pytest.mark.parametrize("n", [19, 30, 44, 50, 51, 80])
@@ -85,12 +85,12 @@ def test_signed_rank_p_above_the_enumeration_limit_is_scipys_to_the_bit(n):
     for shift in (0.0, 0.15, 0.4, 1.0):
         d = rng.normal(shift, 1.0, n)
         method = "exact" if n <= 50 else "asymptotic"
-        assert stats.signed_rank_p(d) == st.wilcoxon(d, method=method).pvalue
+        assert wilcoxon.signed_rank_p(d) == st.wilcoxon(d, method=method).pvalue
         tied = np.round(rng.normal(shift, 2.0, n))
         tied[tied == 0], tied[:2] = 1.0, 0.0  # ties, and two zeros
-        assert stats.signed_rank_p(tied) == st.wilcoxon(tied[2:], method="asymptotic").pvalue
-    assert stats.signed_rank_p(np.full(n, 0.5)) == st.wilcoxon(np.full(n, 0.5), method="asymptotic").pvalue
-    assert stats.signed_rank_p(np.zeros(5)) == 1.0
+        assert wilcoxon.signed_rank_p(tied) == st.wilcoxon(tied[2:], method="asymptotic").pvalue
+    assert wilcoxon.signed_rank_p(np.full(n, 0.5)) == st.wilcoxon(np.full(n, 0.5), method="asymptotic").pvalue
+    assert wilcoxon.signed_rank_p(np.zeros(5)) == 1.0
 
 
 @pytest.mark.parametrize("n", [3, 8, 13, 14, 23, 50, 51])
@@ -106,12 +106,12 @@ def test_signed_rank_p_with_scipys_auto_rule_is_scipys_default_to_the_bit(n):
         if case == 3:
             d[d == 0] = 0.5  # ties only
         if np.any(d != 0):
-            assert stats.signed_rank_p(d, scipy_auto=True) == st.wilcoxon(d).pvalue
+            assert wilcoxon.signed_rank_p(d, scipy_auto=True) == st.wilcoxon(d).pvalue
 
 
 def test_signed_rank_p_at_the_null_mean_is_one():
     d = np.r_[np.arange(1.0, 15.0), -np.arange(15.0, 21.0)]  # T+ = 1 + ... + 14 = 105 = 20 * 21 / 4
-    assert stats.signed_rank_p(d) == st.wilcoxon(d, method="exact").pvalue == 1.0
+    assert wilcoxon.signed_rank_p(d) == st.wilcoxon(d, method="exact").pvalue == 1.0
 
 
 def test_paired_compare_difference_and_bootstrap_ci():
