@@ -2,10 +2,13 @@
 sampling -> loaders.
 
 A dataset subclasses :class:`SegDataModule` and *declares* what differs: class attributes
-(``task``, ``spatial_dims``, ``in_channels``, ``num_classes``, ``class_names``, ``license``,
-``default_patch_size``, ``folder``, ``num_cases``, ``resources``, ``annotators``) plus
-``list_cases`` (the index, with the official split where there is one) and, unless the
-file-table default fits, ``load_case`` (read one case from its release format).
+(``task``, ``spatial_dims``, ``in_channels``, ``channel_names``, ``num_classes``,
+``class_names``, ``license``, ``default_patch_size``, ``folder``, ``num_cases``, ``resources``,
+``annotators``) plus ``list_cases`` (the index, with the official split where there is one) and,
+unless the file-table default fits, ``load_case`` (read one case from its release format). A
+dataset declared by its files (``nnunet_raw``, ``image_folder``: :mod:`datamodules.generic`)
+reads those class attributes from ``root``: :meth:`SegDataModule.for_root` gives the class that
+holds them, and the runner plans with it (:func:`datamodules.registry.dataset_class`).
 
 The file-table default: ``list_cases`` puts the paths of a 2D case in ``CaseRef.info``
 (``image``, ``labels`` = ``{annotator: path}``, optional ``fov``) and the base reads them with
@@ -63,7 +66,33 @@ from datamodules.loaders import RatersAndLoadersMixin
 from datamodules.readers import CaseLoadError
 from datamodules.splits import Split, load_or_make_split
 
-__all__ = ["BAD_CASE_POLICIES", "CONSENSUS", "Case", "CaseRef", "SegDataModule"]
+__all__ = [
+    "BAD_CASE_POLICIES",
+    "CONSENSUS",
+    "DATA_ENV",
+    "DatasetNotFoundError",
+    "Case",
+    "CaseRef",
+    "SegDataModule",
+    "data_folder",
+]
+
+DATA_ENV = ("SEGBENCH_DATA", "SEGBENCH_SHARED_DATA")
+"""Environment variables naming the folder that holds the datasets' release folders (``DRIVE/``,
+``HRF/`` ...), first set one wins. ``SEGBENCH_SHARED_DATA`` is what the test suite sets."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's release is not where its root says and cannot be fetched (names the folder)."""
+
+
+def data_folder() -> Path:
+    """The folder of release folders: the first of :data:`DATA_ENV` that is set, else
+    ``~/.cache/segbench/data``. Runs, ``segbench datasets`` and the checks read it alike."""
+    for name in DATA_ENV:
+        if os.environ.get(name):
+            return Path(os.environ[name])
+    return Path.home() / ".cache" / "segbench" / "data"
 
 
 class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModule):
@@ -72,7 +101,8 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
 
     Args:
         root: folder holding (or receiving) the release files; default :meth:`default_root`
-            (``$SEGBENCH_DATA/<folder>`` or ``~/.cache/segbench/data/<folder>``).
+            (``<data folder>/<folder>``, :func:`data_folder`: ``$SEGBENCH_DATA``,
+            ``$SEGBENCH_SHARED_DATA`` or ``~/.cache/segbench/data``).
         download: fetch the release (``resources``) when ``root`` lacks it.
         batch_size: training batch size (val/test use one whole case per batch).
         patch_size: training patch / inference window; defaults to ``default_patch_size``.
@@ -109,6 +139,8 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
     task: ClassVar[str] = ""
     spatial_dims: ClassVar[int] = 2
     in_channels: ClassVar[int] = 1
+    # what each input channel is (modality: "CT", "T2" ...; "R", "G", "B"); empty when not declared
+    channel_names: ClassVar[tuple[str, ...]] = ()
     num_classes: ClassVar[int] = 2
     class_names: ClassVar[tuple[str, ...]] = ("background", "foreground")
     license: ClassVar[str] = ""
@@ -220,11 +252,19 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
     # ---- where the data is -------------------------------------------------------------
     @classmethod
     def default_root(cls) -> Path | None:
-        """``$SEGBENCH_DATA/<folder>`` or ``~/.cache/segbench/data/<folder>``; None without a folder."""
+        """``<data folder>/<folder>`` (:func:`data_folder`); None without a folder (embedded data)."""
         if not cls.folder:
             return None
-        base = os.environ.get("SEGBENCH_DATA") or Path.home() / ".cache" / "segbench" / "data"
-        return Path(base) / cls.folder
+        return data_folder() / cls.folder
+
+    @classmethod
+    def for_root(cls, root: str | os.PathLike[str] | None = None) -> type[SegDataModule]:
+        """The class that describes the dataset at ``root`` (its ``spatial_dims``, ``in_channels``,
+        ``num_classes``, ``class_names``, ``default_patch_size`` ...): ``cls`` itself for a dataset
+        declared in Python; a dataset declared by its files (:mod:`datamodules.generic`) returns the
+        subclass that holds what the files say. The runner reads these through
+        :func:`datamodules.registry.dataset_class`."""
+        return cls
 
     @classmethod
     def is_present(cls, root: str | os.PathLike[str] | None = None) -> bool:
@@ -233,6 +273,44 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
             return bool(cls(root=root).list_cases())
         except (OSError, ValueError):
             return False
+
+    @classmethod
+    def check_available(cls, root: str | os.PathLike[str] | None = None, *, download: bool = False) -> None:
+        """Fail before anything trains when a run could not get its data.
+
+        Cheap: lists the case index (file names), reads no image. Fine when the data is embedded,
+        present in ``root`` (default :meth:`default_root`), its release files lie in ``root`` ready
+        to be verified and extracted, or ``download`` may fetch every one of them.
+
+        Raises:
+            DataArgumentError: naming the dataset and the folder, with how to get the data.
+        """
+        if not cls.folder:
+            return
+        where = Path(root) if root is not None else cls.default_root()
+        if where is None:
+            return
+        try:
+            if cls(root=where).list_cases():
+                return
+        except OSError:
+            pass
+        except ValueError as e:  # a file of the release that cannot be read names itself
+            raise DataArgumentError(f"{cls.name}: {e}") from None
+        if where.is_dir() and any((where / r.filename).is_file() for r in cls.resources):
+            return
+        if download and cls.resources and not any(r.manual for r in cls.resources):
+            return
+        how = (
+            "set `download: true` in its dataset entry, or "
+            if cls.resources and not any(r.manual for r in cls.resources)
+            else ""
+        )
+        state = "does not exist" if not where.exists() else "holds none of its cases"
+        raise DataArgumentError(
+            f"{cls.name}: root {where} {state}; {how}point `root:` at the release folder "
+            f"(default root: $SEGBENCH_DATA/{cls.folder}). {cls.download_note}".rstrip()
+        )
 
     @classmethod
     def case_groups(cls, case_ids: Sequence[str]) -> dict[str, str]:
@@ -270,6 +348,7 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
             "task": cls.task,
             "spatial_dims": cls.spatial_dims,
             "in_channels": cls.in_channels,
+            "channel_names": list(cls.channel_names),
             "num_classes": cls.num_classes,
             "class_names": list(cls.class_names),
             "num_cases": cls.num_cases,
@@ -297,13 +376,13 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
         if self.root is None or self.is_present(self.root):
             return
         if self.download and not self.resources:
-            raise FileNotFoundError(
+            raise DatasetNotFoundError(
                 f"{self.name}: no cases under {self.root} and no automatic download. {self.download_note}"
             )
         missing = fetch_resources(self.resources, self.root, download=self.download)
         if self.download and missing:
             names = ", ".join(r.filename for r in missing)
-            raise FileNotFoundError(
+            raise DatasetNotFoundError(
                 f"{self.name}: {names} cannot be downloaded automatically; put it in {self.root}. "
                 f"{self.download_note}".rstrip()
             )
@@ -338,7 +417,7 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
         if not refs:
             files = ", ".join(r.filename for r in self.resources)
             hint = f" Put the release files ({files}) in it, or pass download=True." if files else ""
-            raise FileNotFoundError(
+            raise DatasetNotFoundError(
                 f"{self.name}: no cases found under {self.root}.{hint} {self.download_note}".rstrip()
             )
         self._refs = {r.case_id: r for r in refs}
@@ -365,8 +444,9 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
         Keys: ``fold``, ``num_folds``, ``split_seed``, ``fixed_val_split``, ``split_note``,
         ``test_source`` (``"official"`` or ``"held_out"``), ``test_fraction`` (None when
         official), ``split_file``, ``annotator``, ``raters``, ``limit_cases``, ``on_bad_case``,
-        ``skipped`` (``{case_id: reason}``), ``train``, ``val``, ``test`` (the case ids used,
-        skipped ones included).
+        ``skipped`` (``{case_id: reason}``), ``spatial_dims``, ``in_channels``,
+        ``channel_names``, ``class_names`` (what the data held: a dataset declared by its files
+        states them here), ``train``, ``val``, ``test`` (the case ids used, skipped ones included).
         """
         split = self.split
         return {
@@ -383,6 +463,10 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
             "limit_cases": self.limit_cases,
             "on_bad_case": self.on_bad_case,
             "skipped": dict(self.skipped),
+            "spatial_dims": self.spatial_dims,
+            "in_channels": self.in_channels,
+            "channel_names": list(self.channel_names),
+            "class_names": list(self.class_names),
             **{k: list(v) for k, v in self.splits.items()},
         }
 

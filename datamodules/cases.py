@@ -58,9 +58,32 @@ class Case:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class RawCase:
+    """One case as its files hold it, before any normalisation (what the fingerprint reads).
+
+    Attributes:
+        image: ``(C, *spatial)`` float32 intensities as stored.
+        label: ``(*spatial)`` int64 in ``[0, num_classes)``.
+        spacing: voxel size per spatial axis, or None (unknown: 1.0).
+        affine: ``(4, 4)`` voxel -> RAS+ world (mm) for volume formats, else None.
+    """
+
+    image: np.ndarray
+    label: np.ndarray
+    spacing: tuple[float, ...] | None = None
+    affine: np.ndarray | None = None
+
+
 class CaseReadingMixin:
     """Reading one case; needs the DataModule's ``image_mode``, ``derive_missing_fov``,
-    ``spatial_dims``, ``scale``, ``annotator`` and ``num_classes``."""
+    ``spatial_dims``, ``scale``, ``annotator`` and ``num_classes``.
+
+    ``raw_intensities = True`` (set on an instance) makes :meth:`make_case` keep the intensities as
+    read, without the z-score: :mod:`datamodules.fingerprint` reads datasets that way.
+    """
+
+    raw_intensities: bool = False
 
     def load_case(self, ref: CaseRef) -> Case:
         """Read one case; the default reads the file table in ``ref.info`` (2D image, labels, FOV).
@@ -109,7 +132,7 @@ class CaseReadingMixin:
         spacing = tuple(float(s) for s in (spacing or (1.0,) * self.spatial_dims))
         if self.scale != 1.0:
             image, labels, fov, spacing = rescale_case(image, labels, fov, spacing, self.scale)
-        if normalise:
+        if normalise and not self.raw_intensities:
             image = zscore(image, fov)
         used, label = self._pick_label(labels)
         extra = {f"label_{k}": v for k, v in labels.items()}

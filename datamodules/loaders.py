@@ -72,8 +72,19 @@ class RatersAndLoadersMixin:
             drop_last=len(ds) >= self.batch_size,
         )
 
+    def limit_val_cases(self, n: int | None) -> None:
+        """Validate on the first ``n`` validation cases by case id from now on (None: every case).
+        The runner sets it (``trainer.val_max_cases``); the test split is never limited."""
+        self._val_limit = None if n is None else int(n)
+
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self._dataset("val"), batch_size=1, num_workers=self.num_workers)
+        """Whole validation cases, one per batch: every case, or the first ``n`` by case id after
+        :meth:`limit_val_cases`."""
+        limit = getattr(self, "_val_limit", None)
+        if limit is None:
+            return DataLoader(self._dataset("val"), batch_size=1, num_workers=self.num_workers)
+        ids = sorted(self.good_case_ids("val"))[:limit]
+        return DataLoader(CaseDataset(self, ids), batch_size=1, num_workers=self.num_workers)
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self._dataset("test"), batch_size=1, num_workers=self.num_workers)

@@ -3,9 +3,13 @@
 Release ``TaskNN_Name.tar``: ``imagesTr/*.nii.gz``, ``labelsTr/*.nii.gz``, ``imagesTs/`` (no
 labels), ``dataset.json``. URLs and md5 digests are those MONAI's ``DecathlonDataset`` uses.
 
+Each task is a declaration (classes, patch size, release, intensity window) over the MSD reader
+of :class:`datamodules.generic.VolumeDataModule`, the one ``nnunet_raw`` uses:
+
 - The index comes from ``dataset.json`` ("training") when present, else from pairing
-  ``imagesTr`` and ``labelsTr`` by file name; macOS ``._*`` files in the tars are ignored and
-  images without a label are left out.
+  ``imagesTr`` and ``labelsTr`` by file name; macOS ``._*`` files in the tars are ignored. An
+  image without its label (or a label without its image) is a case that fails to load, naming
+  the missing file (``on_bad_case``).
 - Images are read as stored (no reorientation), channels first for multi-modal tasks; voxel
   spacing from the NIfTI header is kept (``Case.spacing``).
 - Image dtypes are mixed (float32 / uint8) and some labels are float (0., 1., 2.): labels are
@@ -16,21 +20,18 @@ labels), ``dataset.json``. URLs and md5 digests are those MONAI's ``DecathlonDat
 
 from __future__ import annotations
 
-import json
 import os
-import warnings
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from datamodules.base import Case, CaseRef, SegDataModule
 from datamodules.download import Resource
-from datamodules.readers import check_same_shape, integer_label, read_nifti
+from datamodules.generic import DatasetFileError, VolumeDataModule
 from datamodules.registry import register_dataset
 
+__all__ = ["DatasetFileError", "MsdDataModule"]
+
 _MSD_URL = "https://msd-for-monai.s3-us-west-2.amazonaws.com/"
-_NIFTI = ".nii.gz"
 
 
 def _window(cls: type, v: Any, args: Any) -> str | None:
@@ -46,12 +47,8 @@ def _msd_resource(task: str, md5: str) -> tuple[Resource, ...]:
     return (Resource(f"{_MSD_URL}{task}.tar", f"{task}.tar", f"md5:{md5}"),)
 
 
-class DatasetFileError(ValueError):
-    """A dataset's own index file is unreadable; the message names it."""
-
-
-class MsdDataModule(SegDataModule):
-    """Shared reader of Decathlon tasks; subclasses declare the task, classes and window.
+class MsdDataModule(VolumeDataModule):
+    """A Decathlon task; subclasses declare the task, classes and window.
 
     Args:
         intensity_window: clip range applied before the z-score (None: no clipping).
@@ -59,7 +56,8 @@ class MsdDataModule(SegDataModule):
 
     spatial_dims = 3
     license = "CC BY-SA 4.0; cite Simpson et al. 2019 and Antonelli et al. 2022"
-    annotators = ("manual",)
+    layout = "msd"
+    spec_hint = "; fix or delete it (the cases are then paired from imagesTr/ and labelsTr/)"
     msd_task: ClassVar[str] = ""
     default_window: ClassVar[tuple[float, float] | None] = None
     extra_arg_checks = {"intensity_window": _window}
@@ -75,46 +73,9 @@ class MsdDataModule(SegDataModule):
         super().__init__(root, **kwargs)
         self.intensity_window = tuple(intensity_window) if intensity_window else self.default_window
 
-    def _pairs(self) -> list[tuple[Path, Path]]:
-        """(image, label) paths from ``dataset.json`` when present, else paired by file name."""
-        spec = self.find_files("dataset.json")
-        if spec:
-            base = spec[0].parent
-            try:
-                entries = json.loads(spec[0].read_text()).get("training", [])
-                return [(base / e["image"], base / e["label"]) for e in entries]
-            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, KeyError, TypeError) as e:
-                raise DatasetFileError(
-                    f"{spec[0]}: not a valid MSD dataset.json ({type(e).__name__}: {e}); "
-                    "fix or delete it (the cases are then paired from imagesTr/ and labelsTr/)"
-                ) from None
-        return [
-            (img, img.parent.parent / "labelsTr" / img.name)
-            for img in self.find_files(f"imagesTr/*{_NIFTI}")
-            if not img.name.startswith("._")
-        ]
-
-    def list_cases(self) -> list[CaseRef]:
-        refs, unpaired = [], []
-        for img, lab in self._pairs():
-            if not img.is_file() or not lab.is_file():
-                unpaired.append(img.name)
-                continue
-            refs.append(CaseRef(img.name.removesuffix(_NIFTI), None, {"image": img, "label": lab}))
-        if unpaired:
-            warnings.warn(f"{self.name}: left out {len(unpaired)} unpaired case(s): {unpaired}", stacklevel=2)
-        return refs
-
-    def load_case(self, ref: CaseRef) -> Case:
-        data, spacing = read_nifti(ref.info["image"])
-        image = np.moveaxis(data, -1, 0) if data.ndim == 4 else data[None]  # (X, Y, Z, C)
-        image = image.astype(np.float32)
-        raw, _ = read_nifti(ref.info["label"])
-        label = integer_label(raw, ref.info["label"], self.num_classes)
-        check_same_shape(image.shape[1:], label, ref.info["label"])
-        if self.intensity_window is not None:
-            image = np.clip(image, *self.intensity_window)
-        return self.make_case(ref.case_id, image, {"manual": label}, spacing=spacing)
+    def adjust_intensities(self, image: np.ndarray) -> np.ndarray:
+        """Clip to ``intensity_window`` when there is one."""
+        return image if self.intensity_window is None else np.clip(image, *self.intensity_window)
 
 
 @register_dataset("msd_hippocampus")
@@ -123,6 +84,7 @@ class MsdHippocampusDataModule(MsdDataModule):
 
     task = "hippocampus head and body, 3D MRI (MSD Task04)"
     class_names = ("background", "anterior", "posterior")
+    channel_names = ("MRI",)  # dataset.json "modality"
     num_classes = 3
     default_patch_size = (32, 32, 32)
     folder = "MSD_Task04_Hippocampus"
@@ -137,6 +99,7 @@ class MsdHepaticVesselDataModule(MsdDataModule):
 
     task = "hepatic vessels and tumours, 3D CT (MSD Task08)"
     class_names = ("background", "vessel", "tumour")
+    channel_names = ("CT",)  # dataset.json "modality"
     num_classes = 3
     default_patch_size = (96, 96, 96)
     folder = "MSD_Task08_HepaticVessel"
@@ -151,6 +114,7 @@ class MsdSpleenDataModule(MsdDataModule):
 
     task = "spleen, 3D CT (MSD Task09)"
     class_names = ("background", "spleen")
+    channel_names = ("CT",)  # dataset.json "modality"
     num_classes = 2
     default_patch_size = (96, 96, 96)
     folder = "MSD_Task09_Spleen"

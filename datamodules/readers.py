@@ -7,6 +7,13 @@ which file is at fault.
 
 - 2D images (PNG, JPEG, TIFF, GIF, PPM, also ``.gz``-compressed as in STARE) via PIL;
   multi-page TIFF stacks via tifffile; NIfTI via nibabel (with voxel spacing).
+- Volumes (:func:`read_volume`): NIfTI via nibabel, ``.mha`` / ``.mhd`` / ``.nrrd`` / ``.nhdr`` via
+  SimpleITK (the optional ``[sitk]`` extra; without it :class:`MissingExtraError` names the
+  extra), all in nibabel's ``(x, y, z)`` axis order with spacing and a RAS affine.
+- Natural 2D images with their own channel count (:func:`image_channels`,
+  :func:`read_natural_image`: grey 1, colour 3), label maps of any supported format as stored
+  (:func:`read_label_map`), and the image-folder mask rule (:func:`mask_label`: 0/255 is binary,
+  anything else holds its labels).
 - Binary masks (labels and FOV) are read as 8-bit grey (``convert("L")``), which unifies PIL
   modes ``1`` (CHASE_DB1), ``P`` (DRIVE 2nd observer), ``L`` and ``RGB`` (HRF FOV masks).
 - Any supported file as stored (:func:`read_array`, one reader per extension in
@@ -33,10 +40,13 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageSequence
 from scipy import ndimage
+
+from bench.errors import UserError
 
 _GREY_MAX = 255
 _HALF_GREY = 128
@@ -177,8 +187,59 @@ def integer_label(raw: np.ndarray, path: str | os.PathLike[str], num_classes: in
     return label
 
 
+def mask_values(raw: np.ndarray) -> set[int]:
+    """The labels a mask holds under :func:`mask_label`'s rule (an empty set when it breaks the rule
+    in a way no class count can fix: non-integral or negative values)."""
+    values = np.unique(raw)
+    if set(values.tolist()) <= {0, _GREY_MAX}:
+        return {int(v > 0) for v in values}
+    if not np.array_equal(values, np.rint(values)) or values.min() < 0:
+        return set()
+    return {int(v) for v in values}
+
+
+def mask_label(raw: np.ndarray, path: str | os.PathLike[str], num_classes: int) -> np.ndarray:
+    """A 2D mask as labels ``(H, W)`` int64: values {0, 255} are binary (255 -> 1); any other mask
+    holds its labels as stored, which must lie in ``0..num_classes-1``.
+
+    Raises:
+        CaseLoadError: other values (names the file and the values found).
+    """
+    values = np.unique(raw)
+    if set(values.tolist()) <= {0, _GREY_MAX}:
+        return (raw == _GREY_MAX).astype(np.int64)
+    ok = np.array_equal(values, np.rint(values)) and values.min() >= 0 and values.max() < num_classes
+    if not ok:
+        shown = [int(v) if float(v).is_integer() else float(v) for v in values[:10]]
+        raise CaseLoadError(
+            f"{path}: mask values {shown} are not consecutive labels 0..{num_classes - 1} "
+            "(a binary mask holds 0/255 or 0/1)"
+        )
+    return raw.astype(np.int64)
+
+
 def read_nifti(path: str | os.PathLike[str]) -> tuple[np.ndarray, tuple[float, ...]]:
     """Read a NIfTI file: ``(array (X, Y, Z[, C]) as stored, voxel spacing (3,))``."""
+    vol = _read_nifti_volume(Path(path))
+    return vol.array, vol.spacing
+
+
+@dataclass
+class Volume:
+    """What :func:`read_volume` returns.
+
+    Attributes:
+        array: ``(X, Y, Z)`` or ``(X, Y, Z, C)`` as stored, in nibabel's axis order (no reorientation).
+        spacing: voxel size per spatial axis (mm).
+        affine: ``(4, 4)`` voxel index -> RAS+ world (mm), from the header.
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, ...]
+    affine: np.ndarray
+
+
+def _read_nifti_volume(path: Path) -> Volume:
     import nibabel as nib
 
     try:
@@ -187,7 +248,135 @@ def read_nifti(path: str | os.PathLike[str]) -> tuple[np.ndarray, tuple[float, .
     except Exception as e:  # nibabel raises several types for a broken file
         raise CaseLoadError(f"{path}: cannot read NIfTI ({type(e).__name__}: {e})") from e
     spacing = tuple(float(z) for z in img.header.get_zooms()[:3])
-    return data, spacing
+    return Volume(data, spacing, np.asarray(img.affine, dtype=np.float64))
+
+
+SITK_EXTENSIONS = (".mha", ".mhd", ".nrrd", ".nhdr")
+VOLUME_EXTENSIONS = (".nii.gz", ".nii", *SITK_EXTENSIONS)
+IMAGE_2D_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif")
+SITK_EXTRA = "pip install 'segbench[sitk]'"
+
+
+class MissingExtraError(UserError):
+    """An optional dependency needed for a file type is not installed; the message names the extra."""
+
+
+def require_sitk(path: str | os.PathLike[str]) -> Any:
+    """The SimpleITK module, or :class:`MissingExtraError` naming ``path`` and the ``[sitk]`` extra."""
+    try:
+        import SimpleITK
+    except ImportError:
+        raise MissingExtraError(
+            f"{path}: reading {''.join(Path(path).suffixes[-1:])} files needs SimpleITK ({SITK_EXTRA})"
+        ) from None
+    return SimpleITK
+
+
+def _read_sitk_volume(path: Path) -> Volume:
+    sitk = require_sitk(path)
+    try:
+        img = sitk.ReadImage(str(path))
+        arr = sitk.GetArrayFromImage(img)  # (z, y, x[, c])
+    except RuntimeError as e:
+        why = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+        raise CaseLoadError(f"{path}: cannot read ({type(e).__name__}: {why})") from e
+    dims = img.GetDimension()
+    if dims not in (2, 3):
+        raise CaseLoadError(f"{path}: {dims}D image; expected a 2D or 3D one")
+    vector = img.GetNumberOfComponentsPerPixel() > 1
+    order = tuple(reversed(range(dims))) + ((dims,) if vector else ())
+    arr = np.transpose(arr, order)  # (x, y[, z][, c])
+    spacing = np.array(img.GetSpacing(), dtype=np.float64)
+    direction = np.array(img.GetDirection(), dtype=np.float64).reshape(dims, dims)
+    origin = np.array(img.GetOrigin(), dtype=np.float64)
+    if dims == 2:  # one slice: z of size 1
+        arr = arr[:, :, None]
+        spacing, origin = np.append(spacing, 1.0), np.append(origin, 0.0)
+        direction = np.pad(direction, (0, 1))
+        direction[2, 2] = 1.0
+    lps = np.eye(4)
+    lps[:3, :3] = direction * spacing
+    lps[:3, 3] = origin
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # ITK's LPS world -> RAS
+    return Volume(arr, tuple(float(s) for s in spacing), affine)
+
+
+def read_volume(path: str | os.PathLike[str]) -> Volume:
+    """Read a 3D image: NIfTI (nibabel) or ``.mha`` / ``.mhd`` / ``.nrrd`` / ``.nhdr`` (SimpleITK).
+
+    SimpleITK's ``(z, y, x)`` arrays are transposed to nibabel's ``(x, y, z)`` so that every
+    format gives the same axis order; its LPS direction becomes a RAS affine.
+
+    Raises:
+        CaseLoadError: unreadable file (names it).
+        MissingExtraError: a SimpleITK format without SimpleITK installed (names the extra).
+    """
+    path = Path(path)
+    low = path.name.lower()
+    if low.endswith((".nii", ".nii.gz")):
+        return _read_nifti_volume(path)
+    if low.endswith(SITK_EXTENSIONS):
+        return _read_sitk_volume(path)
+    raise CaseLoadError(f"{path}: not a volume format ({', '.join(VOLUME_EXTENSIONS)})")
+
+
+_GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+
+
+def image_channels(path: str | os.PathLike[str]) -> int:
+    """Channels of a 2D image without decoding it: 1 for grey modes, 3 for colour (alpha dropped;
+    palette images count as colour).
+
+    Raises:
+        CaseLoadError: unreadable file, or a TIFF with another number of samples (names the file).
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            return 1 if img.mode in _GREY_MODES else 3
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        if path.suffix.lower() not in _TIFF:
+            raise CaseLoadError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
+    arr = _read_tiff(path)
+    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4)):
+        return 1 if arr.ndim == 2 else 3
+    raise CaseLoadError(f"{path}: TIFF of shape {arr.shape}; expected one 2D grey or RGB image")
+
+
+def read_natural_image(path: str | os.PathLike[str], channels: int | None = None) -> np.ndarray:
+    """Read a 2D image as ``(C, H, W)`` float32, C = 1 (grey) or 3 (colour), values as stored.
+
+    Args:
+        channels: the dataset's channel count; an image with another one is an error.
+
+    Raises:
+        CaseLoadError: unreadable, or ``channels`` given and the image has another count (names the file).
+    """
+    found = image_channels(path)
+    if channels is not None and found != channels:
+        kind = {1: "grey", 3: "colour"}
+        raise CaseLoadError(
+            f"{path}: a {kind[found]} image ({found} channel(s)); the dataset's images have {channels}"
+        )
+    return read_image_2d(path, "L" if found == 1 else "RGB")
+
+
+def read_label_map(path: str | os.PathLike[str]) -> np.ndarray:
+    """A label map's values as stored: ``(X, Y, Z)`` for a volume format, ``(H, W)`` for a 2D image
+    (mode ``1`` as {0, 1}, palette as indices; a coloured image is an error).
+
+    Raises:
+        CaseLoadError: unreadable or unsupported file (names it).
+    """
+    path = Path(path)
+    low = path.name.lower()
+    if low.endswith(VOLUME_EXTENSIONS):
+        return read_volume(path).array
+    if low.endswith(tuple(_TIFF)):
+        return _array_tiff(path).array
+    if low.endswith(IMAGE_2D_EXTENSIONS):
+        return read_label_image(path)
+    raise CaseLoadError(f"{path}: unsupported label file type")
 
 
 def check_same_shape(

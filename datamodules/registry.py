@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning as L
@@ -43,3 +43,18 @@ def list_datasets() -> list[str]:
 def dataset_entry(name: str) -> Entry[L.LightningDataModule]:
     """Registry entry (class and metadata) of ``name``."""
     return DATASETS.get(name)
+
+
+def dataset_class(name: str, kwargs: Mapping[str, Any] | None = None) -> type[L.LightningDataModule]:
+    """The class that describes the dataset entry ``{name, **kwargs}``: what the runner reads
+    ``spatial_dims``, ``default_patch_size``, ``annotators`` and the argument checks from.
+
+    The registered class, or for a dataset declared by its files (``nnunet_raw``, ``image_folder``)
+    its ``for_root(kwargs["root"])``: the subclass whose dims, channels and classes were read there.
+
+    Raises:
+        KeyError: unknown name. ValueError: a root whose files do not declare a dataset (names it).
+    """
+    cls = DATASETS.get(name).factory
+    for_root = getattr(cls, "for_root", None)
+    return for_root((kwargs or {}).get("root")) if callable(for_root) else cls

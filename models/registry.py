@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from bench.errors import UserError
 from bench.registry import Entry, Registry
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ def check_kwargs(
     accepted = [a for a in accepted if a not in reserved]
     for key in kwargs:
         if key not in accepted:
-            raise ValueError(
+            raise UserError(
                 f"{kind} {name!r} has no option {key!r}; accepted: {', '.join(accepted) or '(none)'}"
             )
 
@@ -212,11 +213,11 @@ def parse_loss_name(name: str) -> list[tuple[float, str]]:
     for part in name.split("+"):
         m = _TERM.match(part)
         if m is None:
-            raise ValueError(f"cannot parse loss term {part!r} in {name!r} (expected [weight*]name)")
+            raise UserError(f"cannot parse loss term {part!r} in {name!r} (expected [weight*]name)")
         LOSSES.get(m["name"])  # raises with the list of known names
         weight = float(m["w"]) if m["w"] else 1.0
         if not (math.isfinite(weight) and weight > 0):
-            raise ValueError(
+            raise UserError(
                 f"loss {name!r}: the weight of {m['name']!r} must be finite and > 0, got {weight}"
             )
         terms.append((weight, m["name"]))
@@ -227,7 +228,7 @@ def loss_targets(name: str) -> str:
     """``"raters"`` when any term of ``name`` needs every annotator's labels, else ``"label"``."""
     kinds = {LOSSES.get(n).meta["targets"] for _, n in parse_loss_name(name)}
     if len(kinds) > 1:
-        raise ValueError(f"loss {name!r} mixes single-label and multi-rater terms")
+        raise UserError(f"loss {name!r} mixes single-label and multi-rater terms")
     return kinds.pop()
 
 

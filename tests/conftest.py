@@ -12,8 +12,11 @@ import pytest
 import torch
 
 # Tiny test tensors run fastest on one thread, and several pytest processes or subprocesses
-# sharing two cores must not oversubscribe them (OpenMP spinning costs 10-20x here).
+# sharing two cores must not oversubscribe them (OpenMP spinning costs 10-20x here). Runs set
+# their own threads (bench.run.threads): SEGBENCH_THREADS keeps them, and the subprocesses the
+# tests start, at one; tests of the thread choice remove it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("SEGBENCH_THREADS", "1")
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent

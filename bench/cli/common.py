@@ -7,14 +7,19 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.cli.registry import UsageError
+from bench.records.store import DEFAULT_RESULTS, leaderboard_path
 
 
 def default_leaderboard(results: Path) -> Path:
-    """Where a leaderboard goes unless ``--leaderboard`` says otherwise: beside its records, i.e. in
-    the folder that holds the results folder (``results/`` -> ``leaderboard.md`` next to it)."""
-    return Path(results).resolve().parent / "leaderboard.md"
+    """Where a leaderboard goes unless ``--leaderboard`` says otherwise: inside its results folder
+    (:func:`bench.records.store.leaderboard_path`), so two folders never share one."""
+    try:
+        return leaderboard_path(Path(results))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def results_folder(path: str, *, must_exist: bool) -> Path:
@@ -34,7 +39,8 @@ def leaderboard_file(path: str | None, results: Path) -> Path:
         raise UsageError(
             f"--leaderboard {out}: is a folder; give the file to write, e.g. {out / 'leaderboard.md'}"
         )
-    if path and not out.parent.exists():
+    about_to_exist = out.parent.resolve() == Path(results).resolve()  # the run creates it
+    if path and not out.parent.exists() and not about_to_exist:
         raise UsageError(f"--leaderboard {out}: the folder {out.parent} does not exist")
     if out.is_file() and not _is_rendered_output(out):
         raise UsageError(
@@ -62,18 +68,42 @@ def write_board(
     out: Path,
     *,
     fmt: str = "md",
-    plots: bool = True,
+    plots: bool | None = None,
+    all_pairs: bool = False,
     equivalence_margin: float | None = None,
 ) -> Path:
-    """Render the leaderboard (plots and HTML report beside the records), after removing the temp
-    files of a render that was killed. Every command that renders after runs calls this."""
+    """Render the leaderboard after removing the temp files of a render that was killed. Every
+    command that renders after runs calls this.
+
+    ``plots``: draw the figures and the HTML report (None: for Markdown, only when the records
+    changed since they were drawn; never for the exports). ``all_pairs``: every pair of rows tested
+    (the significance maps), not only each row against its column's best.
+    """
     from bench.leaderboard import write_leaderboard
     from bench.records import clean_stale_temp
 
-    clean_stale_temp(out.parent, recursive=False)
+    if out.parent.exists():
+        clean_stale_temp(out.parent, recursive=False)
     clean_stale_temp(results)
     return write_leaderboard(
-        results, out, fmt=fmt, plots=plots, report=plots, equivalence_margin=equivalence_margin
+        results,
+        out,
+        fmt=fmt,
+        plots=plots,
+        report=plots,
+        all_pairs=all_pairs,
+        equivalence_margin=equivalence_margin,
+        results_name=results.as_posix(),
+    )
+
+
+def add_results_arg(parser: argparse.ArgumentParser) -> None:
+    """``--results``: the folder of records a command writes or reads."""
+    parser.add_argument(
+        "--results",
+        default=DEFAULT_RESULTS,
+        help=f"folder of run records (default: {DEFAULT_RESULTS}/; the repository's reference records "
+        "are under results/)",
     )
 
 
@@ -82,7 +112,7 @@ def add_sweep_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "sweep", nargs="?", default=None, help="sweep YAML file (default: the built-in sweep)"
     )
-    parser.add_argument("--results", default="results", help="folder of run records (default: results)")
+    add_results_arg(parser)
     parser.add_argument(
         "-o",
         "--override",
@@ -106,3 +136,68 @@ def print_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     for row in [head, ["-" * w for w in widths], *rows]:
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+def check_data(runs: Sequence[Any]) -> None:
+    """Every dataset root of ``runs`` (:class:`~bench.config.RunConfig`) checked before anything
+    trains (:meth:`datamodules.base.SegDataModule.check_available`: the case index, not the images).
+
+    Raises:
+        UsageError: naming the dataset entry and its folder.
+    """
+    from datamodules import dataset_entry
+
+    seen = set()
+    for cfg in runs:
+        kw = cfg.dataset.kwargs
+        key = (cfg.dataset.name, str(kw.get("root")), bool(kw.get("download")))
+        if key in seen:
+            continue
+        seen.add(key)
+        cls = dataset_entry(cfg.dataset.name).factory
+        if not hasattr(cls, "check_available"):
+            continue
+        try:
+            cls.check_available(kw.get("root"), download=bool(kw.get("download")))
+        except ValueError as e:
+            raise UsageError(f"datasets: {e}") from None
+
+
+SUMMARY_ROWS = 12
+"""Rows per table that ``segbench run`` prints at the end (the leaderboard has them all)."""
+
+
+def print_summary(results: Path, run_ids: Sequence[str], *, limit: int = SUMMARY_ROWS) -> None:
+    """Print the table(s) of the sweep's done runs: rank, row, the primary metric with its 95 %
+    interval and the other ranking metrics' means. Nothing when no run of the sweep is done."""
+    from bench.leaderboard import analyse_records
+    from bench.leaderboard.format import row_title
+    from bench.records import load_record, record_path
+
+    records = [r for r in (load_record(record_path(results, i)) for i in run_ids) if r is not None and r.done]
+    if not records:
+        return
+    for a in analyse_records(records):
+        if not a.ranked or not a.rank_metrics:
+            continue
+        primary, others = a.rank_metrics[0], a.rank_metrics[1:]
+        head = ["#", "model / loss", f"{primary} [95% interval]", *others]
+        rows = []
+        for row in a.ranked[:limit]:
+            st = a.row_stats[row.key]
+            p = st[primary]
+            cell = f"{p.reduction['mean']:.3f} [{p.ci.lo:.3f}, {p.ci.hi:.3f}]"
+            rank = a.agg_rank.get(primary, {}).get(row.key)
+            marks = " (degenerate)" if row.key in a.collapsed else ""
+            rows.append(
+                [
+                    "–" if rank is None else f"{rank:.0f}",
+                    row_title(row, 40) + marks,
+                    cell,
+                    *(f"{st[m].reduction['mean']:.3g}" for m in others),
+                ]
+            )
+        print(f"\n{a.table.label}: {len(a.ranked)} row(s), ranked by mean {primary}")
+        print_table(head, rows)
+        if len(a.ranked) > limit:
+            print(f"… {len(a.ranked) - limit} more row(s) in the leaderboard")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from bench.cli.common import print_table
-from bench.cli.registry import register_command
+from bench.cli.registry import UsageError, register_command
 
 
 @register_command("models", help="list registered models with family, dims and parameter counts")
@@ -55,10 +55,18 @@ def losses_command(args: argparse.Namespace) -> int:
 
 def _datasets_arguments(ds: argparse.ArgumentParser) -> None:
     ds.add_argument(
+        "--inspect",
+        metavar="ROOT|NAME",
+        default=None,
+        help="fingerprint a dataset (shapes, spacings, intensities, classes) and suggest a sweep snippet "
+        "(docs/datasets.md)",
+    )
+    ds.add_argument("--json", action="store_true", help="with --inspect: print the fingerprint as JSON")
+    ds.add_argument(
         "--root",
         default=None,
-        help="a folder holding release folders (DRIVE/, HRF/ ...) to check presence in; "
-        "default: each dataset's default root ($SEGBENCH_DATA/<folder>)",
+        help="a folder holding release folders (DRIVE/, HRF/ ...) to check presence in; default: "
+        "$SEGBENCH_DATA, else $SEGBENCH_SHARED_DATA, else ~/.cache/segbench/data",
     )
 
 
@@ -70,11 +78,24 @@ def _datasets_arguments(ds: argparse.ArgumentParser) -> None:
 def datasets_command(args: argparse.Namespace) -> int:
     """Every registered dataset with dims, case count, local presence, licence and task."""
     from datamodules import DATASETS
+    from datamodules.base import data_folder
 
+    if args.inspect:
+        from datamodules import fingerprint
+
+        return fingerprint.main([args.inspect, *(["--json"] if args.json else [])])
+    base = Path(args.root) if args.root else data_folder()
+    if args.root and not base.is_dir():
+        raise UsageError(f"--root {args.root}: no such folder")
     rows = []
     for e in DATASETS:
         cls = e.factory
-        root = Path(args.root) / cls.folder if args.root and getattr(cls, "folder", "") else None
+        if e.meta.get("needs_root"):  # a reader of a user's own files
+            rows.append(
+                (e.name, "2D/3D" if e.name != "image_folder" else "2D", "–", "your root", "–", cls.task)
+            )
+            continue
+        root = base / cls.folder if getattr(cls, "folder", "") else None
         info = cls.dataset_info(root)
         embedded = not info["urls"] and not getattr(cls, "folder", "")
         local = "embedded" if embedded else ("yes" if info["present"] else "no")
@@ -90,4 +111,5 @@ def datasets_command(args: argparse.Namespace) -> int:
             )
         )
     print_table(("dataset", "dims", "cases", "local", "license", "task"), rows)
+    print(f"\nlocal: looked for each release folder under {base}")
     return 0

@@ -12,11 +12,13 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bench.errors import UserError
+
 Handler = Callable[[argparse.Namespace], int]
 Arguments = Callable[[argparse.ArgumentParser], None]
 
 
-class UsageError(ValueError):
+class UsageError(UserError):
     """A bad command-line argument (a path that is a file where a folder is needed, ...)."""
 
 

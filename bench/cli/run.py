@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.cli.common import add_sweep_args, leaderboard_file, results_folder, write_board
+from bench.cli.common import (
+    add_results_arg,
+    add_sweep_args,
+    check_data,
+    leaderboard_file,
+    print_summary,
+    results_folder,
+    write_board,
+)
 from bench.cli.registry import UsageError, register_command
 from bench.cluster.options import add_arguments as add_slurm_arguments
 from bench.cluster.options import check_local_options
@@ -17,7 +25,7 @@ def _run_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument(
         "--leaderboard",
         default=None,
-        help="where to render the leaderboard (default: leaderboard.md beside the results folder)",
+        help="where to render the leaderboard (default: leaderboard.md inside the results folder)",
     )
     r.add_argument(
         "--force",
@@ -47,13 +55,17 @@ def run_command(args: argparse.Namespace) -> int:
     if args.print_default:
         print(DEFAULT_SWEEP.read_text(), end="")
         return 0
+    results = results_folder(args.results, must_exist=False)
+    board = None if args.no_leaderboard else leaderboard_file(args.leaderboard, results)
+    what = args.sweep or "the built-in sweep"
+    if not args.quiet:
+        print(f"segbench run: {what} into {results}/ (checking the sweep and its data)", flush=True)
     from bench.config import load_sweep
     from bench.run import plan_sweep, run_state, run_sweep
 
-    results = results_folder(args.results, must_exist=False)
-    board = None if args.no_leaderboard else leaderboard_file(args.leaderboard, results)
     sweep = load_sweep(args.sweep, args.override)
     runs = plan_sweep(sweep)  # every run validated before the first one starts
+    check_data(runs)  # every dataset root, before anything trains
     if args.dry_run:
         states = [(cfg.run_id, run_state(results, cfg)) for cfg in runs]
         for run_id, state in states:
@@ -67,7 +79,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.executor == "slurm":
         from bench.cluster.slurm import submit_sweep
 
-        render = None if board is None else (lambda res: write_board(res, board))
+        render = None if board is None else (lambda res: write_board(res, board))  # noqa: E731
         return submit_sweep(args.sweep, args.override, results, args, render=render)
     check_local_options(args)  # e.g. --partition without --executor slurm is an error
     if args.reason is not None and not args.force:
@@ -79,7 +91,7 @@ def run_command(args: argparse.Namespace) -> int:
     if not records and done_before == len(runs) and not args.force:
         print(
             f"all {len(runs)} run(s) of sweep {sweep.name!r} are done already in {results}/; "
-            "`segbench run --force` re-runs them, `segbench leaderboard` re-renders the table"
+            "`segbench run --force --reason WHY` re-runs them"
         )
     else:
         print(
@@ -87,23 +99,48 @@ def run_command(args: argparse.Namespace) -> int:
             f"records in {results}/"
         )
     if board is not None:
+        if not args.quiet:
+            print("rendering the leaderboard (tables whose records did not change are reused) …", flush=True)
         out = write_board(results, board)
         print(f"leaderboard written to {out}")
+    print_summary(results, [cfg.run_id for cfg in runs])
     return 1 if failed else 0
 
 
 def _leaderboard_arguments(lb: argparse.ArgumentParser) -> None:
-    lb.add_argument("--results", default="results", help="folder of run records (default: results)")
+    add_results_arg(lb)
     lb.add_argument(
         "--output",
         "--leaderboard",
         "-o",
         dest="output",
         default=None,
-        help="file to write (default: leaderboard.md beside the results folder)",
+        help="file to write (default: leaderboard.md inside the results folder, or the file its "
+        ".leaderboard names; .csv/.json/.tex for the other formats)",
     )
-    lb.add_argument("--format", choices=("md", "csv", "json", "latex"), default="md")
-    lb.add_argument("--no-plots", action="store_true", help="skip the plots and the HTML report")
+    lb.add_argument(
+        "--format",
+        choices=("md", "csv", "json", "latex"),
+        default="md",
+        help="md (with plots and the HTML report when the records changed) or one export, alone",
+    )
+    plots = lb.add_mutually_exclusive_group()
+    plots.add_argument(
+        "--plots",
+        dest="plots",
+        action="store_const",
+        const=True,
+        default=None,
+        help="draw the plots and the HTML report now (default: when the records changed since)",
+    )
+    plots.add_argument(
+        "--no-plots", dest="plots", action="store_const", const=False, help="skip the plots and the report"
+    )
+    lb.add_argument(
+        "--all-pairs",
+        action="store_true",
+        help="test every pair of rows (significance maps); default: each row against its column's best",
+    )
     lb.add_argument(
         "--equivalence-margin",
         type=float,
@@ -126,6 +163,11 @@ def leaderboard_command(args: argparse.Namespace) -> int:
     margin = args.equivalence_margin
     if margin is not None and not margin > 0:
         raise UsageError(f"--equivalence-margin: must be > 0, got {margin}")
-    out = write_board(results, Path(out), fmt=args.format, plots=not args.no_plots, equivalence_margin=margin)
+    plots = args.plots
+    if plots and args.format != "md":
+        raise UsageError("--plots: only with --format md (an export writes its file alone)")
+    out = write_board(
+        results, Path(out), fmt=args.format, plots=plots, all_pairs=args.all_pairs, equivalence_margin=margin
+    )
     print(f"leaderboard written to {out}")
     return 0

@@ -48,7 +48,7 @@ def tune_command(args: argparse.Namespace) -> int:
     return tune_main(args)
 
 
-BENCHMARKS = ("metrics", "models", "suite")
+BENCHMARKS = ("metrics", "models", "suite", "leaderboard")
 """The speed benchmarks under ``bench/perf/`` that ``segbench bench`` runs."""
 
 
@@ -58,7 +58,9 @@ def _bench_arguments(b: argparse.ArgumentParser) -> None:
 
 
 @register_command(
-    "bench", help="speed benchmarks: `segbench bench metrics|models|suite [args]`", arguments=_bench_arguments
+    "bench",
+    help="speed benchmarks: `segbench bench metrics|models|suite|leaderboard [args]`",
+    arguments=_bench_arguments,
 )
 def bench_command(args: argparse.Namespace) -> int:
     """Run one speed benchmark script with the remaining arguments."""

@@ -23,9 +23,12 @@ from bench.cluster.queue import (
     queue_entries,
     submitted_jobs,
 )
+from bench.errors import UserError
 from bench.records import Record, load_record, load_records, record_path
+from bench.records.store import DEFAULT_RESULTS
 
 STATES = ("done", "running", "queued", "failed", "to run")
+
 
 @dataclass(frozen=True)
 class RunStatus:
@@ -44,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="sweep YAML file (default: every run the results folder knows of)",
     )
-    parser.add_argument("--results", default="results", help="folder of run records (default: results)")
+    parser.add_argument(
+        "--results", default=DEFAULT_RESULTS, help="folder of run records (default: %(default)s/)"
+    )
     parser.add_argument(
         "-o",
         "--override",
@@ -158,6 +163,10 @@ def render(rows: list[RunStatus]) -> str:
 def main(args: argparse.Namespace) -> int:
     """``segbench status``: print the table; 0 (the states are information, not errors)."""
     run_ids = None
+    if args.sweep is None and not args.override and not Path(args.results).is_dir():
+        raise UserError(
+            f"--results {args.results}: no such folder (give the sweep file to list its runs as to run)"
+        )
     if args.sweep is not None or args.override:
         from bench.config import load_sweep
 

@@ -139,7 +139,10 @@ _RANGES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("TrainerConfig", "max_epochs"): (lambda v: v == -1 or v >= 1, "must be >= 1 (or -1 with max_steps)"),
     ("TrainerConfig", "checkpoint_every_n_steps"): (lambda v: v >= 1, "must be >= 1"),
     ("TrainerConfig", "val_check_interval"): (lambda v: v >= 1, "must be >= 1 (steps) or null"),
-    ("TrainerConfig", "check_val_every_n_epoch"): (lambda v: v >= 1, "must be >= 1"),
+    ("TrainerConfig", "check_val_every_n_epoch"): (lambda v: v >= 1, "must be >= 1 or null"),
+    ("TrainerConfig", "val_every_n_steps"): (lambda v: v >= 1, "must be >= 1"),
+    ("TrainerConfig", "val_max_cases"): (lambda v: v == -1 or v >= 1, "must be >= 1, -1 (all) or null"),
+    ("TrainerConfig", "torch_threads"): (lambda v: v >= 1, "must be >= 1 or null"),
     ("TrainerConfig", "limit_val_batches"): (lambda v: _finite(v) and v > 0, "must be > 0"),
     ("TrainerConfig", "num_nodes"): (lambda v: v >= 1, "must be >= 1"),
     ("TrainerConfig", "gradient_clip_val"): (lambda v: _finite(v) and v > 0, "must be finite and > 0"),
@@ -239,8 +242,57 @@ def _check_tune(obj: Any, where: str) -> None:
         _fail(f"{where}.space", f"the grid sampler needs categorical spaces; not: {', '.join(bad)}")
 
 
+MAX_YAML_VALUES = 100_000
+"""Most values a sweep file may expand to once its aliases are followed (a real one has hundreds;
+a "billion laughs" file of a few lines has billions)."""
+MAX_SWEEP_BYTES = 1 << 20
+"""Largest sweep file read (1 MiB; a real one is a few KB)."""
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Count the values of the node graph as the aliases expand it, without expanding it.
+
+    Raises:
+        yaml.YAMLError: an alias that refers to a node containing it, or more than
+            :data:`MAX_YAML_VALUES` values.
+    """
+    size: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, closing = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            children = [x for pair in node.value for x in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        if closing:
+            open_.discard(id(node))
+            size[id(node)] = 1 + sum(size[id(c)] for c in children)
+            if size[id(node)] > MAX_YAML_VALUES:
+                raise yaml.YAMLError(
+                    f"its aliases expand to more than {MAX_YAML_VALUES:,} values (an alias bomb?)"
+                )
+            continue
+        if id(node) in size:
+            continue
+        if id(node) in open_:
+            raise yaml.YAMLError("an alias refers to a node that contains it (a recursive structure)")
+        open_.add(id(node))
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
+
+
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1 safe loader that also reads ``3e-4`` / ``1e30`` (no dot) as floats, as YAML 1.2 does."""
+    """YAML 1.1 safe loader that also reads ``3e-4`` / ``1e30`` (no dot) as floats, as YAML 1.2 does,
+    and refuses documents whose aliases expand too far or refer to themselves (:func:`_check_expansion`)."""
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()
+        if node is not None:
+            _check_expansion(node)
+        return node
 
 
 _Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
@@ -252,8 +304,16 @@ _Loader.add_implicit_resolver(
 
 
 def parse_yaml(text: str) -> Any:
-    """Parse YAML text with segbench's loader (the sweep file and ``-o`` values alike)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    """Parse YAML text with segbench's loader (the sweep file and ``-o`` values alike).
+
+    Raises:
+        yaml.YAMLError: bad YAML, a tag that is not plain data (``!!python/...``), an alias bomb,
+            a recursive alias or nesting too deep for the parser.
+    """
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -284,6 +344,9 @@ def read_sweep_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: no such sweep file")
     try:
+        size = path.stat().st_size
+        if size > MAX_SWEEP_BYTES:
+            raise ConfigError(f"{path}: {size:,} bytes; a sweep file is a few KB (limit {MAX_SWEEP_BYTES:,})")
         raw = path.read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
@@ -318,6 +381,37 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
+FILES_DIGEST = "files_digest"
+"""``dataset.kwargs.files_digest``: the content of a dataset read through a generic reader
+(``content_digest`` of ``nnunet_raw`` / ``image_folder``: its files' names and sizes), part of
+every run id since the folder is not; the runner checks it before a run starts and never passes it
+to the DataModule."""
+
+
+def pin_dataset_files(sweep: SweepConfig) -> SweepConfig:
+    """``sweep`` with ``files_digest`` added to each dataset entry whose DataModule declares itself
+    from the files under its ``root`` (a given digest is kept, and checked when a run starts).
+    Entries that cannot be read are left as they are: planning names what is wrong with them."""
+    from datamodules.registry import DATASETS
+
+    entries = []
+    for spec in sweep.datasets:
+        root = spec.kwargs.get("root")
+        try:
+            digest = getattr(DATASETS.get(spec.name).factory, "content_digest", None)
+        except KeyError:
+            digest = None
+        if (
+            callable(digest)
+            and root is not None
+            and FILES_DIGEST not in spec.kwargs
+            and Path(str(root)).is_dir()
+        ):
+            spec = ComponentSpec(spec.name, {**spec.kwargs, FILES_DIGEST: digest(root)})
+        entries.append(spec)
+    return dataclasses.replace(sweep, datasets=tuple(entries))
+
+
 def load_sweep(path: str | Path | None = None, overrides: Sequence[str] = ()) -> SweepConfig:
     """Read a sweep YAML (default: the packaged default sweep), apply overrides, validate.
 
@@ -328,14 +422,14 @@ def load_sweep(path: str | Path | None = None, overrides: Sequence[str] = ()) ->
     path = Path(path) if path is not None else DEFAULT_SWEEP
     data = apply_overrides(read_sweep_file(path), overrides)
     try:
-        return _build(SweepConfig, data, "")
+        return pin_dataset_files(_build(SweepConfig, data, ""))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
 
 
 def sweep_from_dict(data: Mapping[str, Any]) -> SweepConfig:
     """Validate a sweep given as a dict (tests, Optuna trials)."""
-    return _build(SweepConfig, dict(data), "")
+    return pin_dataset_files(_build(SweepConfig, dict(data), ""))
 
 
 def run_from_dict(data: Mapping[str, Any]) -> RunConfig:

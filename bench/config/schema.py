@@ -41,17 +41,29 @@ class ComponentSpec:
 class TrainerConfig:
     """Lightning Trainer budget and placement.
 
-    Every field but ``checkpoint_every_n_steps`` is passed to ``lightning.Trainer`` under its own
-    name. The budget is ``max_steps`` optimiser steps, or ``max_epochs`` epochs when
-    ``max_steps: -1`` (one of them must be set). ``checkpoint_every_n_steps``: a checkpoint is
-    written at every validation and at least every this many steps, for resume.
+    Every field but segbench's own (``checkpoint_every_n_steps``, ``val_every_n_steps``,
+    ``val_max_cases``, ``torch_threads``) is passed to ``lightning.Trainer`` under its own name.
+    The budget is ``max_steps`` optimiser steps, or ``max_epochs`` epochs when ``max_steps: -1``
+    (one of them must be set). ``checkpoint_every_n_steps``: a checkpoint is written at every
+    validation and at least every this many steps, for resume.
+
+    Validation (``val_dice`` / ``val_loss``: logged, read by ``segbench tune``, never used to select
+    anything) runs, by default, every ``val_every_n_steps`` optimiser steps and after the last one,
+    on the first ``val_max_cases`` validation cases by case id (unset: 4; ``-1``: every case). A
+    sweep that sets ``check_val_every_n_epoch`` or ``val_check_interval`` gets Lightning's cadence
+    instead, on every validation case unless it sets ``val_max_cases`` too (see ``docs/sweeps.md``).
+    ``torch_threads``: torch's intra-op threads (unset: ``$SEGBENCH_THREADS``, else the cores this
+    process may use divided among the processes of the run, :mod:`bench.run.threads`).
     """
 
     max_steps: int = 200
     max_epochs: int = -1
     checkpoint_every_n_steps: int = 50
     val_check_interval: int | None = None
-    check_val_every_n_epoch: int = 1
+    check_val_every_n_epoch: int | None = None
+    val_every_n_steps: int = 100
+    val_max_cases: int | None = None
+    torch_threads: int | None = None
     limit_val_batches: float = 1.0
     accelerator: str = "cpu"
     devices: int | str = 1
@@ -237,5 +249,3 @@ class SweepConfig:
                 self.datasets, self.models, self.losses, self.seeds, self.folds
             )
         ]
-
-

@@ -42,6 +42,7 @@ from bench.records import (
 )
 from bench.records.predictions import has_probabilities
 from bench.records.provenance import device_info
+from bench.records.store import DEFAULT_RESULTS
 
 _REQUIRED = "eval.save_predictions: -1 and eval.save_probabilities: true save them"
 
@@ -274,26 +275,66 @@ def ensemble_rows(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``segbench ensemble``."""
-    parser.add_argument("--results", default="results", help="folder of records (default: results)")
+    parser.add_argument(
+        "--results", default=DEFAULT_RESULTS, help="folder of records (default: %(default)s/)"
+    )
     parser.add_argument(
         "--min-members", type=int, default=2, help="fewest seeds for an ensemble (default: 2)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def main(args: argparse.Namespace) -> int:
-    """``segbench ensemble``: write the ensemble records; prints what was written and left out."""
-    notes: list[str] = []
-    paths = ensemble_rows(
-        Path(args.results), min_members=args.min_members, progress=not args.quiet, notes=notes
+def readiness(results: Path, min_members: int = 2) -> tuple[int, int, int]:
+    """``(rows, rows with too few seeds, rows without saved probabilities)`` of ``results``: what
+    ``segbench ensemble`` checks before it writes anything (reads the records, not the arrays)."""
+    groups = group_rows(load_records(Path(results))[0])
+    few = sum(len(g.members) < min_members for g in groups)
+    no_prob = sum(
+        len(g.members) >= min_members and not any(_wants_probabilities(Path(results), r) for r in g.members)
+        for g in groups
     )
+    return len(groups), few, no_prob
+
+
+NEEDS = (
+    "an ensemble needs a row with at least {n} done seeds that saved every test case's probabilities: "
+    "a sweep with `seeds: [0, 1, 2]` and `eval: {{save_predictions: -1, save_probabilities: true}}`"
+)
+
+
+def main(args: argparse.Namespace) -> int:
+    """``segbench ensemble``: say up front when no row can be ensembled and why; else write the
+    ensemble records and print what was written and, counted by reason, what was left out."""
+    results = Path(args.results)
+    if not results.is_dir():
+        raise EnsembleError(f"--results {results}: no such folder")
+    if args.min_members < 2:
+        raise EnsembleError(f"--min-members: must be >= 2, got {args.min_members}")
+    rows, few, no_prob = readiness(results, args.min_members)
+    if rows == 0 or few + no_prob == rows:
+        why = (
+            "no finished training run"
+            if rows == 0
+            else f"of {rows} row(s), {few} have fewer than {args.min_members} done seeds and "
+            f"{no_prob} saved no probabilities"
+        )
+        raise EnsembleError(f"{results}: nothing to ensemble ({why}); " + NEEDS.format(n=args.min_members))
+    notes: list[str] = []
+    paths = ensemble_rows(results, min_members=args.min_members, progress=not args.quiet, notes=notes)
     for path in paths:
         rec = load_record(path)
         dice = None if rec is None else rec.aggregates.get("dice", {}).get("mean")
         print(
             f"{rec.method}: dice {dice:.4f} -> {path}" if rec is not None and dice is not None else str(path)
         )
+    left = {"seeds": few, "probabilities": no_prob}
+    if any(left.values()):
+        print(
+            f"left out: {few} row(s) with fewer than {args.min_members} done seeds, {no_prob} without saved "
+            f"probabilities ({_REQUIRED})"
+        )
     for note in notes:
-        print(f"note: {note}")
-    print(f"{len(paths)} ensemble record(s) written in {args.results}/")
+        if "exists" in note:
+            print(f"note: {note}")
+    print(f"{len(paths)} ensemble record(s) written in {results}/")
     return 0

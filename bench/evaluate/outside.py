@@ -27,6 +27,7 @@ from bench.evaluate.interpret import PRED_KINDS, parse_label_map
 from bench.evaluate.plan import MISSING_POLICIES, EvaluationError, EvaluationPlan, plan_dataset, plan_folders
 from bench.evaluate.score import execute
 from bench.records import Record
+from bench.records.store import DEFAULT_RESULTS
 
 __all__ = ["add_arguments", "main", "plan_from_args", "summary"]
 
@@ -88,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ev = parser.add_argument_group("metrics and execution")
     ev.add_argument("--betti-patch", type=int, default=None, help="patch size of the patch-wise Betti errors")
     ev.add_argument("--nsd-tolerance", type=float, default=1.0, help="NSD tolerance in spacing units")
-    ev.add_argument("--results", default="results", help="folder of records (default: results)")
+    ev.add_argument("--results", default=DEFAULT_RESULTS, help="folder of records (default: %(default)s/)")
     ev.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="processes")
     ev.add_argument("--force", action="store_true", help="re-evaluate when the same record exists")
     ev.add_argument(

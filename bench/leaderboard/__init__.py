@@ -13,6 +13,9 @@ Modules, bottom up (each imports only those above it in this list):
 - the renderers, peers that read an :class:`Analysis` and never each other:
   :mod:`~bench.leaderboard.markdown`, :mod:`~bench.leaderboard.exports` (CSV, JSON, LaTeX),
   :mod:`~bench.leaderboard.html` (the report) and :mod:`~bench.leaderboard.plots` (the figures);
+- :mod:`~bench.leaderboard.cache`: each table's :class:`Analysis` kept between renders under
+  ``<results>/.cache/leaderboard/`` (keyed by its records, options and code), and the stamp of the
+  drawn figures;
 - :mod:`~bench.leaderboard.board`: :func:`write_leaderboard` and :func:`render`, which wire them up;
 - :mod:`~bench.leaderboard.claims`: paired loss comparisons across models (a command of its own).
 
@@ -22,12 +25,14 @@ cluster code or the CLI.
 
 from bench.leaderboard.analysis import RANK_METRICS, Analysis, analyse
 from bench.leaderboard.board import FORMATS, analyse_records, render, render_analyses, write_leaderboard
+from bench.leaderboard.cache import AnalysisCache
 from bench.leaderboard.rows import Row, Table, group_records
 
 __all__ = [
     "FORMATS",
     "RANK_METRICS",
     "Analysis",
+    "AnalysisCache",
     "Row",
     "Table",
     "analyse",

@@ -1,9 +1,11 @@
 """The analysis of one table: every number and fact the outputs show, computed once.
 
 :func:`analyse` turns a :class:`~bench.leaderboard.rows.Table` into an :class:`Analysis`: the rows in
-combined-rank order, each row's statistics per metric, both rankings, the rank stability, the
-Holm-corrected pairwise tests with the best and tied rows, the per-row notes, and what each row's
-records state (budget, seeds, provenance, saved predictions). Every renderer (Markdown, exports,
+the order of their rank on the primary metric (the first of the ranking set, Dice by default), each
+row's statistics per metric, the per-metric ranks and the combined rank (kept as data), the rank
+stability, each row's Holm-corrected comparison with its column's best, the all-pairs tests when
+asked for (``all_pairs=True``: quadratic in rows), the per-row notes, and what each row's records
+state (budget, seeds, provenance, saved predictions). Every renderer (Markdown, exports,
 HTML, figures) reads the :class:`Analysis` and nothing else; :meth:`Analysis.to_dict` is its plain
 form and the JSON export. What each number means: ``docs/leaderboard.md``.
 """
@@ -39,7 +41,6 @@ from bench.leaderboard.rows import (
     metric_order,
     pooled_values,
     row_notes,
-    run_matrix,
     run_notes,
     slug,
     values_of,
@@ -73,21 +74,21 @@ class Analysis:
     """Everything the outputs show for one table."""
 
     table: Table
-    ranked: list[Row]  # rows with a done run, best combined rank first
+    ranked: list[Row]  # rows with a done run, best rank on the primary metric's mean first
     unranked: list[Row]  # rows without a done run (failed)
     human: list[Row]
     cases: list[str]
     metrics: list[str]  # every metric present, display order
-    rank_metrics: list[str]  # the combined rank's metric set (present ones)
+    rank_metrics: list[str]  # the ranking set (present ones); the first is the primary metric
     row_stats: dict[str, dict[str, RowStats]]
     case_values: dict[str, dict[str, np.ndarray]]  # row -> metric -> (cases,) mean over runs
     pooled: dict[str, dict[str, np.ndarray]]  # row -> metric -> every value of its runs, record order
-    combined: dict[str, float]
+    combined: dict[str, float]  # row -> combined rank over the ranking set (data; not the order)
     agg_rank: dict[str, dict[str, float]]  # metric -> row -> rank of the mean
     case_rank: dict[str, dict[str, float]]  # metric -> row -> mean rank over cases
-    stability: stats.RankStability | None
+    stability: stats.RankStability | None  # of the primary metric's rank (the table's order)
     metric_stability: dict[str, stats.RankStability]
-    pairs: dict[str, list[PairResult]]
+    pairs: dict[str, list[PairResult]]  # metric -> every pair of ranked rows; {} unless all_pairs
     best: dict[str, str]  # metric -> the best row among rows that are neither collapsed nor baselines
     vs_best: dict[str, dict[str, BestComparison]]  # metric -> row -> its comparison with the best
     notes: dict[str, list[str]]
@@ -100,25 +101,40 @@ class Analysis:
     groups: dict[str, str] = field(default_factory=dict)  # case -> group (pairs and intervals)
     equivalence_margin: float | None = None
     plot_notes: dict[str, str] = field(default_factory=dict)  # plots skipped for a row, and why
+    primary: str | None = None  # the metric that orders the rows (rank_metrics[0]; None: no metric)
+    all_pairs: bool = False  # whether `pairs` was computed (`segbench leaderboard --all-pairs`)
 
     @property
     def rows(self) -> list[Row]:
         """Every row in display order: ranked, failed, human."""
         return self.ranked + self.unranked + self.human
 
+    def _ranked_keys(self) -> dict[str, Row]:
+        """``key -> row`` of :attr:`ranked` (kept while that list is unchanged: renderers ask per cell)."""
+        memo = self.__dict__.get("_ranked_memo")
+        if memo is None or memo[0] is not self.ranked or memo[1] != len(self.ranked):
+            memo = (self.ranked, len(self.ranked), {r.key: r for r in self.ranked})
+            self.__dict__["_ranked_memo"] = memo
+        return memo[2]
+
     def role(self, row: Row) -> str:
         """``ranked``, ``human`` or ``failed``."""
-        return "ranked" if row in self.ranked else ("human" if row.human else "failed")
+        mine = self._ranked_keys().get(row.key)
+        return (
+            "ranked"
+            if mine is not None and (mine is row or mine == row)
+            else ("human" if row.human else "failed")
+        )
 
     def ranked_row(self, key: str) -> Row:
         """The ranked row with key ``key``."""
-        return next(r for r in self.ranked if r.key == key)
+        return self._ranked_keys()[key]
 
     def is_best(self, metric: str, key: str) -> bool:
         """True when row ``key`` has the best mean of ``metric`` (ties: every row with that mean) and is
         neither collapsed (every run degenerate) nor a baseline."""
         best = self.best.get(metric)
-        if best is None or key not in self.row_stats or all(r.key != key for r in self.ranked):
+        if best is None or key not in self.row_stats or key not in self._ranked_keys():
             return False
         if key in self.collapsed or key in self.baseline:
             return False
@@ -192,11 +208,13 @@ class Analysis:
             "dataset": self.table.dataset,
             "settings": self.table.settings,
             "rank_metrics": self.rank_metrics,
+            "primary": self.primary,
             "cases": self.cases,
             "bootstrap": {"n_resamples": self.n_resamples, "seed": self.seed, "confidence": 0.95},
             "case_groups": self.groups,
             "equivalence_margin": self.equivalence_margin,
             "rows": [self._row_dict(row, idx.get(row.key)) for row in self.rows],
+            "all_pairs": self.all_pairs,
             "pairs": {m: [p.to_dict(label) for p in lst] for m, lst in self.pairs.items()},
             "plot_notes": self.plot_notes,
         }
@@ -268,6 +286,41 @@ def plain(v: Any) -> Any:
 # ---- computing it -----------------------------------------------------------------------
 
 
+def table_cases(table: Table) -> list[str]:
+    """The case axis of a table: every case id of its ranked rows' done runs, sorted."""
+    return sorted(
+        {str(c.get("case_id")) for r in table.rows if not r.human for rec in r.done for c in rec.cases}
+    )
+
+
+class _Values:
+    """``case id -> value`` of each (record, metric) as :func:`bench.leaderboard.rows.values_of`
+    gives it, every metric of a record read in one pass over its cases (a row's matrices, its
+    summary and its rank need them several times)."""
+
+    def __init__(self, metrics: Sequence[str]) -> None:
+        self.metrics = list(metrics)
+        self._memo: dict[int, dict[str, dict[str, float]]] = {}
+
+    def __call__(self, rec: Any, metric: str) -> dict[str, float]:
+        maps = self._memo.get(id(rec))
+        if maps is None:
+            maps = self._memo[id(rec)] = {m: {} for m in self.metrics}
+            nan = math.nan
+            for case in rec.cases:
+                cid = str(case.get("case_id"))
+                for m, values in maps.items():
+                    v = case.get(m, nan)
+                    values[cid] = nan if v is None or v is True or v is False else float(v)
+        return maps[metric] if metric in maps else values_of(rec, metric)
+
+    def matrix(self, row: Row, metric: str, cases: Sequence[str]) -> np.ndarray:
+        """``(runs, cases)`` values on the table's case axis (NaN where missing), as
+        :func:`bench.leaderboard.rows.run_matrix` gives them."""
+        maps = [self(rec, metric) for rec in row.done]
+        return np.array([[v.get(c, math.nan) for c in cases] for v in maps], dtype=np.float64)
+
+
 def analyse(
     table: Table,
     *,
@@ -276,18 +329,25 @@ def analyse(
     seed: int = 0,
     equivalence_margin: float | None = None,
     references: ConstantReferences | None = None,
+    all_pairs: bool = False,
 ) -> Analysis:
     """All statistics of one table (see ``docs/leaderboard.md`` for what each means).
 
+    Rows are ordered by the rank of the primary metric's mean (``rank_metrics[0]``; ``min`` ties,
+    then by label); a collapsed row ranks last when that metric is a topology metric.
+
     ``equivalence_margin``: the margin of the TOST against the best (metric units); None: no
     equivalence claim is made. ``references``: the constant baselines that tell collapsed runs of
-    older records (:func:`bench.leaderboard.degenerate.load_references`; default: this table's)."""
+    older records (:func:`bench.leaderboard.degenerate.load_references`; default: this table's).
+    ``all_pairs``: also test every pair of ranked rows (:attr:`Analysis.pairs`, the significance
+    maps): ``m (m - 1) / 2`` paired bootstraps per metric, the slow part of a large table; the
+    table itself needs only the ``m - 1`` comparisons with each column's best."""
     candidates = [r for r in table.rows if not r.human]
     ranked = [r for r in candidates if r.done]
     unranked = [r for r in candidates if not r.done]
     human = [r for r in table.rows if r.human and r.done] + [r for r in table.rows if r.human and not r.done]
     shown = ranked + [r for r in human if r.done]
-    cases = sorted({str(c.get("case_id")) for r in ranked for rec in r.done for c in rec.cases})
+    cases = table_cases(table)
     present = {
         k
         for r in shown
@@ -301,39 +361,38 @@ def analyse(
     rank_metrics = [m for m in wanted if m in present and is_metric(m)]
     if not rank_metrics and not metrics:
         rank_metrics = [m for m in all_metrics if is_metric(m)][:5]
+    primary = rank_metrics[0] if rank_metrics else None
     groups = case_groups(table.dataset, cases)
-    row_stats = {
-        r.key: {m: stats.row_stats([values_of(rec, m) for rec in r.done], groups=groups) for m in all_metrics}
-        for r in shown
-    }
+    vals = _Values(all_metrics)
+    row_stats: dict[str, dict[str, RowStats]] = {r.key: {} for r in shown}
+    for m in all_metrics:
+        summaries = stats.row_stats_many([[vals(rec, m) for rec in r.done] for r in shown], groups=groups)
+        for r, summary in zip(shown, summaries, strict=True):
+            row_stats[r.key][m] = summary
     if references is None:
         references = load_references(rec for r in table.rows for rec in r.records)
     degeneracy = {r.key: row_degeneracy(r.done, references) for r in ranked + unranked + human}
     collapsed = {k for k, d in degeneracy.items() if d.all_degenerate}
     baseline = {r.key for r in ranked + human if any(rec.baseline for rec in r.records)}
-    mats = {r.key: {m: run_matrix(r, m, cases) for m in rank_metrics} for r in ranked}
+    mats = {r.key: {m: vals.matrix(r, m, cases) for m in rank_metrics} for r in ranked}
     case_values = {r.key: {m: case_means(mats[r.key][m]) for m in rank_metrics} for r in ranked}
     up = {m: metric_info(m).higher_is_better for m in rank_metrics}
     agg_rank, case_rank, combined = rank_rows(ranked, rank_metrics, row_stats, case_values, up, collapsed)
-    order = sorted(range(len(ranked)), key=lambda i: (combined.get(ranked[i].key, 0), ranked[i].label))
-    ranked = [ranked[i] for i in order]
-    stability, metric_stability = None, {}
+    order = agg_rank.get(primary, {}) if primary else {}
+    ranked = sorted(ranked, key=lambda r: (order.get(r.key, 0), r.label))
+    metric_stability = {}
     if len(ranked) > 1 and rank_metrics and cases:
-        stability, metric_stability = rank_stability(
-            ranked, rank_metrics, mats, up, combined, agg_rank, n_resamples=n_resamples, seed=seed
+        metric_stability = rank_stability(
+            ranked, rank_metrics, mats, up, agg_rank, n_resamples=n_resamples, seed=seed
         )
-    pairs, _, _ = pairwise(
-        ranked, rank_metrics, row_stats, case_values, up, n_resamples=n_resamples, seed=seed
+    pairs: dict[str, list[PairResult]] = {}
+    if all_pairs:
+        pairs = pairwise(
+            ranked, rank_metrics, row_stats, case_values, up, n_resamples=n_resamples, seed=seed
+        )[0]
+    best, vs_best = _with_best(
+        ranked, rank_metrics, row_stats, mats, up, cases, groups, collapsed | baseline, equivalence_margin
     )
-    best, vs_best = {}, {}
-    for m in rank_metrics:
-        eligible = [r.key for r in ranked if r.key not in collapsed | baseline]
-        means = {k: row_stats[k][m].reduction["mean"] for k in eligible}
-        defined = [k for k in eligible if not math.isnan(means[k])]
-        if defined:
-            best[m] = max(defined, key=lambda k: float(stats.signed(np.array(means[k]), up[m])))
-            units = {r.key: group_units(mats[r.key][m], cases, groups)[0] for r in ranked}
-            vs_best[m] = compare_with_best(ranked, best[m], units, margin=equivalence_margin)
     notes = row_notes(ranked + unranked + human, cases)
     for row in ranked + unranked + human:
         notes[row.key] = run_notes(row, degeneracy[row.key]) + notes[row.key]
@@ -351,7 +410,7 @@ def analyse(
         combined=combined,
         agg_rank=agg_rank,
         case_rank=case_rank,
-        stability=stability,
+        stability=metric_stability.get(primary) if primary else None,
         metric_stability=metric_stability,
         pairs=pairs,
         best=best,
@@ -365,4 +424,31 @@ def analyse(
         info={r.key: row_info(r) for r in ranked + unranked + human},
         seed=seed,
         n_resamples=n_resamples,
+        primary=primary,
+        all_pairs=all_pairs,
     )
+
+
+def _with_best(
+    ranked: list[Row],
+    rank_metrics: list[str],
+    row_stats: dict[str, dict[str, RowStats]],
+    mats: dict[str, dict[str, np.ndarray]],
+    up: dict[str, bool],
+    cases: list[str],
+    groups: dict[str, str],
+    never_best: set[str],
+    margin: float | None,
+) -> tuple[dict[str, str], dict[str, dict[str, BestComparison]]]:
+    """Per metric the best row (best mean among the ranked rows not in ``never_best``; ties: the
+    first in table order) and every ranked row's comparison with it (:func:`compare_with_best`)."""
+    best, vs_best = {}, {}
+    for m in rank_metrics:
+        eligible = [r.key for r in ranked if r.key not in never_best]
+        means = {k: row_stats[k][m].reduction["mean"] for k in eligible}
+        defined = [k for k in eligible if not math.isnan(means[k])]
+        if defined:
+            best[m] = max(defined, key=lambda k: float(stats.signed(np.array(means[k]), up[m])))
+            units = {r.key: group_units(mats[r.key][m], cases, groups)[0] for r in ranked}
+            vs_best[m] = compare_with_best(ranked, best[m], units, margin=margin)
+    return best, vs_best

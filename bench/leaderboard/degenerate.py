@@ -31,6 +31,7 @@ the state is derived here from their per-case values (:func:`run_degeneracy`):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -98,6 +99,12 @@ class ConstantReferences:
         """The baselines of ``record``'s dataset (name and data arguments)."""
         return self.by_data.get(_data_key(record), ())
 
+    def serving(self, records: Iterable[Record]) -> dict[str, Any]:
+        """``data key -> baselines`` of the datasets of ``records``: every reference their
+        degeneracy can depend on (the leaderboard cache keys a table's analysis on it)."""
+        keys = {_data_key(rec) for rec in records}
+        return {k: self.by_data[k] for k in sorted(keys) if k in self.by_data}
+
 
 def _data_key(record: Record) -> str:
     ds = record.dataset
@@ -129,10 +136,15 @@ def _same(a: float, b: float) -> bool:
     return a == b or abs(a - b) <= TOLERANCE
 
 
+@functools.lru_cache(maxsize=256)
+def _class_suffixes(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The foreground classes of a case with these keys: ``("_1", "_2")``, ``("",)`` when binary."""
+    return tuple(sorted({m.group(1) for k in keys if (m := _CLASS_KEY.match(k))})) or ("",)
+
+
 def _is_all_background(case: Mapping[str, Any]) -> bool:
     """Whether a case's values are those of an empty prediction in every foreground class."""
-    suffixes = sorted({m.group(1) for k in case if (m := _CLASS_KEY.match(k))}) or [""]
-    for sfx in suffixes:
+    for sfx in _class_suffixes(tuple(case)):
         dice = case.get(f"dice{sfx}")
         if not isinstance(dice, (int, float)):
             return False
@@ -144,10 +156,9 @@ def _is_all_background(case: Mapping[str, Any]) -> bool:
     return True
 
 
-def _matches(case: Mapping[str, Any], reference: Mapping[str, float], tolerance: float | None) -> bool:
-    """Whether the case's overlap values equal the constant baseline's (at least one compared);
-    ``tolerance``: Dice and IoU within it instead (nearly equal)."""
-    values = _overlap(case)
+def _matches(values: Mapping[str, float], reference: Mapping[str, float], tolerance: float | None) -> bool:
+    """Whether a case's overlap ``values`` (:func:`_overlap`) equal the constant baseline's (at least
+    one compared); ``tolerance``: Dice and IoU within it instead (nearly equal)."""
     if tolerance is None:
         keys = [k for k in reference if k in values]
         return bool(keys) and all(_same(float(values[k]), float(reference[k])) for k in keys)
@@ -157,6 +168,15 @@ def _matches(case: Mapping[str, Any], reference: Mapping[str, float], tolerance:
         or abs(float(values[k]) - float(reference[k])) <= tolerance
         for k in keys
     )
+
+
+def _near_dice(case: Mapping[str, Any], reference: Mapping[str, float]) -> bool:
+    """False when both Dice values are numbers further apart than :data:`NEAR_TOLERANCE`: then
+    neither :func:`_matches` can hold (both compare Dice), and most cases end here."""
+    a, b = case.get("dice"), reference.get("dice")
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or math.isnan(a) or math.isnan(b):
+        return True
+    return abs(float(a) - float(b)) <= NEAR_TOLERANCE
 
 
 References = Sequence[tuple[str, Mapping[str, Mapping[str, float]]]]
@@ -172,9 +192,13 @@ def case_constant(case: Mapping[str, Any], references: References = ()) -> tuple
     if _is_all_background(case):
         return "all-background", True
     cid = str(case.get("case_id"))
+    mine = [(kind, cases[cid]) for kind, cases in references if cid in cases and _near_dice(case, cases[cid])]
+    if not mine:
+        return None
+    values = _overlap(case)
     for tolerance in (None, NEAR_TOLERANCE):
-        for kind, cases in references:
-            if cid in cases and _matches(case, cases[cid], tolerance):
+        for kind, reference in mine:
+            if _matches(values, reference, tolerance):
                 return kind, tolerance is None
     return None
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.leaderboard.analysis import Analysis, plain
-from bench.leaderboard.format import fmt_num
+from bench.leaderboard.format import fmt_num, rank_sentence, rank_text
 from bench.leaderboard.stats import ALPHA, ROW_STATISTICS
 from bench.metrics.registry import metric_info
 
@@ -146,8 +146,7 @@ def _latex_table(a: Analysis) -> list[str]:
     ]
     out += ["\\toprule", " & ".join(cols) + " \\\\", "\\midrule"]
     for row in a.rows:
-        rank = f"{a.combined[row.key]:.0f}" if row.key in a.combined else ("human" if row.human else "failed")
-        cells = [rank, latex_escape(row.label), latex_escape(row.loss)]
+        cells = [rank_text(a, row), latex_escape(row.label), latex_escape(row.loss)]
         for m in a.rank_metrics:
             s = a.row_stats.get(row.key, {}).get(m)
             if s is None or s.reduction["n"] == 0:
@@ -162,10 +161,11 @@ def _latex_table(a: Analysis) -> list[str]:
         if row.human and row is a.human[0] and out[-2] != "\\midrule":
             out.insert(len(out) - 1, "\\midrule")
     caption = (
-        f"{latex_escape(a.table.label)}: mean over test cases "
-        f"[95\\% bootstrap CI, {a.n_resamples} resamples, "
-        f"seed {a.seed}]. Bold: best; $\\approx$: not significantly different from the best "
-        f"(Wilcoxon signed-rank, Holm-corrected, $\\alpha = {ALPHA}$)."
+        f"{latex_escape(a.table.label)}: mean [95\\% interval, crossed seed $\\times$ test-unit t "
+        "interval]. Bold: best. Marks against the best (two-sided Wilcoxon signed-rank, Holm over the "
+        f"comparisons with the best, $\\alpha = {ALPHA}$): * differs, ns not significant, $\\cdot$ n too "
+        "small to test, $\\equiv$ equivalent within the margin, \\dag{} topology value of a row with "
+        f"collapsed runs. {latex_escape(rank_sentence(a).replace('`', ''))}"
     )
     return out + ["\\bottomrule", "\\end{tabular}", f"\\caption{{{caption}}}", "\\end{table}", ""]
 

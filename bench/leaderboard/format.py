@@ -14,8 +14,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from bench.leaderboard.intervals import MeanInterval
-from bench.leaderboard.rows import Row, value_text
+from bench.leaderboard.rows import Row, setting_words
 from bench.leaderboard.stats import ALPHA, RowStats
+from bench.leaderboard.wilcoxon import smallest_p
+from bench.metrics.registry import is_metric, metric_info
 from bench.records.record import Record
 
 LEGEND = (
@@ -27,8 +29,9 @@ LEGEND = (
     f"two-sided Wilcoxon signed-rank on paired seed-averaged unit values, α {ALPHA}): * differs, ns not "
     "significant, · n too small to test (the smallest p the exact test can reach after the correction "
     "exceeds α), ≡ as good as the best within the stated margin (TOST, only with --equivalence-margin); "
-    "† topology value of a row with collapsed runs (read it beside Dice). #: combined rank (mean of the "
-    "metric ranks); human: second annotator against the first, not ranked. docs/leaderboard.md."
+    "† topology value of a row with collapsed runs (read it beside Dice). #: the rank of the row's mean on "
+    "the table's primary metric (named under each table); human: second annotator against the first, not "
+    "ranked. docs/leaderboard.md."
 )
 """What a cell, a mark and a rank mean: the line under the title of the Markdown and the HTML."""
 
@@ -65,8 +68,9 @@ def fmt_params(params: int | None) -> str:
 
 
 def settings_text(settings: Mapping[str, Any]) -> str:
-    """``key value, ...`` of a table's settings."""
-    return ", ".join(f"{k} {value_text(v)}" for k, v in sorted(settings.items()))
+    """A table's settings in words (:data:`bench.leaderboard.rows.SETTING_WORDS`), by setting name:
+    ``Betti patch 64, NSD tolerance 1.0, 32 test cases, training patch 64×64``."""
+    return ", ".join(setting_words(k, v) for k, v in sorted(settings.items()))
 
 
 def row_title(row: Row, width: int | None = None) -> str:
@@ -160,7 +164,8 @@ def legend(
     threads: Sequence[int] = (),
 ) -> str:
     """The per-table line: what a pair is, the family of the marks and what the smallest p is at this
-    size, the equivalence margin, thread counts when rows differ, and the combined rank's metric set."""
+    size, the equivalence margin, thread counts when rows differ, and what the rank stability resamples
+    (``#`` itself is :func:`rank_sentence`)."""
     parts = []
     if units:
         parts.append(f"Intervals and tests over {units}, paired over the units.")
@@ -187,7 +192,84 @@ def legend(
             "(per cell); their times do not compare."
         )
     parts.append(
-        f"Rank stability: {n_resamples} two-level bootstrap resamples, seed {seed}. "
-        f"# ranks by the mean rank of {', '.join(rank_metrics) or 'no metric'}."
+        f"Rank stability: {n_resamples} two-level bootstrap resamples, seed {seed}, of the rank on each of "
+        f"{', '.join(rank_metrics) or 'no metric'}."
     )
     return " ".join(parts)
+
+
+# ---- what an Analysis says about its ranks and pairs (read, never computed, here) ----------
+
+ALL_PAIRS_OFF = "all-pairs tests not computed (`segbench leaderboard --all-pairs`)"
+"""What the outputs say where the all-pairs tests (significance map, pairs within noise) would be."""
+
+
+def primary_metric(a: Any) -> str | None:
+    """The metric that ranks an analysis's rows (``Analysis.primary``, its first ranking metric)."""
+    return getattr(a, "primary", None) or (a.rank_metrics[0] if a.rank_metrics else None)
+
+
+def has_all_pairs(a: Any) -> bool:
+    """Whether the all-pairs tests were computed for an analysis (``Analysis.all_pairs``)."""
+    return bool(getattr(a, "all_pairs", bool(a.pairs)))
+
+
+def rank_text(a: Any, row: Row) -> str:
+    """The ``#`` cell of a row: its rank on the primary metric's mean (``human`` / ``failed`` for rows
+    outside the ranking)."""
+    m = primary_metric(a)
+    rank = a.agg_rank.get(m, {}).get(row.key) if m is not None else None
+    if rank is not None and not math.isnan(rank):
+        return f"{rank:.0f}"
+    return "human" if row.human else ("failed" if not row.done else "–")
+
+
+def stability_of(a: Any) -> str:
+    """What ``Analysis.stability`` resamples: the primary metric's rank (the table's order), or the
+    combined rank where an analysis still computes that."""
+    m = primary_metric(a)
+    same = m is not None and a.stability is not None and a.stability is a.metric_stability.get(m)
+    return f"the rank on {m}" if same else "the combined rank"
+
+
+def rank_sentence(a: Any) -> str:
+    """The sentence beside a table that says what ``#`` is and where the combined rank went (Markdown:
+    code in backticks, and never a line that starts with ``#``)."""
+    m = primary_metric(a)
+    if m is None:
+        return "`#`: no metric to rank by."
+    info = metric_info(m) if is_metric(m) else None
+    way = "" if info is None else f" ({'higher' if info.higher_is_better else 'lower'} is better)"
+    text = f"`#` ranks rows by mean {m}{way}; ties share the better rank."
+    others = [k for k in a.rank_metrics if k != m]
+    if others:
+        text += (
+            f" The combined rank over {', '.join(a.rank_metrics)} (the mean of their ranks) is "
+            "`combined_rank` in the JSON/CSV export."
+        )
+    return text
+
+
+SEED_SHARE_TEXT = (
+    "seed share: the part of a row's variance of {m} that lies between its runs (training seeds) "
+    "rather than between test cases (one-way random-effects ANOVA over the runs); 0% means the runs "
+    "differ no more than their case-to-case spread alone would make them differ, – a single run."
+)
+"""What the ``seed share`` column of the ranking-stability table is (``.format(m=metric)``)."""
+
+
+def significance_note(a: Any, metric: str) -> str | None:
+    """Why the significance map of ``metric`` is all grey, in words (None when a pair is significant or
+    no pair was tested): ``n`` too small for any Holm-adjusted p to reach α, or no pair that did."""
+    pairs = a.pairs.get(metric, [])
+    if not pairs or any(p.significant for p in pairs):
+        return None
+    n, k = max(p.paired.n for p in pairs), len(pairs)
+    floor = smallest_p(n, k)
+    if floor > ALPHA:
+        return (
+            f"no pair can be significant: with {n} paired cases the smallest two-sided p is 2/2^{n} = "
+            f"{smallest_p(n):.2g}, and Holm over the {k} pairs raises it to {floor:.2g} > α {ALPHA} "
+            "(n too small to test)"
+        )
+    return f"no pair of rows differs significantly (Wilcoxon signed-rank, Holm over the {k} pairs, α {ALPHA})"

@@ -1,7 +1,8 @@
 """The Markdown leaderboard (``leaderboard.md``): one section per analysed table.
 
-Each section has the table (combined rank, one ``mean [lo, hi]`` cell per ranking metric, params,
-budget, seeds, train time, notes), its legend, the ranking-stability table, the pairs within
+Each section has the table (``#``: the rank on the primary metric, one ``mean [lo, hi]`` cell per
+ranking metric, params, budget, seeds, train time, notes), the sentence that says what ``#`` is, its
+legend, the ranking-stability table, the pairs within
 training noise, the links to the figures and each row's provenance. It formats an
 :class:`~bench.leaderboard.analysis.Analysis` through :mod:`bench.leaderboard.format`; nothing here
 computes a statistic or reads a record.
@@ -16,13 +17,19 @@ from pathlib import Path
 from bench.leaderboard import stats
 from bench.leaderboard.analysis import Analysis, Row
 from bench.leaderboard.format import (
+    ALL_PAIRS_OFF,
     LEGEND,
+    SEED_SHARE_TEXT,
     fmt_cell,
     fmt_diff,
     fmt_params,
     fmt_spread,
+    has_all_pairs,
+    rank_sentence,
+    rank_text,
     row_title,
     settings_text,
+    stability_of,
     threads_text,
 )
 from bench.metrics.registry import metric_info
@@ -35,10 +42,13 @@ def render_markdown(
     links_base: str | None = None,
     problems: Sequence[tuple[Path, str]] = (),
     superseded: Sequence[Superseded] = (),
+    results_name: str | None = None,
 ) -> str:
     """The whole Markdown document; figure links relative to ``links_base`` (none when ``None``);
-    ``superseded``: the replaced records of the results folder (listed with their reason)."""
-    parts = _header()
+    ``superseded``: the replaced records of the results folder (listed with their reason);
+    ``results_name``: how the header names the results folder the records came from (``None``: the
+    header names no folder)."""
+    parts = _header(results_name)
     if not analyses:
         parts.append("No run records yet: `segbench run` writes them.\n")
     for a in analyses:
@@ -63,25 +73,32 @@ def render_table_md(a: Analysis, links: list[tuple[str, str]] | None = None) -> 
         head += [f"Δ best {m0} [95%]", f"sd seed / {'group' if a.groups else 'case'} {m0}"]
     head += ["params", "budget", "seeds", "train s", "notes"]
     lines = [f"## {t.label}", ""]
+    if len(t.sweeps) > 1:
+        lines += [f"Sweeps: {', '.join(t.sweeps)}.", ""]
     if t.settings:
         lines += [f"Settings: {settings_text(t.settings)}", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in a.ranked:
-        lines.append(_table_row(a, row, f"{a.combined.get(row.key, 1):.0f}"))
+        lines.append(_table_row(a, row, rank_text(a, row)))
     for row in a.unranked:
         lines.append(_table_row(a, row, "failed"))
     for row in a.human:
         lines.append(_table_row(a, row, "human"))
-    lines += ["", a.legend_text()]
+    lines += ["", rank_sentence(a), "", a.legend_text()]
     if a.stability is not None:
         lines += ["", *_ranking_md(a)]
-    noise = _noise_md(a)
-    if noise:
+    noise = (
+        _noise_md(a)
+        if has_all_pairs(a)
+        else f"Significance map, pairs within training noise: {ALL_PAIRS_OFF}."
+    )
+    if noise and len(a.ranked) > 1:
         lines += ["", noise]
     if links:
         lines += ["", "Plots: " + " · ".join(f"[{title}]({path})" for title, path in links)]
         if a.plot_notes:
-            lines += ["", "Not drawn: " + "; ".join(f"{k} ({v})" for k, v in a.plot_notes.items()) + "."]
+            notes = "; ".join(f"{k}: {v}" for k, v in a.plot_notes.items())
+            lines += ["", f"What the figures leave out: {notes}."]
     lines += ["", "Provenance:", ""]
     lines += [
         f"- **{_md_escape(r.label)} / {_md_escape(r.loss)}**: {a.info[r.key].provenance}" for r in a.rows
@@ -173,11 +190,13 @@ def _ranking_md(a: Analysis) -> list[str]:
     assert st is not None
     m0 = a.rank_metrics[0]
     head = ["model", "loss", "# combined", f"# {m0} (mean)", f"# {m0} (cases)", "P(#1)", "rank 95%"]
-    head.append(f"seed var {m0}")
+    head.append(f"seed share of {m0} variance")
     lines = [
-        f"Ranking stability ({st.n_resamples} paired bootstrap resamples of cases and seeds, "
-        f"seed {st.seed}): "
-        "Kendall τ to the full ranking median {:.2f} [{:.2f}, {:.2f}].".format(*stats.tau_summary(st.tau)),
+        f"Ranking stability of {stability_of(a)} ({st.n_resamples} paired bootstrap resamples of cases and "
+        f"seeds, seed {st.seed}): "
+        "Kendall τ to the full ranking median {:.2f} [{:.2f}, {:.2f}].".format(*stats.tau_summary(st.tau))
+        + " "
+        + SEED_SHARE_TEXT.format(m=m0),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -187,7 +206,7 @@ def _ranking_md(a: Analysis) -> list[str]:
         cells = [
             _md_escape(row.label),
             _md_escape(row.loss),
-            f"{st.full[i]:.0f}",
+            _rank(a.combined.get(row.key)),
             f"{a.agg_rank[m0][row.key]:.0f}",
             f"{a.case_rank[m0][row.key]:.2f}",
             f"{st.p_first[i]:.2f}",
@@ -198,11 +217,16 @@ def _ranking_md(a: Analysis) -> list[str]:
     return lines
 
 
-def _header() -> list[str]:
+def _rank(v: float | None) -> str:
+    return "–" if v is None or math.isnan(v) else f"{v:.0f}"
+
+
+def _header(results_name: str | None) -> list[str]:
+    where = f"the run records under `{results_name.rstrip('/')}/`" if results_name else "run records"
     return [
         "# segbench leaderboard",
         "",
-        "Generated by `segbench leaderboard` from the run records under `results/`; do not edit by hand.",
+        f"Generated by `segbench leaderboard` from {where}; do not edit by hand.",
         "",
         LEGEND,
         "",

@@ -13,6 +13,7 @@ figure per task (the same pixels either way). What each shows: ``docs/leaderboar
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -26,12 +27,13 @@ import numpy as np  # noqa: E402
 
 from bench.leaderboard import stats  # noqa: E402
 from bench.leaderboard.analysis import Analysis, example_file  # noqa: E402
-from bench.leaderboard.format import row_title  # noqa: E402
+from bench.leaderboard.format import primary_metric, row_title, significance_note  # noqa: E402
 from bench.metrics.calibration import calibration_stats  # noqa: E402
 from bench.metrics.registry import metric_info  # noqa: E402
 
-MAX_ROWS = 20  # rows drawn in the box, blob and significance plots (best combined ranks first)
-EXAMPLE_ROWS = 6  # qualitative panels: rows shown per case
+EXAMPLE_ROWS = 6  # qualitative panels: rows shown per case (the best-ranked that saved it; the title says so)
+STRETCH = (1.0, 99.0)  # percentiles each channel of a colour example image is stretched between
+DISPLAY_PIXELS = 240  # a grey example image is averaged down to about this many pixels a side
 N_BINS = 15  # reliability diagram bins (the ECE's)
 DPI = 90
 LABEL_WIDTH = 32  # characters of a row's name on an axis or in a legend
@@ -65,6 +67,24 @@ def render_plots(analyses: Sequence[Analysis], results: Path, *, workers: int = 
     return done
 
 
+def remove_stale_plots(results: Path, keep: set[str]) -> list[Path]:
+    """Remove the figure folders under ``<results>/plots/`` of tables the records no longer have
+    (a renamed or emptied table), when they hold nothing but PNG files; returns the folders removed.
+    A folder holding anything else is left alone: segbench never deletes what it did not write."""
+    removed = []
+    base = Path(results) / "plots"
+    for folder in sorted(base.iterdir()) if base.is_dir() else []:
+        if not folder.is_dir() or folder.name in keep or folder.name.startswith("."):
+            continue
+        files = list(folder.iterdir())
+        if all(f.is_file() and f.suffix == ".png" for f in files):
+            for f in files:
+                f.unlink()
+            folder.rmdir()
+            removed.append(folder)
+    return removed
+
+
 def _draw(a: Analysis, results: Path, path: Path) -> dict[str, str]:
     """Draw the figure ``path.name`` of :meth:`Analysis.plot_names`; returns what was skipped."""
     name = path.name
@@ -73,12 +93,12 @@ def _draw(a: Analysis, results: Path, path: Path) -> dict[str, str]:
     elif name == "blob.png":
         _blob(a, path)
     elif name == "significance.png":
-        _significance(a, path)
+        return _significance(a, path)
     elif name == "reliability.png":
         return _reliability(a, results, path)
     else:
         case = next(c for c in a.example_cases() if name == example_file(c))
-        _example(a, results, case, path)
+        return _example(a, results, case, path)
     return {}
 
 
@@ -92,6 +112,12 @@ def _title(ax: plt.Axes, text: str, size: float) -> None:
     turns off the automatic placement that measures every tick label to clear top-side ticks,
     which these panels do not have: the same picture, without about 15 ms per panel."""
     ax.set_title(text, fontsize=size, y=1.0)
+
+
+def _suptitle(fig: plt.Figure, text: str, size: float) -> None:
+    """The figure's title, its top 0.08 inch below the figure's top edge whatever the figure's height
+    (matplotlib's default ``y=0.98`` is a fraction: on a tall figure it lands on the first panel)."""
+    fig.suptitle(text, fontsize=size, y=1 - 0.08 / fig.get_size_inches()[1], va="top")
 
 
 def _label_room(labels: list[str]) -> float:
@@ -126,10 +152,28 @@ def _grid(
     return fig, axes.ravel()
 
 
+def _cols(width: float, n: int, budget: float = 21.0) -> int:
+    """Panels per figure row: up to 3, as many as fit in ``budget`` inches."""
+    return max(1, min(3, n, int(budget // max(width, 1e-9))))
+
+
+def _rows_text(n: int, human: int = 0) -> str:
+    """``all 92 rows`` (+ the human baseline): what a per-row figure shows, said in its title."""
+    text = f"all {n} ranked row{'s' if n != 1 else ''}, in # order"
+    return text + (" + human baseline" if human else "")
+
+
+def _tick_size(n: int) -> float:
+    return 7 if n <= 40 else 6
+
+
 def _cases(a: Analysis, path: Path) -> None:
-    rows = a.ranked[:MAX_ROWS] + [r for r in a.human if r.done]
+    human = [r for r in a.human if r.done]
+    rows = a.ranked + human
     below = _label_room([row_title(r, LABEL_WIDTH) + " (+99∞)" for r in rows])
-    fig, axes = _grid(len(a.rank_metrics), max(2.5, 0.3 * len(rows) + 0.5), 2.6, below=below)
+    width = max(2.5, 0.3 * len(rows) + 0.5)
+    n = len(a.rank_metrics)
+    fig, axes = _grid(n, width, 2.6, cols=_cols(width, n), below=below)
     rng = np.random.default_rng(0)
     for ax, m in zip(axes, a.rank_metrics):
         data, labels = [], []
@@ -144,21 +188,29 @@ def _cases(a: Analysis, path: Path) -> None:
         ax.scatter(
             xs + rng.uniform(-0.15, 0.15, xs.size), np.concatenate(data), s=8, alpha=0.6, color="tab:blue"
         )
-        ax.set_xticks(range(1, len(rows) + 1), labels, rotation=60, ha="right", fontsize=7)
+        ax.set_xticks(
+            range(1, len(rows) + 1), labels, rotation=60, ha="right", fontsize=_tick_size(len(rows))
+        )
         _title(ax, f"{m} {metric_info(m).arrow}", 9)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(f"{a.table.label}: per-case values", fontsize=10)
+    _suptitle(fig, f"{a.table.label}: per-case values ({_rows_text(len(a.ranked), len(human))})", 10)
     _save(fig, path)
 
 
 def _blob(a: Analysis, path: Path) -> None:
-    panels = [("combined rank", a.stability)] + [(m, a.metric_stability[m]) for m in a.rank_metrics]
-    rows = a.ranked[:MAX_ROWS]
+    m0 = primary_metric(a)
+    order = [m for m in a.rank_metrics if m == m0] + [m for m in a.rank_metrics if m != m0]
+    panels = [(m, a.metric_stability[m]) for m in order if m in a.metric_stability]
+    if a.stability is not None and all(a.stability is not st for _, st in panels):
+        panels.insert(1, ("combined rank", a.stability))  # an analysis that resamples it too
+    rows = a.ranked
     n = len(rows)
+    width = max(2.5, 0.3 * n + 0.5)
     fig, axes = _grid(
         len(panels),
-        max(2.5, 0.3 * n + 0.5),
+        width,
         2.6,
+        cols=_cols(width, len(panels)),
         below=_label_room([row_title(r, LABEL_WIDTH) for r in rows]),
     )
     for ax, (title, st) in zip(axes, panels):
@@ -168,22 +220,29 @@ def _blob(a: Analysis, path: Path) -> None:
         ax.vlines(np.arange(1, n + 1), st.lo[:n], st.hi[:n], color="black", lw=1)
         ax.scatter(np.arange(1, n + 1), st.full[:n], marker="x", color="tab:red", s=25, zorder=3)
         ax.set_xticks(
-            range(1, n + 1), [row_title(r, LABEL_WIDTH) for r in rows], rotation=60, ha="right", fontsize=7
+            range(1, n + 1),
+            [row_title(r, LABEL_WIDTH) for r in rows],
+            rotation=60,
+            ha="right",
+            fontsize=_tick_size(n),
         )
         ax.set_ylim(st.freq.shape[1] + 0.5, 0.5)
         ax.set_ylabel("rank", fontsize=8)
         _title(ax, f"{title} (τ median {stats.tau_summary(st.tau)[0]:.2f})", 9)
-    fig.suptitle(f"{a.table.label}: ranks over {a.n_resamples} bootstrap resamples", fontsize=10)
+    _suptitle(fig, f"{a.table.label}: ranks over {a.n_resamples} bootstrap resamples ({_rows_text(n)})", 10)
     _save(fig, path)
 
 
-def _significance(a: Analysis, path: Path) -> None:
-    rows = a.ranked[:MAX_ROWS]
+def _significance(a: Analysis, path: Path) -> dict[str, str]:
+    rows = a.ranked
     keys = [r.key for r in rows]
     n = len(rows)
-    side = max(2.0, 0.25 * n + 0.5)
-    fig, axes = _grid(len(a.rank_metrics), side, side, below=0.5, left=2.4, sharey=True)
+    side = max(2.0, min(0.25 * n, 14.0) + 0.5)
+    cols = _cols(side, len(a.rank_metrics), 30)
+    fig, axes = _grid(len(a.rank_metrics), side, side, cols=cols, below=0.5, left=2.4, sharey=True)
     cmap = matplotlib.colors.ListedColormap(["#d6604d", "#f0f0f0", "#4393c3"])
+    size = _tick_size(n) if n <= 60 else 5
+    notes: dict[str, list[str]] = {}
     for ax, m in zip(axes, a.rank_metrics):
         grid = np.zeros((n, n))
         up = metric_info(m).higher_is_better
@@ -194,24 +253,38 @@ def _significance(a: Analysis, path: Path) -> None:
             better = (pr.paired.diff > 0) == up
             grid[i, j], grid[j, i] = (1, -1) if better else (-1, 1)
         ax.imshow(grid, cmap=cmap, vmin=-1, vmax=1)
-        ax.set_xticks(range(n), [str(i + 1) for i in range(n)], fontsize=7)
-        ax.set_yticks(
-            range(n), [f"{i + 1}. {row_title(r, LABEL_WIDTH)}" for i, r in enumerate(rows)], fontsize=7
-        )
+        ax.set_xticks(range(n), [str(i + 1) for i in range(n)], fontsize=size, rotation=90 if n > 30 else 0)
+        names = [f"{i + 1}. {row_title(r, LABEL_WIDTH)}" for i, r in enumerate(rows)]
+        ax.set_yticks(range(n), names, fontsize=size)
         _title(ax, f"{m} {metric_info(m).arrow}", 9)
-    fig.suptitle(
+        why = significance_note(a, m)
+        if why:
+            notes.setdefault(why, []).append(m)
+            ax.text(
+                0.5,
+                0.5,
+                textwrap.fill(f"All grey: {why}.", 34),
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                fontsize=8,
+                bbox={"facecolor": "white", "edgecolor": "#888", "boxstyle": "round,pad=0.4"},
+            )
+    _suptitle(
+        fig,
         f"{a.table.label}: row better (blue) / worse (red) than column; grey: not significant\n"
-        f"(Wilcoxon signed-rank, Holm-corrected over the table's pairs, α {stats.ALPHA})",
-        fontsize=9,
+        f"(Wilcoxon signed-rank, Holm-corrected over the table's pairs, α {stats.ALPHA}; {_rows_text(n)})",
+        9,
     )
     _save(fig, path)
+    return {f"significance ({', '.join(ms)})": why for why, ms in notes.items()}
 
 
 def _reliability(a: Analysis, results: Path, path: Path) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
     skipped = {}
-    for row in a.ranked[:MAX_ROWS]:
+    for row in a.ranked:
         total = None
         for pred in a.info[row.key].predictions:
             try:
@@ -246,6 +319,69 @@ def _slice(x: np.ndarray) -> np.ndarray:
     return x[x.shape[0] // 2] if x.ndim == 3 else x
 
 
+def _stretch(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """One colour channel scaled to [0, 1] between its :data:`STRETCH` percentiles (inside ``mask``
+    when it holds pixels; 0 outside it)."""
+    x = np.nan_to_num(np.asarray(x, dtype=np.float32))
+    inside = mask is not None and mask.shape == x.shape and bool(mask.any())
+    lo, hi = np.percentile(x[mask] if inside else x, STRETCH)
+    out = np.clip((x - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(x)
+    return np.where(mask, out, 0.0) if inside else out
+
+
+def _percentile_stretch(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """A grey image as each pixel's percentile among the pixels inside ``mask`` (all pixels without
+    one; 0 outside it), ties at their middle: faint structure squeezed into a few grey levels (the
+    vessels of one fundus channel, most of it saturated) spreads over the whole range."""
+    x = np.nan_to_num(np.asarray(x, dtype=np.float32))
+    inside = mask is not None and mask.shape == x.shape and bool(mask.any())
+    ref = np.sort(x[mask] if inside else x, axis=None)
+    if ref.size == 0 or ref[0] == ref[-1]:
+        return np.zeros_like(x)
+    rank = (np.searchsorted(ref, x, "left") + np.searchsorted(ref, x, "right")) / (2.0 * ref.size)
+    return np.where(mask, rank, 0.0) if inside else rank
+
+
+def display_image(
+    image: np.ndarray, label: np.ndarray, fov: np.ndarray | None = None
+) -> tuple[np.ndarray, str]:
+    """The 2D picture of a saved image and what it shows.
+
+    Args:
+        image: ``(C, *spatial)`` (every channel, as saved now) or ``(*spatial)`` (one channel, as
+            older files hold it).
+        label: ``(*spatial)``, the shape that tells the two apart.
+        fov: ``(*spatial)`` field of view, or None: the stretch looks at the pixels inside it.
+
+    Returns:
+        ``(H, W, 3)`` colour in [0, 1] for three channels (each stretched between its 1st and 99th
+        percentiles), else ``(H, W)`` grey in [0, 1] (the first channel, each pixel at its
+        percentile); the middle slice of a 3D image; and the panel's title.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    channels = image[None] if image.ndim == label.ndim else image
+    mask = None if fov is None else _slice(np.asarray(fov, dtype=bool))
+    planes = [_slice(c) for c in channels]
+    if len(planes) == 3:
+        return np.stack([_stretch(p, mask) for p in planes], axis=-1), "image (RGB)"
+    which = ", the one channel saved" if image.ndim == label.ndim else ""
+    which = f", channel 1 of {len(planes)}" if len(planes) > 1 else which
+    f = max(1, min(planes[0].shape) // DISPLAY_PIXELS)  # averaged to about the panel's resolution first
+    grey = _percentile_stretch(
+        _block_mean(planes[0], f), None if mask is None else _block_mean(mask, f) > 0.5
+    )
+    return grey, f"image{which} (percentile-stretched)"
+
+
+def _block_mean(x: np.ndarray, f: int) -> np.ndarray:
+    """``x`` (2D) averaged over ``f × f`` blocks (its edge rows and columns beyond a multiple of ``f``
+    dropped): a picture at about the resolution it is shown at, without single-pixel noise."""
+    if f <= 1:
+        return np.asarray(x, dtype=np.float32)
+    h, w = (x.shape[0] // f) * f, (x.shape[1] // f) * f
+    return np.asarray(x[:h, :w], dtype=np.float32).reshape(h // f, f, w // f, f).mean(axis=(1, 3))
+
+
 def _overlay(pred: np.ndarray, label: np.ndarray) -> np.ndarray:
     """RGB: true positives white, false positives red, false negatives blue, background black."""
     rgb = np.zeros((*pred.shape, 3))
@@ -256,39 +392,101 @@ def _overlay(pred: np.ndarray, label: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def _example(a: Analysis, results: Path, case: str, path: Path) -> None:
+def _example(a: Analysis, results: Path, case: str, path: Path) -> dict[str, str]:
+    fig, missing = example_figure(a, results, case)
+    _save(fig, path)
+    return {f"example {case}": missing} if missing else {}
+
+
+def _wrap(text: str, width: int = 30, lines: int = 3) -> str:
+    return textwrap.fill(text, width, max_lines=lines, placeholder=" …", break_on_hyphens=False)
+
+
+def example_figure(a: Analysis, results: Path, case: str) -> tuple[plt.Figure, str]:
+    """The qualitative figure of ``case``: image, label and the prediction of each of the best-ranked
+    :data:`EXAMPLE_ROWS` rows that saved it; returns the figure and, in words, the rows left out
+    (those that saved no prediction of the case), ``""`` when none was."""
+    candidates = a.ranked + [r for r in a.human if r.done]
+    saved = [(r, next((p for p in a.info[r.key].predictions if p.case == case), None)) for r in candidates]
+    have = [(r, p) for r, p in saved if p is not None]
     panels: list[tuple[str, np.ndarray | None, dict[str, Any]]] = []
-    image = label = None
-    for row in (a.ranked + [r for r in a.human if r.done])[:EXAMPLE_ROWS]:
-        saved = next((p for p in a.info[row.key].predictions if p.case == case), None)
-        if saved is None:
-            panels.append((row_title(row, LABEL_WIDTH), None, {}))
-            continue
+    image = label = fov = None
+    for row, pred_ref in have[:EXAMPLE_ROWS]:
+        title = _wrap(row_title(row))
         try:
-            with np.load(results / saved.path) as z:
+            with np.load(results / pred_ref.path) as z:
                 pred = _slice(z["pred"])
                 if image is None:
-                    image, label = _slice(z["image"].astype(np.float32)), _slice(z["label"])
+                    label = z["label"]
+                    fov = z["fov"] if "fov" in z.files else None
+                    image = z["image"] if "image" in z.files else None
         except (OSError, ValueError, KeyError):
-            panels.append((row_title(row, LABEL_WIDTH), None, {}))
+            panels.append((title, None, {"missing": f"prediction file {pred_ref.path} could not be read"}))
             continue
-        panels.append((row_title(row, LABEL_WIDTH), pred, saved.values))
-    fig, axes = plt.subplots(1, len(panels) + 2, figsize=(2.4 * (len(panels) + 2), 2.8), squeeze=False)
+        panels.append((title, pred, pred_ref.values))
+    left_out = _left_out(a, [r for r, p in saved if p is None], len(have))
+    titles = []
+    for title, pred, vals in panels:
+        errs = [f"β{k} err {vals[f'betti{k}_err']:.0f}" for k in (0, 1) if f"betti{k}_err" in vals]
+        titles.append(title + ("\n" + ", ".join(errs) if errs and pred is not None else ""))
+    image_title = "image"
+    shown = None
+    if label is not None and image is not None:
+        shown, image_title = display_image(image, label, fov)
+    elif label is not None:
+        image_title = "image: not in the prediction file"
+    image_title = _wrap(image_title, 26)
+    n = len(panels) + 2
+    fig_w = 2.5 * n + 0.2
+    note = "\n".join(textwrap.fill(part, int(fig_w * 12)) for part in left_out.splitlines())
+    lines = max(t.count("\n") + 1 for t in [image_title, *titles])
+    note_h = 0.14 * (note.count("\n") + 1) + 0.06 if note else 0.0
+    top = 0.42 + note_h + 0.15 * lines + 0.1  # suptitle, the note under it, the panel titles
+    fig_h = 2.4 + top + 0.1
+    fig, axes = plt.subplots(1, n, figsize=(fig_w, fig_h), squeeze=False)
+    fig.subplots_adjust(
+        left=0.1 / fig_w, right=1 - 0.1 / fig_w, top=1 - top / fig_h, bottom=0.1 / fig_h, wspace=0.12
+    )
     axes = axes.ravel()
-    if image is not None:
-        axes[0].imshow(image, cmap="gray")
-        axes[1].imshow(label > 0, cmap="gray")
-    _title(axes[0], "image", 8)
-    _title(axes[1], "label", 8)
-    for ax, (title, pred, vals) in zip(axes[2:], panels):
+    if shown is not None:
+        axes[0].imshow(shown, cmap=None if shown.ndim == 3 else "gray", vmin=0, vmax=1)
+    if label is not None:
+        axes[1].imshow(_slice(label) > 0, cmap="gray")
+    else:
+        for ax in axes[:2]:
+            ax.text(0.5, 0.5, "no readable prediction file", ha="center", va="center", fontsize=7)
+    _title(axes[0], image_title, 7)
+    _title(axes[1], "label", 7)
+    for ax, (_, pred, vals), title in zip(axes[2:], panels, titles):
         if pred is None or label is None:
-            ax.text(0.5, 0.5, "not saved", ha="center", va="center", fontsize=8)
+            why = _wrap(vals.get("missing", "not readable"), 26, 6)
+            ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=7)
         else:
-            ax.imshow(_overlay(pred, label))
-            errs = [f"β{k} err {vals[f'betti{k}_err']:.0f}" for k in (0, 1) if f"betti{k}_err" in vals]
-            title += "\n" + ", ".join(errs)
+            ax.imshow(_overlay(pred, _slice(label)))
         _title(ax, title, 7)
     for ax in axes:
         ax.axis("off")
-    fig.suptitle(f"{a.table.label}, case {case}: white TP, red FP, blue FN", fontsize=9)
-    _save(fig, path)
+    _suptitle(fig, f"{a.table.label}, case {case}: white TP, red FP, blue FN", 9)
+    if note:
+        fig.text(0.5, 1 - 0.4 / fig_h, note, ha="center", va="top", fontsize=7, color="#444")
+    return fig, left_out.replace("\n", "; ")
+
+
+def _left_out(a: Analysis, rows: list[Any], n_saved: int) -> str:
+    """In words: which rows the figure shows and which saved no prediction of the case."""
+    parts = []
+    if n_saved > EXAMPLE_ROWS:
+        parts.append(f"shown: the {EXAMPLE_ROWS} best-ranked of the {n_saved} rows that saved this case")
+    if rows:
+        none = [a.info[r.key] for r in rows if not a.info[r.key].predictions]
+        off = sum(1 for info in none if info.save_predictions == 0)
+        why = [
+            f"{off} ran with eval.save_predictions 0" if off else "",
+            f"{len(none) - off} saved no prediction files" if len(none) > off else "",
+            f"{len(rows) - len(none)} saved other cases only" if len(rows) > len(none) else "",
+        ]
+        parts.append(
+            f"not shown: {len(rows)} row{'s' if len(rows) != 1 else ''} without a saved prediction of this "
+            f"case ({', '.join(w for w in why if w)})"
+        )
+    return "\n".join(parts)

@@ -1,4 +1,5 @@
-"""Ranking a table's rows: per-metric and combined ranks, rank stability, and the pairwise tests.
+"""Ranking a table's rows: per-metric and combined ranks, rank stability, the comparisons with the
+best and the (opt-in) all-pairs tests.
 
 Works on the ranked rows of one table and the per-row numbers :func:`bench.leaderboard.analysis.analyse`
 gathered (each row's :class:`~bench.leaderboard.stats.RowStats`, its per-case means and its
@@ -144,31 +145,23 @@ def rank_stability(
     rank_metrics: list[str],
     mats: dict[str, dict[str, np.ndarray]],
     up: dict[str, bool],
-    combined: dict[str, float],
     agg_rank: dict[str, dict[str, float]],
     *,
     n_resamples: int,
     seed: int,
-) -> tuple[stats.RankStability, dict[str, stats.RankStability]]:
-    """Stability of the combined rank and of each metric's rank under the paired two-level bootstrap
-    of the rows' ``(runs, cases)`` matrices ``mats`` (row -> metric)."""
-    boot = np.stack(
-        [
-            stats.signed(
-                stats.resampled_means([mats[r.key][m] for r in ranked], n_resamples=n_resamples, seed=seed),
-                up[m],
-            )
-            for m in rank_metrics
-        ],
-        axis=-1,
-    )  # (B, rows, metrics); the same case and run draws for every metric (same seed)
-    full_comb = np.array([combined[r.key] for r in ranked])
-    stability = stats.rank_stability(full_comb, stats.combined_ranks(boot), seed=seed)
+) -> dict[str, stats.RankStability]:
+    """Stability of each metric's rank (of the mean) under the paired two-level bootstrap of the
+    rows' ``(runs, cases)`` matrices ``mats`` (row -> metric): the same case and run draws for every
+    metric (same seed). The table's ranking is that of its primary metric, so its stability is
+    ``result[primary]``."""
     per_metric = {}
-    for j, m in enumerate(rank_metrics):
+    for m in rank_metrics:
+        boot = stats.signed(
+            stats.resampled_means([mats[r.key][m] for r in ranked], n_resamples=n_resamples, seed=seed), up[m]
+        )
         full = np.array([agg_rank[m][r.key] for r in ranked])
-        per_metric[m] = stats.rank_stability(full, stats.rank_scores(boot[..., j]), seed=seed)
-    return stability, per_metric
+        per_metric[m] = stats.rank_stability(full, stats.rank_scores(boot), seed=seed)
+    return per_metric
 
 
 # ---- comparisons with the best -----------------------------------------------------------

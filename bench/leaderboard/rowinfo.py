@@ -35,6 +35,7 @@ class RowInfo:
     provenance: str
     saved_probabilities: bool  # a done run saved predictions with probabilities
     predictions: list[Prediction]  # of the done runs, in run-id order
+    save_predictions: int | None = None  # eval.save_predictions of the done runs (None: not stated)
 
 
 def row_info(row: Row) -> RowInfo:
@@ -59,4 +60,12 @@ def row_info(row: Row) -> RowInfo:
             r.eval_settings.get("save_probabilities") and r.predictions for r in row.done
         ),
         predictions=predictions,
+        save_predictions=next(
+            (
+                r.eval_settings.get("save_predictions")
+                for r in row.done
+                if isinstance(r.eval_settings.get("save_predictions"), int)
+            ),
+            None,
+        ),
     )

@@ -3,7 +3,9 @@
 A *table* is one dataset with one set of dataset settings and metric settings (dataset kwargs,
 ``eval.betti_patch``, ``eval.nsd_tolerance``, the training patch size); a *row* is one configuration
 (:func:`bench.records.identity.row_key`: the whole config except seed, fold and fields that cannot
-change a result), pooling its runs over seeds and folds. Evaluation and ensemble records are rows
+change a result), pooling its runs over seeds and folds. A table's title is its sweep's name plus, in
+words (:data:`SETTING_WORDS`), the settings that tell it from the same sweep's other tables of its
+dataset. Evaluation and ensemble records are rows
 labelled by their method; a human-baseline record (``baseline: "human"``) is a row shown outside the
 ranking. Also here: the notes a row's records call for (failed runs, missing cases, fewer seeds).
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +66,8 @@ class Row:
 
 @dataclass
 class Table:
-    """One dataset with one set of settings; ``label`` names the settings when a dataset has several."""
+    """One dataset with one set of settings; ``label`` is its title (:func:`group_records`: the sweep
+    names, the dataset, and in words the settings that tell it from its sweep's other tables)."""
 
     key: str
     dataset: str
@@ -72,6 +75,7 @@ class Table:
     rows: list[Row] = field(default_factory=list)
     label: str = ""
     slug: str = ""
+    sweeps: list[str] = field(default_factory=list)  # config["sweep"] of its records (sorted)
 
 
 def value_text(v: Any) -> str:
@@ -89,7 +93,7 @@ def slug(text: str, empty: str) -> str:
 
 
 def group_records(records: Iterable[Record]) -> list[Table]:
-    """Tables (sorted by label) of rows; records without a config (an object) are left out."""
+    """Tables (sorted by dataset, then title) of rows; records without a config (an object) are left out."""
     tables: dict[str, Table] = {}
     for rec in records:
         if not isinstance(rec.config, Mapping) or not rec.config:
@@ -107,7 +111,7 @@ def group_records(records: Iterable[Record]) -> list[Table]:
     _label_tables(list(tables.values()))
     for table in tables.values():
         _label_rows(table)
-    return sorted(tables.values(), key=lambda t: t.label)
+    return sorted(tables.values(), key=lambda t: (t.dataset, t.label))
 
 
 def _table_settings(rec: Record) -> tuple[str, dict[str, Any]]:
@@ -165,17 +169,86 @@ def _attach_evaluations(tables: dict[str, Table]) -> dict[str, Table]:
     return out
 
 
+def _count(one: str, many: str, default: str) -> Callable[[Any], str]:
+    """Words of a count setting: ``32 test cases`` (``default`` for ``None``)."""
+    return lambda v: default if v is None else f"{v} {one if v == 1 else many}"
+
+
+def _size(what: str, default: str) -> Callable[[Any], str]:
+    """Words of a size setting: ``training patch 64×64`` (``default`` for ``None``)."""
+    return lambda v: default if v is None else f"{what} {'×'.join(value_text(x) for x in v)}"
+
+
+def _named(what: str, default: str) -> Callable[[Any], str]:
+    """Words of a setting read as ``what value`` (``default`` for ``None``)."""
+    return lambda v: default if v is None else f"{what} {value_text(v)}"
+
+
+def _every_n_epochs(v: Any) -> str:
+    if v is None:
+        return "no validation by epoch"
+    return "validation every epoch" if v == 1 else f"validation every {v} epochs"
+
+
+SETTING_WORDS: dict[str, Callable[[Any], str]] = {
+    "num_test": _count("test case", "test cases", "the dataset's default test cases"),
+    "num_train": _count("training case", "training cases", "the dataset's default training cases"),
+    "num_val": _count("validation case", "validation cases", "the dataset's default validation cases"),
+    "limit_cases": _count("case at most", "cases at most", "every case"),
+    "num_folds": _count("fold", "folds", "the default folds"),
+    "samples_per_epoch": _count("sample per epoch", "samples per epoch", "default samples per epoch"),
+    "size": _size("images", "default image size"),
+    "patch_size": _size("training patch", "the dataset's default training patch"),
+    "annotator": _named("annotator", "default annotator"),
+    "organs": _named("organs", "default organs"),
+    "scale": _named("images scaled by", "images at full scale"),
+    "batch_size": _named("batch", "default batch"),
+    "split_seed": _named("split seed", "default split seed"),
+    "betti_patch": _named("Betti patch", "Betti errors on whole images"),
+    "nsd_tolerance": _named("NSD tolerance", "default NSD tolerance"),
+    "multi_rater": lambda v: "every rater" if v else "one rater",
+    "check_val_every_n_epoch": _every_n_epochs,
+}
+"""How a table setting reads in a title or a settings line (``num_test 32`` -> ``32 test cases``); a
+setting not listed reads ``name value``. One entry per setting: add one for a new dataset argument."""
+
+
+def setting_words(key: str, value: Any) -> str:
+    """``key = value`` of a table setting in words (:data:`SETTING_WORDS`)."""
+    words = SETTING_WORDS.get(key)
+    if words is not None:
+        return words(value)
+    name = key.replace("_", " ")
+    return f"default {name}" if value is None else f"{name} {value_text(value)}"
+
+
+def table_sweeps(table: Table) -> list[str]:
+    """The sweep names (``config["sweep"]``) of a table's records, sorted; records without one (most
+    evaluations, older records) add none."""
+    names = {rec.config.get("sweep") for row in table.rows for rec in row.records}
+    return sorted(str(n) for n in names if n not in (None, ""))
+
+
 def _label_tables(tables: list[Table]) -> None:
-    by_name: dict[str, list[Table]] = {}
+    """Title every table by its sweep names (its dataset's name when it has none), the dataset when the
+    sweep is not named after it, and, in words, the settings in which it differs from the dataset's
+    other tables of the same sweep. Tables of other sweeps are not compared, so adding records of
+    another sweep never renames a table those records did not join."""
     for t in tables:
-        by_name.setdefault(t.dataset, []).append(t)
-    for name, group in by_name.items():
-        keys = sorted({k for t in group for k in t.settings})
-        differ = [k for k in keys if len({value_text(t.settings.get(k)) for t in group}) > 1]
-        for t in group:
-            extra = ", ".join(f"{k} {value_text(t.settings.get(k))}" for k in differ)
-            t.label = f"{name} ({extra})" if extra else name
-            t.slug = slug(t.label, "table")
+        t.sweeps = table_sweeps(t)
+    for t in tables:
+        peers = [
+            o
+            for o in tables
+            if o.dataset == t.dataset and (set(o.sweeps) & set(t.sweeps) or not (o.sweeps or t.sweeps))
+        ]
+        keys = sorted({k for o in peers for k in o.settings})
+        differ = [k for k in keys if len({value_text(o.settings.get(k)) for o in peers}) > 1]
+        lead = " + ".join(t.sweeps) or t.dataset
+        title = lead if lead == t.dataset else f"{lead} on {t.dataset}"
+        words = [setting_words(k, t.settings.get(k)) for k in differ]
+        t.label = f"{title} ({', '.join(words)})" if words else title
+        t.slug = slug(t.label, "table")
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -117,4 +117,3 @@ def smallest_p(n: int, m: int = 1) -> float:
     """The smallest two-sided exact signed-rank p that ``n`` non-zero pairs can reach, Holm-adjusted
     for ``m`` tests (its first step multiplies by ``m``): ``min(1, m · 2 / 2^n)``; 1 for ``n = 0``."""
     return min(1.0, max(m, 1) * 2.0 / 2.0**n) if n > 0 else 1.0
-

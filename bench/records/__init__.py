@@ -29,10 +29,12 @@ from bench.records.predictions import (
 )
 from bench.records.record import RECORD_KINDS, RECORD_SCHEMA, Record, now, worker_info
 from bench.records.store import (
+    DEFAULT_RESULTS,
     Claim,
     claim,
     clean_stale_temp,
     is_done,
+    leaderboard_path,
     load_record,
     load_records,
     read_record,
@@ -47,6 +49,7 @@ from bench.records.store import (
 from bench.records.supersede import supersede
 
 __all__ = [
+    "DEFAULT_RESULTS",
     "HASH_EXCLUDED",
     "RECORD_KINDS",
     "RECORD_SCHEMA",
@@ -60,6 +63,7 @@ __all__ = [
     "evaluation_id",
     "hash_config",
     "is_done",
+    "leaderboard_path",
     "load_record",
     "load_records",
     "now",

@@ -23,13 +23,24 @@ HASH_EXCLUDED: tuple[str, ...] = (
     "data.num_workers",
     "trainer.log_every_n_steps",
     "trainer.checkpoint_every_n_steps",
+    "trainer.val_every_n_steps",
+    "trainer.val_max_cases",
+    "trainer.torch_threads",
     "eval.save_predictions",
     "eval.save_probabilities",
 )
 """Dotted paths left out of ``config_hash``: they cannot change a recorded number (the sweep's
 name, where the dataset lies on this machine and whether it may be downloaded - its files are
 verified by checksum -, loader workers, logging cadence, checkpoint cadence, which predictions
-are saved). The same run on two machines with the data in different folders has one id."""
+are saved). The same run on two machines with the data in different folders has one id.
+
+The validation fields (``val_every_n_steps``, ``val_max_cases``) only decide when and on how many
+cases ``val_dice`` is logged: validation selects nothing, and the runner restores the RNG states
+after every validation (:class:`bench.run.validation.ValidationRNG`), so the training that follows
+draws the same numbers whatever the cadence. ``torch_threads`` says how many threads compute, like
+``data.num_workers``: it can move the last digits of a floating-point sum (a CHASE_DB1 run's mean
+Dice was 0.50480 on one thread, 0.50489 on two), which segbench has always stated in the record
+(``device.torch_threads``) rather than in the id; runs of one id were recorded with 1 and 2."""
 
 ROW_EXCLUDED: tuple[str, ...] = ("seed", "fold", *HASH_EXCLUDED)
 """Also left out of a leaderboard row's identity: the runs of a row differ only in seed / fold."""

@@ -9,7 +9,10 @@ folder. Arrays (docs/records.md):
 - ``label`` uint8 ``(*spatial)``: the ground truth;
 - ``spacing`` float64 ``(spatial_dims,)``: voxel size (ones when unknown);
 - ``prob`` float16 ``(C, *spatial)``: class probabilities, when they are kept;
-- ``image`` float16 ``(*spatial)``: the first image channel, when known;
+- ``image`` float16 ``(C, *spatial)``: the whole input image, every channel (an RGB fundus
+  image keeps its colour), when known; files written before this held ``(*spatial)``, the first
+  channel only, and a caller may still pass one channel that way (the leaderboard's panels tell the
+  two apart by comparing ``image.ndim`` with ``label.ndim``);
 - ``fov`` bool ``(*spatial)``: the field of view, when the case has one.
 """
 
@@ -46,7 +49,12 @@ def prediction_arrays(
         label: ground truth ``(*spatial)`` integer labels.
         pred: predicted labels ``(*spatial)``; None: the argmax of ``prob``.
         prob: class probabilities ``(C, *spatial)`` in [0, 1], stored when given.
-        image, fov, spacing: stored when given (``spacing`` defaults to ones).
+        image: the input image, ``(C, *spatial)`` with every channel (what the runner passes) or
+            ``(*spatial)`` for a single channel; stored as float16 when given.
+        fov, spacing: stored when given (``spacing`` defaults to ones).
+
+    Raises:
+        ValueError: without ``pred`` and ``prob``.
     """
     if pred is None:
         if prob is None:

@@ -68,7 +68,9 @@ def git_state(src: Path | None = None) -> dict[str, Any]:
     return {"commit": sha, "dirty": bool(status) if status is not None else None}
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
+    """The CPU cores this process may run on: its affinity mask where the platform has one
+    (``taskset``, a SLURM or container CPU set), else ``os.cpu_count()``."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -77,7 +79,8 @@ def _usable_cores() -> int:
 
 def device_info(accelerator: str = "cpu") -> dict[str, Any]:
     """What the run executes on: ``cpu_count`` is the machine's cores this process may use,
-    ``torch_threads`` the intra-op threads torch computes with (schema 3; schema-2 records named
+    ``torch_threads`` the intra-op threads torch computes with when this is called (the runner
+    calls it after setting them, :mod:`bench.run.threads`; schema 3; schema-2 records named
     torch's thread count ``cpu_count``, see :attr:`bench.records.Record.torch_threads`)."""
     import torch  # here: reading records (the leaderboard, `segbench status`) needs no torch
 
@@ -85,7 +88,7 @@ def device_info(accelerator: str = "cpu") -> dict[str, Any]:
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "cpu": platform.processor() or platform.machine(),
-        "cpu_count": _usable_cores(),
+        "cpu_count": usable_cores(),
         "torch_threads": torch.get_num_threads(),
         "accelerator": accelerator,
     }

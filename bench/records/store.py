@@ -25,6 +25,38 @@ from typing import IO, Any
 from bench.faults import fault_point
 from bench.records.record import RECORD_SCHEMA, Record, worker_info
 
+DEFAULT_RESULTS = "runs"
+"""The results folder of ``segbench run`` (and every command that reads runs) unless ``--results``
+says otherwise. A checkout's committed reference records live under ``results/`` instead, so that a
+user's first runs never mix with them nor re-render the committed ``leaderboard.md``."""
+
+LEADERBOARD_POINTER = ".leaderboard"
+"""A one-line file in a results folder naming, relative to the folder, where its leaderboard goes
+when that is not ``<results>/leaderboard.md`` (the repository's ``results/.leaderboard`` says
+``../leaderboard.md``)."""
+
+
+def leaderboard_path(results: Path) -> Path:
+    """Where the leaderboard of ``results`` goes: ``<results>/leaderboard.md``, or the file that
+    ``<results>/.leaderboard`` names. One leaderboard per results folder: two folders side by side
+    never overwrite each other's table.
+
+    Raises:
+        ValueError: the pointer file is unreadable, empty, or leaves the folder's parent.
+    """
+    results = Path(results)
+    pointer = results / LEADERBOARD_POINTER
+    if not pointer.is_file():
+        return results / "leaderboard.md"
+    try:
+        target = pointer.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{pointer}: unreadable ({e})") from e
+    out = (results / target).resolve() if target else None
+    if out is None or not out.is_relative_to(results.resolve().parent) or out.suffix != ".md":
+        raise ValueError(f"{pointer}: must name a .md file in {results} or beside it, got {target!r}")
+    return out
+
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as JSON to ``path`` via temp file + fsync + rename."""
@@ -137,6 +169,8 @@ def _record_files(results: Path) -> Iterator[Path]:
     for path in sorted(Path(results).rglob("*.json")):
         rel = path.relative_to(results).parts
         if any(part.startswith(".") for part in rel) or rel[0] in _NOT_RECORDS:
+            continue
+        if len(rel) == 1 and path.stem == "leaderboard":  # `--format json` beside the records
             continue
         yield path
 

@@ -9,6 +9,7 @@ what it returns.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,22 @@ from bench.config import RunConfig, TrackingConfig, TrainerConfig
 from bench.records.predictions import PREDICTIONS
 from bench.run.callbacks import CaseMetricsCallback, LRTraceCallback, ResumeCheckpoint
 from bench.run.launch import global_rank
-from bench.run.plan import datamodule_kwargs, resolve_run
-from datamodules import create_datamodule
+from bench.run.plan import FILES_DIGEST, datamodule_kwargs, resolve_run
+from bench.run.progress import Progress, ProgressCallback
+from bench.run.validation import (
+    FinalValidation,
+    ValidationRNG,
+    cadence_kwargs,
+    limit_val_cases,
+    step_cadence,
+)
+from datamodules import create_datamodule, dataset_class
+from datamodules.args import DataArgumentError
 from models import SegmentationModule, create_loss, create_model
 from models.registry import loss_targets
 
 # TrainerConfig fields that are segbench's own, not ``lightning.Trainer`` arguments.
-_NOT_TRAINER_ARGS = ("checkpoint_every_n_steps",)
+_NOT_TRAINER_ARGS = ("checkpoint_every_n_steps", "val_every_n_steps", "val_max_cases", "torch_threads")
 
 
 @dataclass
@@ -49,7 +59,22 @@ class BuiltRun:
 
 
 def build_datamodule(cfg: RunConfig) -> L.LightningDataModule:
-    """The run's DataModule from the resolved config (``resolve_run``)."""
+    """The run's DataModule from the resolved config (``resolve_run``).
+
+    Raises:
+        DataArgumentError: a file-declared dataset whose files changed since the run was planned
+            (its ``files_digest``), naming the folder.
+    """
+    want = cfg.dataset.kwargs.get(FILES_DIGEST)
+    if want is not None:
+        cls = dataset_class(cfg.dataset.name, cfg.dataset.kwargs)
+        root = cfg.dataset.kwargs.get("root")
+        now = cls.content_digest(root)
+        if now != want:
+            raise DataArgumentError(
+                f"{cfg.dataset.name}: the files under {root} changed since this run was planned "
+                f"(files_digest {want}, now {now}); a run is only resumed on the data it started with"
+            )
     return create_datamodule(cfg.dataset.name, **datamodule_kwargs(cfg))
 
 
@@ -87,24 +112,73 @@ def build_module(cfg: RunConfig, dm: Any) -> SegmentationModule:
 def trainer_kwargs(t: TrainerConfig, *, manual_optimization: bool = False) -> dict[str, Any]:
     """``lightning.Trainer`` arguments from the typed config (every field under its own name).
 
-    Under manual optimisation (SAM) Lightning refuses ``gradient_clip_val``; the module clips.
+    The validation cadence comes from :func:`bench.run.validation.cadence_kwargs`;
+    ``limit_val_batches: 1.0`` is passed as Lightning's own default (None), which means the same
+    and does not make Lightning print that it will use 100 % of the batches. Under manual
+    optimisation (SAM) Lightning refuses ``gradient_clip_val``; the module clips.
     """
     kw = {f.name: getattr(t, f.name) for f in dataclasses.fields(t) if f.name not in _NOT_TRAINER_ARGS}
+    kw.update(cadence_kwargs(t))
+    if kw["limit_val_batches"] == 1.0:
+        kw["limit_val_batches"] = None
     if manual_optimization:
         kw["gradient_clip_val"] = None
     return kw
 
 
+def launched_by_cluster() -> bool:
+    """Whether a launcher started this process: a SLURM job step (as under ``--executor slurm``,
+    or ``python -m bench.cluster.slurm`` in an sbatch script), torchrun, LSF or MPI; the
+    environments Lightning detects, in its order (SLURM as Lightning's ``_is_srun_used``)."""
+    from lightning.fabric.plugins.environments import LSFEnvironment, MPIEnvironment, TorchElasticEnvironment
+
+    if "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
+        return True
+    return TorchElasticEnvironment.detect() or LSFEnvironment.detect() or MPIEnvironment.detect()
+
+
+def cluster_plugins() -> list[Any]:
+    """``[LightningEnvironment()]`` for a local run; nothing (Lightning detects the environment)
+    when :func:`launched_by_cluster`.
+
+    Lightning's detection of SLURM prints "The `srun` command is available on your system but is
+    not used" in a local run on any machine that has SLURM installed; a local run is told its
+    environment instead (the one Lightning falls back to). Lightning probes SLURM once more when
+    ``fit`` / ``test`` get no checkpoint path; :func:`bench.run.quiet.quiet_run` drops that hint
+    in local runs.
+    """
+    from lightning.fabric.plugins.environments import LightningEnvironment
+
+    return [] if launched_by_cluster() else [LightningEnvironment()]
+
+
 def build_trainer(
-    cfg: RunConfig, work_dir: Path, callbacks: list[L.Callback], loggers: list[Any], progress: bool
+    cfg: RunConfig,
+    work_dir: Path,
+    callbacks: list[L.Callback],
+    loggers: list[Any],
+    progress: bool | Progress,
 ) -> L.Trainer:
-    """A Lightning Trainer from ``cfg.trainer`` plus the run's callbacks and loggers."""
+    """A Lightning Trainer from ``cfg.trainer`` plus the run's callbacks and loggers.
+
+    Every Trainer segbench builds also gets :class:`~bench.run.validation.ValidationRNG` (first,
+    so that checkpoints written after a validation hold the restored RNG states),
+    :class:`~bench.run.validation.FinalValidation` under the step cadence, and, with ``progress``,
+    segbench's :class:`~bench.run.progress.ProgressCallback` (``True``: a display of its own;
+    a :class:`~bench.run.progress.Progress`: the sweep's). Lightning's progress bar is off.
+    """
+    own: list[L.Callback] = [ValidationRNG()]
+    if step_cadence(cfg.trainer):
+        own.append(FinalValidation())
+    if progress:
+        own.append(ProgressCallback(progress if isinstance(progress, Progress) else Progress()))
     return L.Trainer(
         **trainer_kwargs(cfg.trainer, manual_optimization=cfg.optim.optimizer == "sam"),
         default_root_dir=work_dir,
-        callbacks=callbacks,
+        callbacks=[*own, *callbacks],
         logger=loggers,
-        enable_progress_bar=progress,
+        plugins=cluster_plugins(),
+        enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         enable_checkpointing=False,  # ResumeCheckpoint writes the one resume checkpoint
@@ -134,15 +208,20 @@ def build_run(
     results: Path,
     *,
     tracking: TrackingConfig | None = None,
-    progress: bool = True,
+    progress: bool | Progress = True,
 ) -> BuiltRun:
-    """Resolve ``cfg`` and build its DataModule, module, callbacks and Trainer (nothing runs yet)."""
+    """Resolve ``cfg`` and build its DataModule, module, callbacks and Trainer (nothing runs yet).
+
+    The DataModule validates on the first ``trainer.val_max_cases`` validation cases as resolved
+    (:func:`bench.run.validation.resolved_val_cases`); the test split is never limited.
+    """
     resolved = resolve_run(cfg)
     work_dir = Path(results) / ".work" / cfg.run_id
     rank = global_rank(cfg.trainer)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_datamodule(resolved)
     dm.setup("fit")
+    limit_val_cases(dm, resolved.trainer.val_max_cases)
     module = build_module(resolved, dm)
     ckpt = work_dir / "checkpoints" / "last.ckpt"
     point = resume_point(ckpt)

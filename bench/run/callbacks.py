@@ -60,7 +60,7 @@ class ResumeCheckpoint(L.Callback):
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         if trainer.is_global_zero:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)  # the full state (Lightning logs the default)
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
         fault_point("checkpoint", trainer.global_step)
@@ -211,7 +211,7 @@ class CaseMetricsCallback(L.Callback):
             prob.argmax(0), prob.shape[0], None if fov is None else fov.numpy().astype(bool)
         )
         if self.save_dir is not None and outputs["case_id"] in self.save_ids:
-            image = batch["image"][0, 0].detach().cpu().float().numpy()
+            image = batch["image"][0].detach().cpu().float().numpy()
             self._save(
                 outputs["case_id"],
                 image,

@@ -6,7 +6,9 @@ record atomically; :func:`run_claimed` does so under the run's claim; :func:`run
 for every run of a sweep. A run that raises is recorded as failed and the sweep goes on; a done
 record is skipped on the next invocation; a run that died mid-fit resumes from its last
 checkpoint (model, optimiser, scheduler, loop and RNG state). Multi-process ``ddp`` runs are
-started through :mod:`bench.run.launch`.
+started through :mod:`bench.run.launch`. A run computes with the threads that fit the machine
+(:mod:`bench.run.threads`), drops Lightning's known-benign messages (:mod:`bench.run.quiet`) and
+shows its progress through the sweep's one display (:mod:`bench.run.progress`).
 """
 
 from __future__ import annotations
@@ -15,22 +17,24 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
-
-from tqdm.auto import tqdm
 
 from bench.config import ConfigError, RunConfig, SweepConfig, TrackingConfig
 from bench.faults import fault_point
 from bench.metrics import reduce_cases
 from bench.records import Record, claim, clean_stale_temp, is_done, now, supersede, write_record
 from bench.records.provenance import device_info
-from bench.run.build import BuiltRun, build_run
+from bench.run.build import BuiltRun, build_run, launched_by_cluster
 from bench.run.launch import SPAWN_STRATEGIES, global_rank, needs_launch, run_launched
 from bench.run.memory import PeakMemory
 from bench.run.plan import plan_sweep, resolve_run
+from bench.run.progress import Progress
+from bench.run.quiet import BENIGN, SRUN_HINT, quiet_run
+from bench.run.threads import run_threads
 from models import count_parameters
 
 
@@ -88,20 +92,39 @@ def run_one(
     results: Path,
     *,
     tracking: TrackingConfig | None = None,
-    progress: bool = True,
+    progress: bool | Progress = True,
     extra: dict[str, Any] | None = None,
 ) -> Record:
     """Run one configuration and write its record. Returns the record (status done or failed).
 
     ``extra``: further top-level keys of the record (a tuned run's ``study``, ``trial`` ...).
-    Under DDP every rank trains and evaluates its share of the test cases; the per-case rows
-    are gathered once (:class:`~bench.run.callbacks.CaseMetricsCallback`) and only global rank 0
-    writes the record. Multi-process ``ddp`` runs are executed in a child process
-    (:func:`~bench.run.launch.needs_launch`).
+    ``progress``: show the run's progress (``True``: a display of its own; a
+    :class:`~bench.run.progress.Progress`: the sweep's). Under DDP every rank trains and
+    evaluates its share of the test cases; the per-case rows are gathered once
+    (:class:`~bench.run.callbacks.CaseMetricsCallback`) and only global rank 0 writes the record.
+    Multi-process ``ddp`` runs are executed in a child process (:func:`~bench.run.launch.needs_launch`).
+
+    Raises:
+        ValueError: ``$SEGBENCH_THREADS`` is not an integer >= 1 (before anything runs).
     """
     results = Path(results)
-    if needs_launch(resolve_run(cfg).trainer):
-        return run_launched(cfg, results, tracking=tracking, progress=progress, extra=extra)
+    resolved = resolve_run(cfg)
+    if needs_launch(resolved.trainer):
+        return run_launched(cfg, results, tracking=tracking, progress=bool(progress), extra=extra)
+    benign = BENIGN if launched_by_cluster() else (*BENIGN, SRUN_HINT)
+    with run_threads(resolved), quiet_run(benign):
+        return _run_here(cfg, results, tracking=tracking, progress=progress, extra=extra)
+
+
+def _run_here(
+    cfg: RunConfig,
+    results: Path,
+    *,
+    tracking: TrackingConfig | None,
+    progress: bool | Progress,
+    extra: dict[str, Any] | None,
+) -> Record:
+    """:func:`run_one` in this process, with its threads set and the benign messages dropped."""
     work_dir = results / ".work" / cfg.run_id
     rank = global_rank(cfg.trainer)
     record = Record.train(
@@ -114,6 +137,10 @@ def run_one(
     )
     run: BuiltRun | None = None
     memory = PeakMemory(cuda=cfg.trainer.accelerator != "cpu")
+    display = None
+    if progress and rank == 0:
+        display = progress if isinstance(progress, Progress) else Progress()
+        display.run_started(cfg.run_id)
     try:
         if cfg.trainer.strategy in SPAWN_STRATEGIES:
             raise ConfigError(
@@ -121,7 +148,7 @@ def run_one(
                 "the per-case metrics back; use strategy: ddp"
             )
         memory.start()
-        run = build_run(cfg, results, tracking=tracking, progress=progress)
+        run = build_run(cfg, results, tracking=tracking, progress=display or False)
         execute_run(run, record)
         memory.stop()
         record.memory = memory.result()
@@ -138,6 +165,8 @@ def run_one(
             from bench.run.tracking import finish
 
             finish(run.wandb_logger, failed=not record.done)
+        if display is not None:
+            display.run_ended(record.status, record.error)
     if run is not None:
         rank = run.trainer.global_rank
     if rank != 0:
@@ -155,7 +184,7 @@ def run_claimed(
     results: Path,
     *,
     tracking: TrackingConfig | None = None,
-    progress: bool = True,
+    progress: bool | Progress = True,
     extra: dict[str, Any] | None = None,
     force: bool = False,
     reason: str = "re-run with --force",
@@ -194,6 +223,9 @@ def run_sweep(
 
     ``runs``: the sweep's planned runs when the caller has them already (:func:`plan_sweep`).
     ``reason``: why done runs are re-run with ``force`` (kept in ``.superseded/index.jsonl``).
+    ``progress``: one display for the whole sweep (:class:`~bench.run.progress.Progress`: a bar on
+    a terminal, plain lines in a log file; each run that executes says when it starts and ends,
+    a failed one with its error).
     Several processes may run the same sweep on one results folder: each run is claimed with
     an flock, so it is done exactly once; a dead worker's claim is released by the kernel.
     """
@@ -202,15 +234,20 @@ def run_sweep(
     clean_stale_temp(results)  # half-written files of a worker that was killed
     runs = plan_sweep(sweep) if runs is None else runs
     written: list[Record] = []
-    bar = tqdm(runs, desc=f"sweep {sweep.name}", unit="run", disable=not progress, position=0)
-    for cfg in bar:
-        bar.set_postfix_str(cfg.run_id[:60])
-        record = run_claimed(
-            cfg, results, tracking=sweep.tracking, progress=progress, force=force, reason=reason
-        )
-        if record is None:
-            continue  # done already, or another worker has it
-        written.append(record)
-        if record.status == "failed":
-            tqdm.write(f"run {cfg.run_id} failed: {record.error}")
+    display = Progress(len(runs)) if progress else None
+    try:
+        for cfg in runs:
+            if display is not None:
+                display.next_run()
+            record = run_claimed(
+                cfg, results, tracking=sweep.tracking, progress=display or False, force=force, reason=reason
+            )
+            if record is None:
+                continue  # done already, or another worker has it
+            written.append(record)
+            if record.status == "failed" and display is None:  # the display says it otherwise
+                print(f"run {cfg.run_id} failed: {record.error}", file=sys.stderr)
+    finally:
+        if display is not None:
+            display.close()
     return written

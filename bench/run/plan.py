@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import ComponentSpec, ConfigError, DataConfig, RunConfig, SweepConfig
+from bench.config.load import FILES_DIGEST
 from bench.records import run_state as _record_state
 from bench.run.launch import device_count
-from datamodules import dataset_entry
+from bench.run.validation import resolved_val_cases
+from datamodules import dataset_class
 from models import create_loss, model_entry
 from models.registry import SEGBENCH_MODEL_OPTIONS, check_kwargs, loss_dims, loss_targets
 
@@ -32,6 +34,7 @@ def datamodule_kwargs(cfg: RunConfig) -> dict[str, Any]:
         f.name: getattr(d, f.name) for f in dataclasses.fields(DataConfig) if getattr(d, f.name) is not None
     }
     kwargs.update(cfg.dataset.kwargs)
+    kwargs.pop(FILES_DIGEST, None)
     kwargs.update(fold=cfg.fold, seed=cfg.seed)
     if loss_targets(cfg.loss.name) == "raters":
         kwargs["multi_rater"] = True
@@ -44,12 +47,14 @@ def resolve_run(cfg: RunConfig) -> RunConfig:
     - ``data.patch_size``: the dataset's ``default_patch_size`` when not given;
     - ``model.kwargs.img_size``: the patch size, for models registered with ``fixed_input_size``;
     - ``trainer.strategy``: ``ddp`` for several devices or nodes with ``strategy: auto`` (the
-      launch path segbench has; Lightning's own re-launch of the CLI would hang the sweep).
+      launch path segbench has; Lightning's own re-launch of the CLI would hang the sweep);
+    - ``trainer.val_max_cases``: the validation cases used when not set (4 under the default step
+      cadence, -1 = every case under an explicit epoch cadence; :mod:`bench.run.validation`).
 
     Raises:
         ConfigError: a ``patch_size`` whose length is not the dataset's number of dimensions.
     """
-    cls = dataset_entry(cfg.dataset.name).factory
+    cls = dataset_class(cfg.dataset.name, cfg.dataset.kwargs)
     dims = int(cls.spatial_dims)
     patch = cfg.dataset.kwargs.get("patch_size", cfg.data.patch_size)
     where = "datasets[].patch_size" if "patch_size" in cfg.dataset.kwargs else "data.patch_size"
@@ -69,6 +74,7 @@ def resolve_run(cfg: RunConfig) -> RunConfig:
     t = cfg.trainer
     multi = t.num_nodes > 1 or device_count(t.devices) > 1
     trainer = dataclasses.replace(t, strategy="ddp") if multi and t.strategy == "auto" else t
+    trainer = dataclasses.replace(trainer, val_max_cases=resolved_val_cases(trainer))
     return dataclasses.replace(
         cfg,
         dataset=ComponentSpec(cfg.dataset.name, dataset_kwargs),
@@ -85,8 +91,7 @@ def check_run(cfg: RunConfig) -> None:
     the model and every loss term support the dataset's dimensions, and the DataModule's own
     argument rules. Raises ``ValueError`` (``KeyError`` for unknown names) naming the field.
     """
-    entry = dataset_entry(cfg.dataset.name)
-    cls = entry.factory
+    cls = dataset_class(cfg.dataset.name, cfg.dataset.kwargs)
     dims = int(cls.spatial_dims)
     m = model_entry(cfg.model.name)
     two_half = cfg.model.kwargs.get("input_mode") == "2.5d"

@@ -37,6 +37,7 @@ from bench.run import (
     build_datamodule,
     build_module,
     build_trainer,
+    limit_val_cases,
     needs_launch,
     resolve_run,
     run_claimed,
@@ -79,12 +80,16 @@ def score_on_val(
     validation; any other ``val_<m>`` (e.g. ``val_betti1_err``) is the mean over the validation
     cases of ``bench.metrics.case_metrics``'s ``<m>``. With ``trial``, Optuna-integration's
     ``PyTorchLightningPruningCallback`` reports ``metrics[0]`` at every validation epoch and
-    raises ``optuna.TrialPruned`` when the pruner says so.
+    raises ``optuna.TrialPruned`` when the pruner says so. The validation cases are all of them
+    unless the sweep sets ``trainer.val_max_cases`` (the runner's default cap is not applied here:
+    the objective is read on the whole validation split).
     """
+    val_max_cases = cfg.trainer.val_max_cases  # the sweep's own value; unset: every case
     cfg = resolve_run(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
     dm.setup("fit")
+    limit_val_cases(dm, val_max_cases)
     module = build_module(cfg, dm)
     callbacks: list[L.Callback] = []
     if trial is not None:

@@ -123,10 +123,11 @@ def test_leaderboard_goes_beside_its_records_not_into_the_current_folder(tmp_pat
     sweep.write_text(yaml.safe_dump(tiny_sweep_dict()))
     results = tmp_path / "exp" / "results"
     assert main(["run", str(sweep), "--results", str(results), "--quiet"]) == 0
-    assert (tmp_path / "exp" / "leaderboard.md").is_file()
+    assert (results / "leaderboard.md").is_file()  # inside its results folder
+    assert not (tmp_path / "exp" / "leaderboard.md").exists()
     assert list(work.iterdir()) == []
     # a mistyped --results never replaces an existing leaderboard
-    board = tmp_path / "exp" / "leaderboard.md"
+    board = results / "leaderboard.md"
     text = board.read_text()
     assert main(["leaderboard", "--results", str(tmp_path / "exp" / "reslts")]) == 2
     assert main(["leaderboard", "--results", str(tmp_path / "emptydir"), "--output", str(board)]) == 2

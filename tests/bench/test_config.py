@@ -64,6 +64,11 @@ def test_component_kwargs_and_round_trip():
         ("models=[{kwargs: 1}]", "models[0]: expected a name or a mapping with 'name'"),
         ("data.patch_size=[a, b]", "data.patch_size"),
         ("colour=red", "colour: unknown field"),
+        ("trainer.val_every_n_steps=0", "trainer.val_every_n_steps: must be >= 1"),
+        ("trainer.val_max_cases=0", "trainer.val_max_cases: must be >= 1, -1 (all) or null"),
+        ("trainer.val_max_cases=-2", "trainer.val_max_cases: must be >= 1, -1 (all) or null"),
+        ("trainer.torch_threads=0", "trainer.torch_threads: must be >= 1 or null"),
+        ("trainer.check_val_every_n_epoch=0", "trainer.check_val_every_n_epoch: must be >= 1 or null"),
     ],
 )
 def test_bad_fields_are_named(tmp_path, override, message):
@@ -96,3 +101,12 @@ def test_single_values_become_lists():
     sweep = sweep_from_dict(tiny_sweep_dict(seeds=3, models="unet"))
     assert sweep.seeds == (3,)
     assert [m.name for m in sweep.models] == ["unet"]
+
+
+def test_validation_and_thread_fields_default_to_unset_and_accept_null(tmp_path):
+    path = write(tmp_path, tiny_sweep_dict())
+    t = load_sweep(path).trainer
+    assert (t.check_val_every_n_epoch, t.val_max_cases, t.torch_threads) == (None, None, None)
+    assert t.val_every_n_steps == 100
+    t = load_sweep(path, ["trainer.check_val_every_n_epoch=null", "trainer.val_max_cases=-1"]).trainer
+    assert t.check_val_every_n_epoch is None and t.val_max_cases == -1

@@ -513,7 +513,8 @@ def test_segbench_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main([*base[:2], str(tmp_path / "nowhere"), *base[3:], "--results", str(tmp_path / "r3")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"segbench evaluate: error: --pred {tmp_path / 'nowhere'}: not a folder"
-    assert main(["ensemble", "--results", str(tmp_path / "r2"), "--quiet"]) == 0
+    assert main(["ensemble", "--results", str(tmp_path / "r2"), "--quiet"]) == 2  # evaluations only
+    assert "nothing to ensemble (no finished training run)" in capsys.readouterr().err
 
 
 def test_tiff_stacks_with_spacing_and_4d_nifti_probabilities(tmp_path: Path) -> None:

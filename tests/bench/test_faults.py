@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _sweep(path: Path) -> Path:
     sweep = tiny_sweep_dict(name="faults", seeds=[0, 1, 2])
     # 2 steps per epoch, validation (and a checkpoint) at every epoch end
-    sweep["trainer"] = {"max_steps": 6, "log_every_n_steps": 1}
+    sweep["trainer"] = {"max_steps": 6, "log_every_n_steps": 1, "check_val_every_n_epoch": 1}
     sweep["eval"] = {"sw_batch_size": 4, "save_predictions": 1}
     path.write_text(yaml.safe_dump(sweep))
     return path
@@ -95,6 +95,6 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
         assert rec["steps"] == reference[run_id]["steps"]
         assert rec["lr_trace"] == reference[run_id]["lr_trace"]
     assert any(r["attempt"] > 1 for r in got.values())  # some run really was resumed or restarted
-    assert (results.parent / "leaderboard.md").is_file()
+    assert (results / "leaderboard.md").is_file()
     assert _temp_files(results, results.parent) == []
     assert not list(results.glob(".work/*/checkpoints/*"))  # done runs leave no checkpoint

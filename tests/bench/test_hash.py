@@ -62,6 +62,9 @@ _EXCLUDED: dict[str, Any] = {
     "data.num_workers": 4,
     "trainer.log_every_n_steps": 3,
     "trainer.checkpoint_every_n_steps": 9,
+    "trainer.val_every_n_steps": 7,
+    "trainer.val_max_cases": -1,
+    "trainer.torch_threads": 3,
     "eval.save_predictions": 5,
     "eval.save_probabilities": True,
 }
@@ -144,3 +147,31 @@ def test_the_hash_is_the_hash_of_the_whole_dict() -> None:
     """A dataclass field added without a to_dict() entry would escape the hash."""
     cfg = _base()
     assert set(cfg.to_dict()) == {f.name for f in dataclasses.fields(cfg)}
+
+
+# The run ids of configs that set trainer.check_val_every_n_epoch (every shipped sweep does) are
+# the ids they had before the validation fields existed; these are taken from records in results/.
+_PINNED = {
+    "bench/sweeps/chase_db1.yaml": "chase_db1__unet__dice_ce__s0f0__83c2270b6274",
+    "bench/sweeps/synthetic_vessels.yaml": "synthetic_vessels__att_swin_unet__dice__s0f0__80a96409a0fa",
+    "bench/sweeps/msd_hippocampus.yaml": "msd_hippocampus__unet__dice_ce__s0f0__ff470c642e75",
+    None: "synthetic_vessels__unet__dice_ce__s0f0__33aeff47292e",
+}
+
+
+@pytest.mark.parametrize("sweep", list(_PINNED), ids=str)
+def test_shipped_sweeps_keep_their_run_ids(sweep: str | None) -> None:
+    from bench.config import load_sweep
+    from tests.conftest import REPO
+
+    first = load_sweep(None if sweep is None else REPO / sweep).expand()[0]
+    assert first.run_id == _PINNED[sweep]
+
+
+def test_validation_and_thread_fields_do_not_change_an_explicit_cadence_id() -> None:
+    """A config that sets check_val_every_n_epoch: the new fields' defaults are not in its hash."""
+    base = _set(_base(), "trainer.check_val_every_n_epoch", 1)
+    d = base.to_dict()
+    for key in ("val_every_n_steps", "val_max_cases", "torch_threads"):
+        d["trainer"].pop(key)  # as in a record written before these fields existed
+    assert run_from_dict(d).run_id == base.run_id

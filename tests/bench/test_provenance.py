@@ -1,4 +1,5 @@
-"""git_state: the dirty flag is about the code, not about the records a sweep writes."""
+"""Provenance: git_state's dirty flag is about the code, not about the records a sweep writes;
+device_info states the cores the process may use and the threads torch computes with."""
 
 from __future__ import annotations
 
@@ -43,3 +44,20 @@ def test_a_changed_source_file_is_dirty(tmp_path):
 
 def test_outside_a_checkout_nothing_is_claimed(tmp_path):
     assert git_state(tmp_path) == {"commit": None, "dirty": None}
+
+
+def test_device_info_states_the_usable_cores_and_the_threads_set(monkeypatch):
+    import os
+
+    import torch
+
+    from bench.records.provenance import device_info
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        info = device_info("cpu")
+    finally:
+        torch.set_num_threads(before)
+    assert info["cpu_count"] == 3 and info["torch_threads"] == 2

@@ -18,7 +18,7 @@ from bench.config import sweep_from_dict
 from bench.run import run_sweep
 sweep = sweep_from_dict({
     "models": [{"name": "unet", "channels": [4, 8]}],
-    "trainer": {"max_steps": 10, "checkpoint_every_n_steps": 3},
+    "trainer": {"max_steps": 10, "checkpoint_every_n_steps": 3, "check_val_every_n_epoch": 1},
     "optim": {"warmup_steps": 2},
     "data": {"patch_size": [32, 32], "samples_per_epoch": 8, "batch_size": 2},
     "eval": {"save_predictions": 0},

@@ -140,7 +140,7 @@ def test_dry_run_lists_states_and_trains_nothing(tmp_path, capsys):
     run_sweep(sweep_from_dict(tiny_sweep_dict(seeds=[0])), results, progress=False)
     before = sorted(p.name for p in results.rglob("*"))
     assert main(["run", str(sweep_file), "--results", str(results), "--dry-run"]) == 0
-    out = capsys.readouterr().out.splitlines()
+    out = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("segbench run:")]
     ids = [r.run_id for r in sweep_from_dict(tiny_sweep_dict(seeds=[0, 1])).expand()]
     assert out[0] == f"done    {ids[0]}" and out[1] == f"to run  {ids[1]}"
     assert "1 done, 0 failed, 1 to run" in out[2]

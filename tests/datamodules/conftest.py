@@ -78,6 +78,61 @@ def save_png(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
     return path
 
 
+def save_nifti(
+    path: Path,
+    array: np.ndarray,
+    spacing: tuple[float, ...] = (1.0, 1.0, 1.0),
+    affine: np.ndarray | None = None,
+) -> Path:
+    """Write ``array`` as NIfTI (``affine`` default: ``diag(spacing)``), creating the folder."""
+    import nibabel as nib
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(array, np.diag([*spacing, 1.0]) if affine is None else affine), path)
+    return path
+
+
+def write_nnunet_json(root: Path, **fields: object) -> Path:
+    """``root/dataset.json`` (nnU-Net v2): one CT channel, labels background / a / b, ``.nii.gz``,
+    with ``fields`` replacing or adding keys (a value None drops the key)."""
+    import json
+
+    spec: dict[str, object] = {
+        "channel_names": {"0": "CT"},
+        "labels": {"background": 0, "a": 1, "b": 2},
+        "numTraining": 1,
+        "file_ending": ".nii.gz",
+    }
+    spec.update(fields)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset.json").write_text(json.dumps({k: v for k, v in spec.items() if v is not None}))
+    return root / "dataset.json"
+
+
+def hippocampus_nnunet(dst: Path, train: tuple[str, ...], test: tuple[str, ...] = ()) -> Path:
+    """Real MSD Hippocampus cases (``hippocampus_<id>``) as an nnU-Net v2 raw dataset: images
+    renamed ``_0000``, ``dataset.json`` with one channel ``T1`` and the labels ``head``, ``body``;
+    ``test`` cases go to ``imagesTs`` / ``labelsTs``. The files are copied under ``dst`` (a temp
+    folder), never into the repository."""
+    import shutil
+
+    src = shared_root("MSD_Task04_Hippocampus")
+    for ids, (img, lab) in ((train, ("imagesTr", "labelsTr")), (test, ("imagesTs", "labelsTs"))):
+        for sub in (img, lab):
+            (dst / sub).mkdir(parents=True, exist_ok=True)
+        for n in ids:
+            shutil.copyfile(
+                src / "imagesTr" / f"hippocampus_{n}.nii.gz", dst / img / f"hippocampus_{n}_0000.nii.gz"
+            )
+            shutil.copyfile(
+                src / "labelsTr" / f"hippocampus_{n}.nii.gz", dst / lab / f"hippocampus_{n}.nii.gz"
+            )
+    write_nnunet_json(
+        dst, channel_names={"0": "T1"}, labels={"background": 0, "head": 1, "body": 2}, numTraining=len(train)
+    )
+    return dst
+
+
 def fundus_like(rng: np.random.Generator, shape: tuple[int, int] = (40, 48)) -> tuple[np.ndarray, np.ndarray]:
     """A tiny RGB 'fundus' (bright disc, darker vessel lines) and its vessel mask {0, 255}."""
     h, w = shape

@@ -8,6 +8,7 @@ import tarfile
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from datamodules import create_datamodule
 
@@ -46,6 +47,41 @@ def test_msd_hippocampus(cache_dir):
     train_one_step(dm)
     batch = next(iter(dm.val_dataloader()))
     assert batch["spacing"].shape == (1, 3) and batch["image"].ndim == 5
+
+
+# What the reader before issue 26 (msd.py's own) gave, pinned: sha256 (16 hex digits) of the label
+# (int64) and of the image as stored (float32), and two z-scored voxels; the held-out test and the
+# fold-0 validation ids of split seed 0 with 5 folds.
+_PINS = {
+    "hippocampus_003": ("b6e1c9d67253b056", "ae40c91a6a9a79bc", (-0.8176179528236389, 1.2116810083389282)),
+    "hippocampus_243": ("8fe63c9e1d10b994", "f3af86a5d0032c77", (0.9442360401153564, 0.8656899929046631)),
+    "hippocampus_001": ("a42c363dd861a5c8", "2d4e8efbf9691066", (-0.30120328068733215, 0.25941380858421326)),
+}
+_TEST_IDS, _VAL_IDS = "e26e42be932ce9ae", "05badfb5e611a14b"
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def test_msd_hippocampus_reads_as_before_the_shared_reader(cache_dir):
+    """The task is a declaration over the reader ``nnunet_raw`` uses; its case ids, split and
+    arrays are those of the code before (checked bit for bit on all 260 cases when it changed)."""
+    from datamodules.splits import load_or_make_split
+
+    dm = create_datamodule("msd_hippocampus", root=shared_root("MSD_Task04_Hippocampus"), cache_dir=cache_dir)
+    refs = {r.case_id: r for r in dm.list_cases()}
+    assert len(refs) == 260 and all(r.info["problem"] is None for r in refs.values())
+    split = load_or_make_split(
+        list(refs.values()), name=dm.name, cache_dir=cache_dir, fold=0, num_folds=5, split_seed=0,
+        val_fraction=dm.val_fraction, test_fraction=dm.test_fraction,
+    )  # fmt: skip
+    assert (_sha(",".join(split.test).encode()), _sha(",".join(split.val).encode())) == (_TEST_IDS, _VAL_IDS)
+    for cid, (label, image, values) in _PINS.items():
+        case, raw = dm.load_case(refs[cid]), dm.read_raw(refs[cid])
+        assert (_sha(case.label.tobytes()), _sha(raw.image.tobytes())) == (label, image), cid
+        assert [case.image[0, 10, 20, 15], case.image[0, 17, 25, 12]] == pytest.approx(values, abs=1e-6)
+        assert case.spacing == (1.0, 1.0, 1.0) and sorted(case.extras) == ["annotator", "label_manual"]
 
 
 def test_msd_dataset_json_and_spacing(tmp_path, cache_dir):

@@ -91,7 +91,7 @@ def test_eight_cases_and_many_rows_cannot_reach_alpha_so_no_mark_claims_anything
     assert len(comps) == 10 and all(c.min_p == pytest.approx(10 * 2 / 256) for c in comps)
     assert all(not c.testable and c.mark == "·" for c in comps)
     rows, text = table_lines(a)
-    assert "≈" not in text.split("## drive")[1]
+    assert "≈" not in text.split("## default on drive")[1]
     assert all(" ·" in ln for m, ln in rows.items() if m in more[1:])
     assert "10·2/2^8 = 0.0781 (· n too small to test)" in text
 
@@ -148,10 +148,10 @@ def test_the_cli_passes_the_margin_down(tmp_path):
     out = tmp_path / "lb.md"
     args = ["leaderboard", "--results", str(res), "--output", str(out), "--no-plots"]
     assert main([*args, "--equivalence-margin", "0.01"]) == 0
-    table = out.read_text().split("## drive")[1]
+    table = out.read_text().split("## default on drive")[1]
     assert "≡" in table and "within ±0.01 (TOST)" in table
     assert main(args) == 0
-    assert "≡" not in out.read_text().split("## drive")[1]
+    assert "≡" not in out.read_text().split("## default on drive")[1]
 
 
 def test_a_collapsed_row_is_never_bold_best_or_a_reference_and_says_so():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.leaderboard.intervals import group_units, mean_interval
+from bench.leaderboard.intervals import group_units, mean_interval, t_quantile
 from bench.leaderboard.stats import mean_ci
 
 N_DATASETS = 600
@@ -104,3 +104,10 @@ def test_groups_are_averaged_into_units():
 def test_infinite_values_give_an_infinite_mean():
     iv = mean_interval(np.array([[1.0, math.inf], [2.0, 3.0]]))
     assert iv.mean == math.inf and iv.lo == math.inf and iv.hi == math.inf
+
+
+def test_the_t_quantile_is_scipys_to_the_bit():
+    rng = np.random.default_rng(4)
+    for df in [1, 2, 3, 7, 31, 1000, *rng.uniform(0.5, 60, 200)]:
+        for q in (0.95, 0.975):
+            assert t_quantile(q, df) == float(stats.t.ppf(q, df))

@@ -118,7 +118,7 @@ def test_clearly_better_row_is_significant_and_a_tied_row_is_not():
         record("swin_unetr", dices=BASE + 0.15 + noise),
         record("attention_unet", dices=BASE),
     ]
-    a = only(analyses_of(recs))
+    a = only(analyses_of(recs, all_pairs=True))
     keys = {r.model: r.key for r in a.ranked}
     best = a.best["dice"]
     assert best in (keys["unet"], keys["swin_unetr"])
@@ -130,10 +130,10 @@ def test_clearly_better_row_is_significant_and_a_tied_row_is_not():
     pair = next(p for p in a.pairs["dice"] if {p.a, p.b} == {best, keys["attention_unet"]})
     assert pair.significant and pair.p_holm < 0.05 and pair.p_holm >= pair.paired.p  # all pairs: the report
     text = lb.render(recs, plots=False, n_resamples=500)
-    rows = {r.split(" | ")[1]: r for r in body_rows(text, "drive")}
+    rows = {r.split(" | ")[1]: r for r in body_rows(text, "default on drive")}
     assert rows["attention_unet"].count("**") == 0 and " *" in rows["attention_unet"]
     assert (
-        "≈" not in text.split("## drive")[1]
+        "≈" not in text.split("## default on drive")[1]
         and " ns" in rows[next(r.model for r in a.ranked if r.key == other)]
     )
 
@@ -148,8 +148,11 @@ def test_configurations_and_budgets_are_separate_rows_and_dataset_settings_separ
         ),
     ]
     tables = lb.group_records(typed(recs))
-    assert sorted(t.label for t in tables) == ["drive (annotator 2nd)", "drive (annotator none)"]
-    main = next(t for t in tables if t.label == "drive (annotator none)")
+    assert sorted(t.label for t in tables) == [
+        "default on drive (annotator 2nd)",
+        "default on drive (default annotator)",
+    ]
+    main = next(t for t in tables if t.label == "default on drive (default annotator)")
     labels = sorted(r.label for r in main.rows)
     assert labels == [
         "unet (channels 16-32-64, max_steps 100)",
@@ -157,11 +160,15 @@ def test_configurations_and_budgets_are_separate_rows_and_dataset_settings_separ
         "unet (channels 8-16-32, max_steps 100)",
     ]
     text = lb.render(recs, plots=False, n_resamples=200)
-    assert "## drive (annotator 2nd)" in text and len(body_rows(text, "drive (annotator none)")) == 3
+    assert "## default on drive (annotator 2nd)" in text
+    assert len(body_rows(text, "default on drive (default annotator)")) == 3
     patch = record("unet", dices=[0.8, 0.8])
     patch["config"]["data"]["patch_size"] = [128, 128]
     labels = sorted(t.label for t in lb.group_records(typed([recs[0], patch])))
-    assert labels == ["drive (patch_size 128-128)", "drive (patch_size none)"]
+    assert labels == [
+        "default on drive (the dataset's default training patch)",
+        "default on drive (training patch 128×128)",
+    ]
     weighted = copy.deepcopy(recs[0])
     weighted["config"]["loss"]["kwargs"] = {"weight": 0.5}
     rows = lb.group_records(typed([recs[0], weighted]))[0].rows
@@ -187,7 +194,7 @@ def test_within_training_noise_flag():
     recs = [record("unet", seed=s, dices=BASE + rng.normal(0, 0.03)) for s in range(3)]
     recs += [record("swin_unetr", seed=s, dices=BASE + 0.002 + rng.normal(0, 0.03)) for s in range(3)]
     recs += [record("attention_unet", seed=s, dices=BASE - 0.3) for s in range(3)]
-    a = only(analyses_of(recs))
+    a = only(analyses_of(recs, all_pairs=True))
     flags = {
         frozenset(r.model for r in a.ranked if r.key in (p.a, p.b)): p.within_noise for p in a.pairs["dice"]
     }
@@ -198,7 +205,7 @@ def test_within_training_noise_flag():
     best = a.best["dice"]
     other = {"unet", "swin_unetr"} - {r.model for r in a.ranked if r.key == best}
     assert f"dice: {other.pop()} / dice_ce vs the best" in md
-    assert "Within training noise: " in report.render_html([a], plots=False)
+    assert "pairs within training noise (" in report.render_html([a], plots=False)
 
 
 def test_failed_runs_missing_cases_and_fewer_seeds_are_shown_not_dropped():
@@ -210,7 +217,7 @@ def test_failed_runs_missing_cases_and_fewer_seeds_are_shown_not_dropped():
         record("attention_unet", seed=0, status="failed"),
     ]
     text = lb.render(recs, plots=False, n_resamples=200)
-    rows = {r.split(" | ")[1]: r for r in body_rows(text, "drive")}
+    rows = {r.split(" | ")[1]: r for r in body_rows(text, "default on drive")}
     assert rows["attention_unet"].startswith("| failed |") and "out of memory" in rows["attention_unet"]
     assert "1 run(s) not done" in rows["swin_unetr"] and "missing 1 of 3 cases" in rows["swin_unetr"]
     assert "1 of the table's 2 seed×fold runs" in rows["swin_unetr"]
@@ -226,7 +233,7 @@ def test_human_baseline_is_shown_outside_the_ranking():
     a = only(analyses_of(recs))
     assert [r.model for r in a.human] == ["second annotator"] and len(a.ranked) == 2
     assert a.best["dice"] not in {r.key for r in a.human}
-    rows = body_rows(lb.render_analyses([a]), "drive")
+    rows = body_rows(lb.render_analyses([a]), "default on drive")
     assert rows[-1].startswith("| human | second annotator |") and "**" not in rows[-1]
 
 
@@ -236,7 +243,7 @@ def test_human_baseline_without_patch_metrics_joins_the_table_that_has_them():
     human = evaluation("second annotator", [0.95, 0.9], human=True)
     other = evaluation("second annotator", [0.9, 0.9], human=True, dataset="stare")
     tables = lb.group_records(typed([train, human, other]))
-    assert [t.label for t in tables] == ["drive", "stare"]
+    assert [t.label for t in tables] == ["default on drive", "stare"]
     assert [r.model for r in tables[0].rows] == ["unet", "second annotator"]
     train2 = copy.deepcopy(train)
     train2["config"]["eval"]["nsd_tolerance"] = 2.0  # a different tolerance: the numbers differ
@@ -258,16 +265,52 @@ def test_rank_then_aggregate_differs_from_aggregate_then_rank():
     assert a.case_rank["dice"][key["unet"]] == 1.25 and a.case_rank["dice"][key["swin_unetr"]] == 1.75
 
 
-def test_combined_rank_reads_directions_from_the_registry():
+def test_ranks_read_directions_from_the_registry():
     extra_a = [{"betti0_err": 1.0}, {"betti0_err": 2.0}]
     extra_b = [{"betti0_err": 9.0}, {"betti0_err": 8.0}]
     recs = [
-        record("unet", dices=[0.8, 0.8], extra=extra_a),
-        record("swin_unetr", dices=[0.7, 0.7], extra=extra_b),
+        record("unet", dices=[0.7, 0.7], extra=extra_a),
+        record("swin_unetr", dices=[0.8, 0.8], extra=extra_b),
     ]
-    a = only(analyses_of(recs, metrics=["dice", "betti0_err"]))
-    assert [r.model for r in a.ranked] == ["unet", "swin_unetr"]  # best Dice and lowest Betti error
-    assert a.best["betti0_err"] == a.ranked[0].key
+    a = only(analyses_of(recs, metrics=["betti0_err", "dice"]))  # lower is better: unet first
+    assert a.primary == "betti0_err" and [r.model for r in a.ranked] == ["unet", "swin_unetr"]
+    assert a.best["betti0_err"] == a.ranked[0].key and a.best["dice"] == a.ranked[1].key
+
+
+def test_rows_are_ordered_by_the_primary_metric_not_the_combined_rank():
+    # swin_unetr has the best Dice; unet wins clDice, both Betti errors and ECE: the combined rank
+    # puts unet first, the table (bold best Dice at the top) puts swin_unetr first
+    good = {"cldice": 0.9, "betti0_err": 1.0, "betti1_err": 1.0, "ece": 0.01}
+    bad = {"cldice": 0.5, "betti0_err": 9.0, "betti1_err": 9.0, "ece": 0.2}
+    recs = [
+        record("unet", dices=BASE, extra=[good] * BASE.size),
+        record("swin_unetr", dices=BASE + 0.05, extra=[bad] * BASE.size),
+        record("attention_unet", dices=BASE + 0.05, extra=[bad] * BASE.size),  # ties swin_unetr
+    ]
+    a = only(analyses_of(recs))
+    assert a.primary == "dice" and a.rank_metrics[0] == "dice"
+    assert [r.model for r in a.ranked] == ["attention_unet", "swin_unetr", "unet"]  # ties: by label
+    k = {r.model: r.key for r in a.ranked}
+    assert a.combined[k["unet"]] == 1 and a.combined[k["swin_unetr"]] > 1  # kept as data
+    assert a.best["dice"] == a.ranked[0].key and a.is_best("dice", k["swin_unetr"])
+    assert [a.agg_rank["dice"][r.key] for r in a.ranked] == [1, 1, 3]
+    assert a.stability is a.metric_stability["dice"]  # the stability of the table's order
+    np.testing.assert_array_equal(a.stability.full, [1, 1, 3])
+    rows = json.loads(lb.render_analyses([a], "json"))["tables"][0]["rows"]
+    assert [r["combined_rank"] for r in rows] == [2, 2, 1]  # the JSON export keeps the combined rank
+    assert [r["label"] for r in rows] == ["attention_unet", "swin_unetr", "unet"]
+
+
+def test_the_all_pairs_tests_are_opt_in():
+    recs = [record("unet", dices=BASE), record("swin_unetr", dices=BASE + 0.1), record("x", dices=BASE - 0.1)]
+    a = only(analyses_of(recs))
+    assert a.pairs == {} and a.all_pairs is False and len(a.vs_best["dice"]) == 2
+    b = only(analyses_of(recs, all_pairs=True))
+    assert b.all_pairs is True and len(b.pairs["dice"]) == 3  # m (m - 1) / 2
+    da, db = a.to_dict(), b.to_dict()
+    for d in (da, db):
+        del d["pairs"], d["all_pairs"]
+    assert json.dumps(da) == json.dumps(db)  # the table itself is the same
 
 
 def test_infinite_and_nan_values_are_counted():
@@ -317,7 +360,10 @@ def test_exports_csv_json_latex():
     data = json.loads(lb.render(recs, "json", plots=False, n_resamples=200))
     table = data["tables"][0]
     assert table["bootstrap"] == {"n_resamples": 200, "seed": 0, "confidence": 0.95}
-    assert table["rows"][0]["label"] == "swin_unetr" and table["pairs"]["dice"][0]["n"] == BASE.size
+    assert table["rows"][0]["label"] == "swin_unetr" and table["primary"] == "dice"
+    assert table["pairs"] == {} and table["all_pairs"] is False  # only the comparisons with the best
+    data = json.loads(lb.render(recs, "json", plots=False, n_resamples=200, all_pairs=True))
+    assert data["tables"][0]["all_pairs"] is True and data["tables"][0]["pairs"]["dice"][0]["n"] == BASE.size
     with pytest.raises(ValueError, match="--format"):
         lb.render(recs, "xml")
 
@@ -346,16 +392,18 @@ def test_links_are_relative_to_the_output_folder(tmp_path):
         write_json_atomic(res / f"{r['run_id']}.json", r)
     out = lb.write_leaderboard(res, tmp_path / "docs" / "leaderboard.md", report=False)
     text = out.read_text()
-    assert "[cases](../results/plots/drive/cases.png)" in text
-    assert (out.parent / "../results/plots/drive/cases.png").is_file()
+    assert "[cases](../results/plots/default-on-drive/cases.png)" in text
+    assert (out.parent / "../results/plots/default-on-drive/cases.png").is_file()
 
 
 def test_committed_leaderboard_is_rendered_from_the_committed_records(tmp_path):
     shutil.copytree(
         REPO / "results", tmp_path / "results", ignore=shutil.ignore_patterns("plots", "report.html")
     )
-    out = lb.write_leaderboard(tmp_path / "results", tmp_path / "leaderboard.md")
-    assert out.read_text() == (REPO / "leaderboard.md").read_text(), "re-render with `segbench leaderboard`"
+    out = lb.write_leaderboard(tmp_path / "results", tmp_path / "leaderboard.md", results_name="results")
+    assert out.read_text() == (REPO / "leaderboard.md").read_text(), (
+        "re-render with `segbench leaderboard --results results`"
+    )
     assert (tmp_path / "results" / "report.html").is_file()
 
 

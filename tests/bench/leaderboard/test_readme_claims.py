@@ -41,7 +41,7 @@ def test_readme_section_is_the_generated_text(section: str):
     readme = README.read_text()
     assert claims.readme_span(readme) == section, (
         "README's 'What the tables say' differs from the records: run "
-        "`python -m bench.leaderboard.claims --readme --write README.md`"
+        "`python -m bench.leaderboard.claims results --readme --write README.md`"
     )
 
 

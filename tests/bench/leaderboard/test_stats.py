@@ -193,3 +193,101 @@ def test_combined_rank_is_rank_of_mean_metric_rank():
     scores = np.array([[0.9, -1.0], [0.8, -0.5], [0.7, -0.6]])  # (rows, metrics), higher is better
     # metric ranks: [1,3], [2,1], [3,2] -> means 2, 1.5, 2.5
     np.testing.assert_array_equal(stats.combined_ranks(scores), [2, 1, 3])
+
+
+def _resampled_means_row_by_row(matrices, n_resamples, seed):
+    """The two-level bootstrap one row at a time, as segbench computed it before it was vectorised:
+    the case weights first, then each row's run weights in row order, one einsum per sum."""
+    rng = np.random.default_rng(seed)
+
+    def counts(idx, size):
+        return np.array([np.bincount(row, minlength=size) for row in idx], dtype=np.float64)
+
+    n_cases = matrices[0].shape[1]
+    case_w = counts(rng.integers(0, n_cases, size=(n_resamples, n_cases)), n_cases)
+    out = np.empty((n_resamples, len(matrices)))
+    for r, x in enumerate(matrices):
+        n_runs = x.shape[0]
+        run_w = counts(rng.integers(0, n_runs, size=(n_resamples, n_runs)), n_runs)
+        valid, inf = ~np.isnan(x), np.isinf(x)
+        x0 = np.where(valid & ~inf, x, 0.0)
+        total = np.einsum("bi,ic,bc->b", run_w, x0, case_w)
+        count = np.einsum("bi,ic,bc->b", run_w, valid.astype(np.float64), case_w)
+        n_pos = np.einsum("bi,ic,bc->b", run_w, (inf & (x > 0)).astype(np.float64), case_w)
+        n_neg = np.einsum("bi,ic,bc->b", run_w, (inf & (x < 0)).astype(np.float64), case_w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = total / count
+        mean = np.where(n_pos > 0, math.inf, mean)
+        out[:, r] = np.where(n_neg > 0, np.where(n_pos > 0, math.nan, -math.inf), mean)
+    return out
+
+
+@pytest.mark.parametrize("n_cases", [1, 7, 32, 53])
+def test_resampled_means_of_every_row_at_once_equal_a_row_by_row_loop_to_the_bit(n_cases):
+    rng = np.random.default_rng(n_cases)
+    for trial in range(6):
+        mats = []
+        for _ in range(int(rng.integers(1, 9))):
+            x = rng.normal(0.7, 0.2, (int(rng.integers(1, 6)), n_cases)) * 10.0 ** int(rng.integers(-3, 3))
+            x[rng.random(x.shape) < 0.1 * (trial % 3)] = math.nan  # missing cases, a fold's other cases
+            x[rng.random(x.shape) < 0.03 * (trial % 2)] = math.inf  # HD95 of a missed structure
+            x[rng.random(x.shape) < 0.02 * (trial % 2)] = -math.inf
+            mats.append(x)
+        ours = stats.resampled_means(mats, n_resamples=300, seed=trial)
+        np.testing.assert_array_equal(ours, _resampled_means_row_by_row(mats, 300, trial))
+
+
+def test_kendall_tau_b_equals_its_definition_over_every_pair():
+    rng = np.random.default_rng(11)
+    for n in (2, 3, 9, 40, 130):
+        ref = np.round(rng.normal(size=n), 1)  # ties in the reference
+        ranks = stats.rank_scores(np.round(rng.normal(size=(200, n)) + np.linspace(0, 2, n), 1))
+        i, j = np.triu_indices(n, k=1)
+        s0, s = np.sign(ref[i] - ref[j]), np.sign(ranks[:, i] - ranks[:, j])
+        denom = np.sqrt(np.count_nonzero(s0) * np.count_nonzero(s, axis=1).astype(np.float64))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            expected = np.where(denom > 0, (s * s0).sum(axis=1) / denom, math.nan)
+        np.testing.assert_array_equal(stats.kendall_tau_b(ref, ranks), expected)
+    constant = stats.kendall_tau_b(np.ones(4), np.array([[1.0, 2, 3, 4]]))
+    assert math.isnan(constant[0])  # no untied pair in the reference
+
+
+def test_rank_frequencies_count_each_rank_of_each_row():
+    rng = np.random.default_rng(12)
+    resampled = stats.rank_scores(np.round(rng.normal(size=(300, 7)), 1))  # ties share the best rank
+    st_ = stats.rank_stability(np.arange(1.0, 8.0), resampled, seed=0)
+    expected = np.stack([(resampled == k + 1).mean(axis=0) for k in range(7)], axis=1)
+    np.testing.assert_array_equal(st_.freq, expected)
+    np.testing.assert_allclose(st_.freq.sum(axis=1), 1.0)
+
+
+def test_row_stats_of_many_rows_equal_one_row_at_a_time():
+    import dataclasses
+
+    rng = np.random.default_rng(13)
+
+    def same(x, y):
+        if isinstance(x, dict):
+            return x.keys() == y.keys() and all(same(x[k], y[k]) for k in x)
+        if isinstance(x, tuple):
+            return len(x) == len(y) and all(same(p, q) for p, q in zip(x, y))
+        if isinstance(x, float) and math.isnan(x):
+            return math.isnan(y)
+        return x == y
+
+    for trial in range(60):
+        n_runs, n_cases = int(rng.integers(1, 5)), int(rng.integers(1, 35))
+        rows = []
+        for _ in range(int(rng.integers(1, 7))):
+            ids = [f"c{i:02d}" for i in rng.permutation(n_cases)]  # records list cases in any order
+            base = rng.normal(0.7, 0.1, n_cases) * 10.0 ** int(rng.integers(-2, 3))
+            runs = [dict(zip(ids, (base + rng.normal(0, 0.05, n_cases)).tolist())) for _ in range(n_runs)]
+            if rng.random() < 0.15:
+                runs[0][ids[0]] = math.nan if rng.random() < 0.5 else math.inf  # one at a time
+            if rng.random() < 0.1 and n_runs > 1:
+                runs[1] = dict(reversed(list(runs[1].items())))  # another case order: one at a time
+            rows.append(runs)
+        many = stats.row_stats_many(rows)
+        for runs, got in zip(rows, many):
+            want = stats.row_stats(runs)
+            assert same(dataclasses.astuple(got), dataclasses.astuple(want)), (trial, got, want)
