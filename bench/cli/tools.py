@@ -10,7 +10,7 @@ import importlib
 from bench.cli.common import add_sweep_args, results_folder
 from bench.cli.registry import UsageError, register_command
 from bench.cluster import status
-from bench.evaluate import ensemble, outside
+from bench.evaluate import ensemble, export, outside, predict
 
 register_command(
     "evaluate",
@@ -22,6 +22,16 @@ register_command(
     help="seed ensembles: mean probabilities of a row's seeds, scored as a row",
     arguments=ensemble.add_arguments,
 )(ensemble.main)
+register_command(
+    "predict",
+    help="label maps of a kept or exported model on new images or a dataset's split (docs/predict.md)",
+    arguments=predict.add_arguments,
+)(predict.main)
+register_command(
+    "export",
+    help="a run's kept model as a folder with a model card; --onnx / --torchscript (docs/predict.md)",
+    arguments=export.add_arguments,
+)(export.main)
 register_command(
     "status",
     help="per run: done / running (job, node) / failed (error) / to run",

@@ -122,6 +122,7 @@ _CHOICES = {
         "64",
         "transformer-engine",
     ),
+    ("EvalConfig", "keep_model"): ("final", "none"),
     ("ParamSpace", "type"): ("float", "int", "categorical"),
     ("ObjectiveSpec", "direction"): ("maximize", "minimize"),
     ("TuneConfig", "sampler"): ("tpe", "random", "grid"),

@@ -114,7 +114,9 @@ class EvalConfig:
     ``save_predictions``: test cases (the first ones by case id) whose prediction, label and image
     are saved under ``<results>/predictions/<run_id>/`` for the leaderboard's qualitative panels
     (-1: every case); ``save_probabilities`` adds the class probabilities (seed ensembles,
-    reliability diagrams).
+    reliability diagrams). ``keep_model``: ``final`` keeps the trained network's final weights as
+    ``<results>/models/<run_id>/model.safetensors`` with its ``config.json`` (``docs/predict.md``);
+    ``none`` keeps nothing once the run is done.
     """
 
     sw_batch_size: int = 4
@@ -123,6 +125,7 @@ class EvalConfig:
     nsd_tolerance: float = _METRIC_DEFAULTS.nsd_tolerance
     save_predictions: int = 2
     save_probabilities: bool = False
+    keep_model: str = "final"
 
     def metric_settings(self) -> MetricSettings:
         """The metric settings of this section (``betti_patch``, ``nsd_tolerance``) as one object."""

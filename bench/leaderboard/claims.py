@@ -228,7 +228,7 @@ def tables_text(records: Sequence[Record]) -> list[str]:
     refs = load_references(records)
     sweeps = sorted({str(r.config.get("sweep")) for r in records if r.kind == "train" and r.done})
     lines = [
-        "| sweep (table) | runs | models × losses | seeds | budget | test set | torch threads "
+        "| dataset (sweep) | runs | models × losses | seeds | budget | test set | torch threads "
         "| degenerate runs |",
         "|---|---|---|---|---|---|---|---|",
     ]

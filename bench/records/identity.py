@@ -28,11 +28,13 @@ HASH_EXCLUDED: tuple[str, ...] = (
     "trainer.torch_threads",
     "eval.save_predictions",
     "eval.save_probabilities",
+    "eval.keep_model",
 )
 """Dotted paths left out of ``config_hash``: they cannot change a recorded number (the sweep's
 name, where the dataset lies on this machine and whether it may be downloaded - its files are
 verified by checksum -, loader workers, logging cadence, checkpoint cadence, which predictions
-are saved). The same run on two machines with the data in different folders has one id.
+are saved, whether the trained weights are kept). The same run on two machines with the data in
+different folders has one id.
 
 The validation fields (``val_every_n_steps``, ``val_max_cases``) only decide when and on how many
 cases ``val_dice`` is logged: validation selects nothing, and the runner restores the RNG states

@@ -23,6 +23,11 @@ from typing import Any
 
 RECORD_SCHEMA = 3
 RECORD_KINDS = ("train", "evaluation", "ensemble")
+MODELS = "models"
+"""Kept weights: ``<results>/models/<run_id>/`` holds :data:`WEIGHTS_FILE` and :data:`MODEL_CONFIG`
+(``eval.keep_model: final``); the record's ``weights`` names the file and its sha256."""
+WEIGHTS_FILE = "model.safetensors"
+MODEL_CONFIG = "config.json"
 _SLURM_ENV = {
     "slurm_job_id": "SLURM_JOB_ID",
     "slurm_array_job_id": "SLURM_ARRAY_JOB_ID",
@@ -58,6 +63,8 @@ class Record:
         attempt, resumed_from_step, params, steps, epochs, schedule_steps, lr_trace,
             train_seconds, infer_seconds, world_size, memory, tracking_error: train runs.
         test_seconds, device, split, cases, aggregates, predictions: every kind that scored cases.
+        weights: a done train run's kept network, ``{file, sha256, bytes}`` (``file`` relative
+            to the results folder; ``eval.keep_model: final``); unset in older records.
         problems: evaluation (mismatched files); members, seeds: ensemble.
         degenerate: ``{kind, cases}`` when more than half of the test predictions are constant
             (``all-background``, ``all-foreground`` or ``constant``): which cases; unset otherwise.
@@ -94,6 +101,7 @@ class Record:
     aggregates: dict[str, Any] = field(default_factory=dict)
     problems: list[dict[str, str]] = field(default_factory=list)
     predictions: dict[str, str] = field(default_factory=dict)
+    weights: dict[str, Any] = field(default_factory=dict)
     members: list[str] = field(default_factory=list)
     seeds: list[Any] = field(default_factory=list)
     memory: dict[str, Any] = field(default_factory=dict)

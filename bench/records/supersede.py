@@ -1,7 +1,10 @@
 """Supersede: a record that is replaced (a forced re-run, a re-evaluation, an ensemble of a newer
 member set) is moved to ``<results>/.superseded/<run_id>__<finished_at>.json``, never deleted nor
 edited, and the run's work folder and prediction files go with it, so nothing left under the
-results folder belongs to a record that is no longer shown.
+results folder belongs to a record that is no longer shown. The run's kept weights
+(``<results>/models/<run_id>/``) move beside the superseded record, to
+``<results>/.superseded/<run_id>__<finished_at>.model/`` (git ignores them, as it ignores
+``models/``).
 
 Each move appends a line to ``<results>/.superseded/index.jsonl`` (run id, file, when, why, the
 commit that replaced it); the leaderboard lists them in its provenance section. The folder is part
@@ -17,7 +20,7 @@ from typing import Any
 
 from bench.records.predictions import PREDICTIONS
 from bench.records.provenance import git_state
-from bench.records.record import now
+from bench.records.record import MODELS, now
 from bench.records.store import load_record, record_path
 
 SUPERSEDED = ".superseded"
@@ -66,8 +69,8 @@ def superseded(results: Path) -> list[Superseded]:
 
 
 def supersede(results: Path, run_id: str, reason: str = "re-run with --force") -> Path | None:
-    """Move the record of ``run_id`` aside, note ``reason`` in the index and remove its ``.work``
-    folder and predictions.
+    """Move the record of ``run_id`` aside (its kept weights beside it), note ``reason`` in the
+    index and remove its ``.work`` folder and predictions.
 
     Returns where the record went, or None when there was no readable record (then nothing is
     touched).
@@ -81,17 +84,20 @@ def supersede(results: Path, run_id: str, reason: str = "re-run with --force") -
     dest = results / SUPERSEDED / f"{run_id}__{stamp}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     path.replace(dest)
-    commit = git_state().get("commit") or "no-git"
-    _append_index(
-        results,
-        {
-            "run_id": run_id,
-            "path": str(dest.relative_to(results)),
-            "superseded_at": now(),
-            "reason": reason,
-            "by_commit": commit,
-        },
-    )
+    entry = {
+        "run_id": run_id,
+        "path": str(dest.relative_to(results)),
+        "superseded_at": now(),
+        "reason": reason,
+        "by_commit": git_state().get("commit") or "no-git",
+    }
+    model = results / MODELS / run_id
+    if model.is_dir():
+        moved = dest.with_suffix(".model")
+        shutil.rmtree(moved, ignore_errors=True)
+        model.replace(moved)
+        entry["model"] = str(moved.relative_to(results))
+    _append_index(results, entry)
     shutil.rmtree(results / ".work" / run_id, ignore_errors=True)
     shutil.rmtree(results / PREDICTIONS / run_id, ignore_errors=True)
     return dest

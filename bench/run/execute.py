@@ -26,15 +26,26 @@ from typing import Any
 from bench.config import ConfigError, RunConfig, SweepConfig, TrackingConfig
 from bench.faults import fault_point
 from bench.metrics import reduce_cases
-from bench.records import Record, claim, clean_stale_temp, is_done, now, supersede, write_record
+from bench.records import (
+    Record,
+    claim,
+    clean_stale_temp,
+    is_done,
+    now,
+    supersede,
+    write_json_atomic,
+    write_record,
+)
 from bench.records.provenance import device_info
+from bench.records.record import MODEL_CONFIG, MODELS, WEIGHTS_FILE
 from bench.run.build import BuiltRun, build_run, launched_by_cluster
 from bench.run.launch import SPAWN_STRATEGIES, global_rank, needs_launch, run_launched
 from bench.run.memory import PeakMemory
-from bench.run.plan import plan_sweep, resolve_run
+from bench.run.plan import datamodule_kwargs, plan_sweep, resolve_run
 from bench.run.progress import Progress
 from bench.run.quiet import BENIGN, SRUN_HINT, quiet_run
 from bench.run.threads import run_threads
+from datamodules.download import file_digest
 from models import count_parameters
 
 
@@ -64,6 +75,43 @@ def execute_run(run: BuiltRun, record: Record) -> Record:
     if run.metrics.degenerate:  # written only when more than half of the test predictions are constant
         record.degenerate = run.metrics.degenerate
     return record
+
+
+def keep_model(run: BuiltRun, results: Path, record: Record) -> None:
+    """Keep the trained network of a done run: ``<results>/models/<run_id>/model.safetensors`` (the
+    network's ``state_dict``, no optimiser state) and ``config.json`` (the run id, the resolved
+    config as the record states it, the DataModule's arguments and what the data held: the
+    dimensions, channels and classes), each written atomically; ``record.weights`` names the file
+    (relative to ``results``), its sha256 and size. Does nothing with ``eval.keep_model: none``.
+    """
+    from safetensors.torch import save_model
+
+    if run.resolved.eval.keep_model != "final":
+        return
+    folder = results / MODELS / run.cfg.run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / WEIGHTS_FILE
+    tmp = folder / f".{WEIGHTS_FILE}.{os.getpid()}.tmp"
+    save_model(run.module.net, str(tmp), metadata={"run_id": run.cfg.run_id, "format": "pt"})
+    os.replace(tmp, path)
+    dm = run.datamodule
+    data = {k: record.split.get(k) for k in ("spatial_dims", "in_channels", "channel_names", "class_names")}
+    data["num_classes"] = int(dm.num_classes)
+    write_json_atomic(
+        folder / MODEL_CONFIG,
+        {
+            "run_id": run.cfg.run_id,
+            "config": record.config,
+            "datamodule": json.loads(json.dumps(datamodule_kwargs(run.resolved), default=str)),
+            "data": data,
+            "weights": WEIGHTS_FILE,
+        },
+    )
+    record.weights = {
+        "file": str(path.relative_to(results)),
+        "sha256": file_digest(path),
+        "bytes": path.stat().st_size,
+    }
 
 
 def _count_start(work_dir: Path) -> int:
@@ -150,6 +198,8 @@ def _run_here(
         memory.start()
         run = build_run(cfg, results, tracking=tracking, progress=display or False)
         execute_run(run, record)
+        if run.trainer.is_global_zero:
+            keep_model(run, results, record)
         memory.stop()
         record.memory = memory.result()
         record.status = "done"

@@ -102,6 +102,9 @@ ROWS: list[tuple[str, list[str], int, str]] = [
     ("evaluate-no-name", ["evaluate", "--pred", "{tmp}/emptydir", "--gt", "{tmp}/emptydir"], 2, "--name METHOD is required"),
     ("evaluate-dataset", ["evaluate", "--dataset", "nope", "--name", "x"], 2, "unknown dataset 'nope'"),
     ("evaluate-rater", ["evaluate", "--dataset", "synthetic_vessels", "--rater", "2ndHO"], 2, "--rater '2ndHO'"),
+    ("predict-no-run", ["predict", "nope", "--results", "{results}", "--dataset", "synthetic_vessels", "--output", "{tmp}/out"], 2, "nope: no run record {results}/nope.json"),
+    ("predict-no-weights", ["predict", "existing", "--results", "{results}", "--dataset", "synthetic_vessels", "--output", "{tmp}/out"], 2, "existing: the run kept no weights"),
+    ("predict-not-a-model", ["predict", "{tmp}/emptydir", "--dataset", "synthetic_vessels", "--output", "{tmp}/out"], 2, "emptydir: not a model folder (needs model.safetensors and config.json)"),
 ]
 
 

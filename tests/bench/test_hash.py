@@ -67,6 +67,7 @@ _EXCLUDED: dict[str, Any] = {
     "trainer.torch_threads": 3,
     "eval.save_predictions": 5,
     "eval.save_probabilities": True,
+    "eval.keep_model": "none",
 }
 
 

@@ -100,7 +100,13 @@ def _argv(line: str, scratch: Path) -> list[str]:
         "preds/": str(scratch / "preds"),
         "labels/": str(scratch / "labels"),
         "DIR": str(chase),
+        "images/": str(scratch / "preds"),  # grey 32x32 images
+        "masks/": str(scratch / "masks"),
+        "export/": str(scratch / "export"),
     }
+    if "RUN" in argv:  # a run of the `segbench run` line above, which kept its model
+        kept = sorted(p.name for p in (scratch / "runs" / "models").iterdir())
+        subst["RUN"] = kept[0]
     argv = [subst.get(a, a) for a in argv]
     for prefix, extra in TINY.items():
         if line.startswith(prefix) and (prefix != "segbench run" or line == "segbench run"):

@@ -101,3 +101,18 @@ def test_a_record_with_a_null_structure_is_left_out_by_name_not_raised(tmp_path)
     assert why["null.json"] == "field 'cases' is NoneType, not a JSON array"
     assert why["cfg.json"] == "field 'config' is list, not a JSON object"
     assert why["row.json"] == "field 'cases' holds an entry that is not a JSON object"
+
+
+def test_kept_models_and_exports_beside_the_records_are_not_records(tmp_path):
+    """``models/<run_id>/config.json`` names its run (for predict) but is not a record."""
+    import json
+
+    from bench.records.store import load_records
+
+    rec = {"schema": 3, "kind": "train", "run_id": "r1", "status": "done", "cases": []}
+    (tmp_path / "r1.json").write_text(json.dumps(rec))
+    (tmp_path / "models" / "r1").mkdir(parents=True)
+    (tmp_path / "models" / "r1" / "config.json").write_text(json.dumps({"run_id": "r1", "config": {}}))
+    (tmp_path / "leaderboard.json").write_text(json.dumps([{"table": "x"}]))
+    records, problems = load_records(tmp_path)
+    assert [r.run_id for r in records] == ["r1"] and problems == []
