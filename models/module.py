@@ -25,6 +25,7 @@ from torch import nn
 
 from bench.metrics import DiceAccumulator, reduce_values
 from models.deep_supervision import supervised_loss
+from models.inference import parse_postprocess, postprocess, tta_probabilities
 from models.optim import OPTIMIZERS, lr_lambda
 
 
@@ -57,6 +58,10 @@ class SegmentationModule(L.LightningModule):
         loss_targets: ``"label"`` (``batch["label"] (B, 1, *spatial)``) or ``"raters"`` (every
             annotator's labels ``batch["label_<name>"]`` stacked to ``(B, R, *spatial)``).
         sw_batch_size, sw_overlap: sliding-window batch size and overlap fraction.
+        tta: ``none`` or ``flip`` (test only: mirror test-time augmentation, averaged
+            probabilities, :func:`models.inference.tta_probabilities`).
+        postprocess: ``none``, ``largest_component`` or ``min_size:N`` (test only: applied per
+            foreground class to the argmax, :func:`models.inference.postprocess`).
 
     Validation: ``val_loss`` and ``val_dice``; ``val_dice`` is the same Dice as the records
     (``bench.metrics``: per case and foreground class, field of view applied, NaN where both
@@ -83,6 +88,8 @@ class SegmentationModule(L.LightningModule):
         gradient_clip_val: float | None = None,
         sw_batch_size: int = 4,
         sw_overlap: float = 0.25,
+        tta: str = "none",
+        postprocess: str = "none",
     ) -> None:
         super().__init__()
         self.net = net
@@ -109,6 +116,11 @@ class SegmentationModule(L.LightningModule):
         self.gradient_clip_val = gradient_clip_val  # applied by hand under SAM's manual optimisation
         self.sw_batch_size = sw_batch_size
         self.sw_overlap = sw_overlap
+        parse_postprocess(postprocess)  # ValueError on a bad value
+        if tta not in ("none", "flip"):
+            raise ValueError(f"tta {tta!r} is not 'none' or 'flip'")
+        self.tta = tta
+        self.postprocess = postprocess
         self.infer_seconds = 0.0
         self.schedule_steps: int | None = None
         self._val_dice: list[float] = []
@@ -233,18 +245,24 @@ class SegmentationModule(L.LightningModule):
         self.log("val_dice", reduce_values(values)["mean"], prog_bar=True)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        """Returns the case's probabilities for the metrics callback.
+        """Returns the case's probabilities (after ``tta``) and, with ``postprocess``, its
+        post-processed label map for the metrics callback.
 
         Returns:
-            ``prob (C, *spatial)`` float32 on CPU, ``label (*spatial)``, ``fov`` or None,
-            ``case_id`` and ``spacing``.
+            ``prob (C, *spatial)`` float32 on CPU, ``pred (*spatial)`` int64 on CPU (the
+            post-processed argmax; None when ``postprocess`` is ``none``: the argmax of ``prob``
+            is the prediction), ``label (*spatial)``, ``fov`` or None, ``case_id`` and ``spacing``.
         """
         start = time.perf_counter()
-        prob = torch.softmax(self.predict_logits(batch["image"]).float(), dim=1)
+        prob = tta_probabilities(self.predict_logits, batch["image"], self.tta)[0].cpu()
+        pred = None
+        if self.postprocess != "none":
+            pred = torch.from_numpy(postprocess(prob.argmax(0).numpy(), prob.shape[0], self.postprocess))
         self.infer_seconds += time.perf_counter() - start
         fov = batch.get("fov")
         return {
-            "prob": prob[0].cpu(),
+            "prob": prob,
+            "pred": pred,
             "label": batch["label"][0, 0].cpu(),
             "fov": None if fov is None else fov[0, 0].cpu(),
             "case_id": batch["case_id"][0],

@@ -123,6 +123,7 @@ _CHOICES = {
         "transformer-engine",
     ),
     ("EvalConfig", "keep_model"): ("final", "none"),
+    ("EvalConfig", "tta"): ("none", "flip"),
     ("ParamSpace", "type"): ("float", "int", "categorical"),
     ("ObjectiveSpec", "direction"): ("maximize", "minimize"),
     ("TuneConfig", "sampler"): ("tpe", "random", "grid"),
@@ -172,6 +173,11 @@ _RANGES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("EvalConfig", "betti_patch"): (lambda v: v >= 1, "must be >= 1 or null"),
     ("EvalConfig", "nsd_tolerance"): (lambda v: _finite(v) and v >= 0, "must be finite and >= 0"),
     ("EvalConfig", "save_predictions"): (lambda v: v >= -1, "must be >= 0, or -1 for every case"),
+    ("EvalConfig", "postprocess"): (
+        lambda v: v in ("none", "largest_component")
+        or (v.startswith("min_size:") and v[9:].isdigit() and int(v[9:]) >= 1),
+        "must be none, largest_component or min_size:N with N >= 1",
+    ),
     ("RunConfig", "seed"): (lambda v: v >= 0, "must be >= 0"),
     ("RunConfig", "fold"): (lambda v: v >= 0, "must be >= 0"),
     ("TrackingConfig", "log_images"): (lambda v: v >= 0, "must be >= 0"),

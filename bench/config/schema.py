@@ -117,6 +117,14 @@ class EvalConfig:
     reliability diagrams). ``keep_model``: ``final`` keeps the trained network's final weights as
     ``<results>/models/<run_id>/model.safetensors`` with its ``config.json`` (``docs/predict.md``);
     ``none`` keeps nothing once the run is done.
+
+    ``tta``: ``none`` or ``flip`` (mirror test-time augmentation over every combination of
+    spatial axes, averaged softmax probabilities, as nnU-Net). ``postprocess``: ``none``,
+    ``largest_component`` or ``min_size:N`` (per foreground class: keep the largest connected
+    component / remove components under ``N`` voxels; full connectivity). Both apply to the test
+    predictions only (:mod:`models.inference`) and are part of the run id; at their default
+    (``none``) they are left out of the hashed config, so older ids stay the same
+    (:data:`bench.records.identity.HASH_DEFAULTS`).
     """
 
     sw_batch_size: int = 4
@@ -126,6 +134,8 @@ class EvalConfig:
     save_predictions: int = 2
     save_probabilities: bool = False
     keep_model: str = "final"
+    tta: str = "none"
+    postprocess: str = "none"
 
     def metric_settings(self) -> MetricSettings:
         """The metric settings of this section (``betti_patch``, ``nsd_tolerance``) as one object."""

@@ -5,7 +5,8 @@ whose sha256 they must match) or a folder written by ``segbench export``. Both h
 ``model.safetensors`` and ``config.json``: the resolved config as the record states it, the
 DataModule's arguments and what the data held (dimensions, channels, classes). Inference is the
 test loop's own: :meth:`models.SegmentationModule.test_step` (sliding windows of the run's patch
-size, its ``eval.sw_overlap`` and ``eval.sw_batch_size``, Gaussian blending, softmax), on cases
+size, its ``eval.sw_overlap`` and ``eval.sw_batch_size``, Gaussian blending, softmax, the run's
+``eval.tta``; the label maps get its ``eval.postprocess``, :mod:`models.inference`), on cases
 that the run's DataModule prepares: its own test cases (``--dataset``), or images of a folder
 (``--input``) read as the DataModule reads files and passed through its
 :meth:`~datamodules.base.SegDataModule.make_case` (rescaling, z-score inside the field of view).
@@ -43,6 +44,7 @@ from datamodules.readers import (
     read_volume,
     split_extension,
 )
+from models.inference import postprocess
 
 MANIFEST = ".segbench-predict.json"
 """The list of files ``predict`` wrote into an output folder; any other file there is refused."""
@@ -168,6 +170,8 @@ def load_model(source: ModelSource, device: str = "cpu") -> LoadedModel:
         roi_size=cfg["data"]["patch_size"],
         sw_batch_size=int(cfg["eval"]["sw_batch_size"]),
         sw_overlap=float(cfg["eval"]["sw_overlap"]),
+        tta=str(cfg["eval"].get("tta", "none")),
+        postprocess=str(cfg["eval"].get("postprocess", "none")),
     )
     module.eval().to(device)
     return LoadedModel(str(config["run_id"]), config, module, source)
@@ -415,7 +419,8 @@ def predict(
             name = f"{case.case_id}{case.ext}"
             spacing = c.spacing
         prob = _resize(predict_case(model, image), tuple(shape))
-        labels = prob.argmax(0)
+        # the run's eval.postprocess, as the test loop applies it (after any resize back)
+        labels = postprocess(prob.argmax(0), prob.shape[0], model.module.postprocess)
         target = output / name
         write_labels(target, labels, nifti, spacing)
         out.labels[case.case_id] = target

@@ -44,6 +44,18 @@ draws the same numbers whatever the cadence. ``torch_threads`` says how many thr
 Dice was 0.50480 on one thread, 0.50489 on two), which segbench has always stated in the record
 (``device.torch_threads``) rather than in the id; runs of one id were recorded with 1 and 2."""
 
+HASH_DEFAULTS: dict[str, Any] = {
+    "eval.tta": "none",
+    "eval.postprocess": "none",
+}
+"""Dotted paths left out of ``config_hash`` and of a row's identity *only while they hold this
+value*: fields added after runs were recorded, whose default reproduces what those runs did. A
+field added with its default changes ``RunConfig.to_dict()`` and would change every hash; dropped at
+its default, every earlier run id (and the shipped sweeps' ids pinned by ``tests/bench/test_hash.py``)
+stays the same, and records written before the field existed (which lack it) group with new ones in
+one leaderboard row. Any other value is hashed, so e.g. a post-processed run is a different run and
+a different row than the raw one."""
+
 ROW_EXCLUDED: tuple[str, ...] = ("seed", "fold", *HASH_EXCLUDED)
 """Also left out of a leaderboard row's identity: the runs of a row differ only in seed / fold."""
 
@@ -60,14 +72,29 @@ def _drop_paths(d: dict[str, Any], paths: Sequence[str]) -> dict[str, Any]:
     return d
 
 
+def _drop_defaults(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` without the :data:`HASH_DEFAULTS` paths that hold their default value (a copy)."""
+    d = json.loads(json.dumps(d))
+    for path, default in HASH_DEFAULTS.items():
+        node: Any = d
+        *parents, leaf = path.split(".")
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node and node[leaf] == default:
+            del node[leaf]
+    return d
+
+
 def hash_config(d: Mapping[str, Any]) -> str:
-    """SHA-256 (12 hex digits) of a ``RunConfig.to_dict()`` without :data:`HASH_EXCLUDED`."""
-    return digest(_drop_paths(dict(d), HASH_EXCLUDED))
+    """SHA-256 (12 hex digits) of a ``RunConfig.to_dict()`` without :data:`HASH_EXCLUDED` and
+    without the :data:`HASH_DEFAULTS` fields at their default."""
+    return digest(_drop_paths(_drop_defaults(dict(d)), HASH_EXCLUDED))
 
 
 def row_key(config: Mapping[str, Any]) -> str:
-    """A leaderboard row's identity: the config without :data:`ROW_EXCLUDED` (canonical JSON)."""
-    return json.dumps(_drop_paths(dict(config), ROW_EXCLUDED), sort_keys=True)
+    """A leaderboard row's identity: the config without :data:`ROW_EXCLUDED` and without the
+    :data:`HASH_DEFAULTS` fields at their default (canonical JSON)."""
+    return json.dumps(_drop_paths(_drop_defaults(dict(config)), ROW_EXCLUDED), sort_keys=True)
 
 
 def digest(data: Any, length: int = 12) -> str:

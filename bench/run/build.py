@@ -106,6 +106,8 @@ def build_module(cfg: RunConfig, dm: Any) -> SegmentationModule:
         gradient_clip_val=cfg.trainer.gradient_clip_val if o.optimizer == "sam" else None,
         sw_batch_size=cfg.eval.sw_batch_size,
         sw_overlap=cfg.eval.sw_overlap,
+        tta=cfg.eval.tta,
+        postprocess=cfg.eval.postprocess,
     )
 
 

@@ -114,7 +114,9 @@ class CaseMetricsCallback(L.Callback):
     """Computes ``bench.metrics.case_metrics`` for every test case and keeps the rows.
 
     The module's ``test_step`` returns the case's probabilities; the metrics are computed here,
-    outside the step, by the one metrics implementation.
+    outside the step, by the one metrics implementation. With ``eval.postprocess`` it also returns
+    the post-processed label map (``pred``): the row's metrics are then those of that map (``ece``
+    and ``brier`` those of the probabilities) and ``raw`` holds the metrics of the plain argmax.
 
     It also notes, per case, whether the prediction (its argmax, inside the field of view when
     there is one) is constant (:func:`bench.records.record.constant_kind`); ``degenerate`` is then
@@ -170,6 +172,7 @@ class CaseMetricsCallback(L.Callback):
         image: np.ndarray,
         label: np.ndarray,
         prob: np.ndarray,
+        pred: np.ndarray,
         fov: np.ndarray | None,
         spacing: Any,
     ) -> None:
@@ -178,7 +181,7 @@ class CaseMetricsCallback(L.Callback):
         assert self.save_dir is not None
         arrays = prediction_arrays(
             label,
-            pred=prob.argmax(0),
+            pred=pred,
             prob=prob if self.save_probabilities else None,
             image=image,
             fov=fov,
@@ -199,17 +202,27 @@ class CaseMetricsCallback(L.Callback):
         fov = outputs["fov"]
         prob = outputs["prob"].numpy()
         label = outputs["label"].numpy()
+        fov_mask = None if fov is None else fov.numpy().astype(bool)
         metrics = case_metrics(
-            prob,
-            label,
-            spacing=outputs["spacing"],
-            fov=None if fov is None else fov.numpy().astype(bool),
-            settings=self.settings,
+            prob, label, spacing=outputs["spacing"], fov=fov_mask, settings=self.settings
         )
-        self.rows.append({"case_id": outputs["case_id"], **metrics})
-        self.constant[outputs["case_id"]] = constant_kind(
-            prob.argmax(0), prob.shape[0], None if fov is None else fov.numpy().astype(bool)
-        )
+        pp = outputs.get("pred")
+        if pp is None:  # no post-processing: the prediction is the argmax of prob
+            pred = prob.argmax(0)
+            self.rows.append({"case_id": outputs["case_id"], **metrics})
+        else:  # post-processed label map; ece / brier stay those of the probabilities
+            pred = pp.numpy()
+            post = case_metrics(
+                pred,
+                label,
+                spacing=outputs["spacing"],
+                fov=fov_mask,
+                num_classes=prob.shape[0],
+                settings=self.settings,
+            )
+            row = {k: post.get(k, v) for k, v in metrics.items()}
+            self.rows.append({"case_id": outputs["case_id"], **row, "raw": metrics})
+        self.constant[outputs["case_id"]] = constant_kind(pred, prob.shape[0], fov_mask)
         if self.save_dir is not None and outputs["case_id"] in self.save_ids:
             image = batch["image"][0].detach().cpu().float().numpy()
             self._save(
@@ -217,6 +230,7 @@ class CaseMetricsCallback(L.Callback):
                 image,
                 label,
                 prob,
+                pred,
                 None if fov is None else fov.numpy(),
                 outputs["spacing"],
             )
@@ -228,7 +242,7 @@ class CaseMetricsCallback(L.Callback):
                     "case_id": outputs["case_id"],
                     "image": _middle_slice(image, dims),
                     "label": _middle_slice(label, dims),
-                    "pred": _middle_slice(prob.argmax(0), dims),
+                    "pred": _middle_slice(pred, dims),
                 }
             )
 

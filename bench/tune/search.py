@@ -112,7 +112,7 @@ def score_on_val(
             enable_model_summary=False,
         )
         evaluator.test(module, dataloaders=dm.val_dataloader(), verbose=False)  # the val cases
-        for key in {k for row in cb.rows for k in row if k != "case_id"}:
+        for key in {k for row in cb.rows for k in row if k not in ("case_id", "raw")}:
             out.setdefault(f"val_{key}", objective_value(cb.rows, key))  # the one reduction
     unknown = [m for m in metrics if m not in out]
     if unknown:

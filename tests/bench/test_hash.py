@@ -56,6 +56,8 @@ _CHANGES: dict[str, Any] = {
     "eval.sw_overlap": 0.5,
     "eval.betti_patch": 16,
     "eval.nsd_tolerance": 2.0,
+    "eval.tta": "flip",
+    "eval.postprocess": "largest_component",
 }
 _EXCLUDED: dict[str, Any] = {
     "sweep": "another-name",
