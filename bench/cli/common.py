@@ -201,3 +201,69 @@ def print_summary(results: Path, run_ids: Sequence[str], *, limit: int = SUMMARY
         print_table(head, rows)
         if len(a.ranked) > limit:
             print(f"… {len(a.ranked) - limit} more row(s) in the leaderboard")
+
+
+KEEP_WARN_BYTES = 2 * 1024**3
+"""Above this total of kept weights (``eval.keep_model: final``), ``segbench run`` says so once,
+up front (``$SEGBENCH_KEEP_WARN_GB`` changes it)."""
+
+
+def kept_weights_bytes(runs: Sequence[Any]) -> int:
+    """About how many bytes the float32 weights of ``runs`` that keep their model will take: each
+    distinct network is built once (resolved config, the dataset's dims and classes) and counted."""
+    from functools import partial
+
+    import torch
+
+    import models
+    from bench.run import resolve_run
+    from datamodules import dataset_class
+
+    per_spec: dict[str, int] = {}
+    total = 0
+    for cfg in runs:
+        if getattr(cfg.eval, "keep_model", "final") != "final":
+            continue
+        r = resolve_run(cfg)
+        key = json.dumps(
+            [r.model.name, r.model.kwargs, r.dataset.name, r.dataset.kwargs], sort_keys=True, default=str
+        )
+        if key not in per_spec:
+            cls = dataset_class(r.dataset.name, r.dataset.kwargs)
+            build = partial(
+                models.create_model,
+                r.model.name,
+                spatial_dims=int(cls.spatial_dims),
+                in_channels=int(cls.in_channels),
+                out_channels=int(cls.num_classes),
+                **r.model.kwargs,
+            )
+            try:
+                with torch.device("meta"):  # shapes only: nothing allocated, nothing initialised
+                    net = build()
+            except Exception:  # noqa: BLE001 - a model that computes while it is built
+                net = build()
+            per_spec[key] = 4 * models.count_parameters(net)
+        total += per_spec[key]
+    return total
+
+
+def warn_kept_weights(runs: Sequence[Any], results: Path) -> int | None:
+    """Print one line to stderr when the runs would keep more than :data:`KEEP_WARN_BYTES` of
+    weights under ``<results>/models/``; returns the estimate (None when it could not be made,
+    which never stops a run)."""
+    import os
+    import sys
+
+    try:
+        size = kept_weights_bytes(runs)
+    except Exception:  # noqa: BLE001 - an estimate; the run itself reports real problems
+        return None
+    limit = float(os.environ.get("SEGBENCH_KEEP_WARN_GB", KEEP_WARN_BYTES / 1024**3)) * 1024**3
+    if size > limit:
+        print(
+            f"segbench run: note: this sweep keeps about {size / 1024**3:.1f} GB of model weights under "
+            f"{results}/models/ (more than {limit / 1024**3:.1f} GB); `-o eval.keep_model=none` keeps none",
+            file=sys.stderr,
+        )
+    return size

@@ -12,6 +12,7 @@ from bench.cli.common import (
     leaderboard_file,
     print_summary,
     results_folder,
+    warn_kept_weights,
     write_board,
 )
 from bench.cli.registry import UsageError, register_command
@@ -66,6 +67,8 @@ def run_command(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.sweep, args.override)
     runs = plan_sweep(sweep)  # every run validated before the first one starts
     check_data(runs)  # every dataset root, before anything trains
+    if not args.dry_run:
+        warn_kept_weights([cfg for cfg in runs if run_state(results, cfg) != "done" or args.force], results)
     if args.dry_run:
         states = [(cfg.run_id, run_state(results, cfg)) for cfg in runs]
         for run_id, state in states:

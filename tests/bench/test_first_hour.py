@@ -228,3 +228,37 @@ def test_ensemble_says_what_a_sweep_needs(tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert "of 1 row(s), 1 have fewer than 2 done seeds" in err
     assert "seeds: [0, 1, 2]" in err and "save_probabilities: true" in err
+
+
+# ---- kept weights: said up front when a sweep would keep a lot -------------------------------
+
+
+def test_kept_weights_estimate_counts_each_runs_float32_parameters(tmp_path, monkeypatch, capsys) -> None:
+    import torch
+    import yaml
+
+    from bench.cli.common import kept_weights_bytes, warn_kept_weights
+    from bench.config import sweep_from_dict
+    from bench.run import plan_sweep
+    from models.unet import unet  # the builder the registry calls
+    from tests.conftest import tiny_sweep_dict
+
+    runs = plan_sweep(sweep_from_dict(tiny_sweep_dict(seeds=[0, 1, 2])))
+    net = unet(spatial_dims=2, in_channels=1, out_channels=2, channels=[4, 8, 16])
+    params = sum(p.numel() for p in net.parameters() if isinstance(p, torch.Tensor))
+    assert kept_weights_bytes(runs) == 3 * 4 * params
+    none = plan_sweep(sweep_from_dict(tiny_sweep_dict(seeds=[0, 1], eval={"keep_model": "none"})))
+    assert kept_weights_bytes(none) == 0
+    monkeypatch.setenv("SEGBENCH_KEEP_WARN_GB", str(1e-9))
+    assert warn_kept_weights(runs, tmp_path / "r") == 3 * 4 * params
+    err = capsys.readouterr().err
+    assert f"keeps about 0.0 GB of model weights under {tmp_path / 'r'}/models/" in err
+    assert "`-o eval.keep_model=none` keeps none" in err
+    monkeypatch.setenv("SEGBENCH_KEEP_WARN_GB", "2")
+    warn_kept_weights(runs, tmp_path / "r")
+    assert capsys.readouterr().err == ""
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump(tiny_sweep_dict()))
+    monkeypatch.setenv("SEGBENCH_KEEP_WARN_GB", str(1e-9))
+    assert app.main(["run", str(sweep), "--results", str(tmp_path / "r"), "--quiet", "--no-leaderboard"]) == 0
+    assert capsys.readouterr().err.count("of model weights under") == 1
