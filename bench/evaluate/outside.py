@@ -13,8 +13,10 @@ record's ``problems`` and on stdout.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from bench.evaluate.cases import EvalSettings
 from bench.evaluate.interpret import PRED_KINDS, parse_label_map
 from bench.evaluate.plan import MISSING_POLICIES, EvaluationError, EvaluationPlan, plan_dataset, plan_folders
 from bench.evaluate.score import execute
-from bench.records import Record
+from bench.records import Record, digest
 from bench.records.store import DEFAULT_RESULTS
 
 __all__ = ["add_arguments", "main", "plan_from_args", "summary"]
@@ -55,6 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --dataset: score one label everywhere: background, foreground or LABEL (a baseline)",
     )
     src.add_argument("--name", default=None, help="method name: the row label on the leaderboard")
+    src.add_argument(
+        "--run",
+        default=None,
+        metavar="RUN",
+        help="with --dataset: predict with this run's kept model (id, record or exported folder) and score "
+        "it, in one step (docs/predict.md)",
+    )
     src.add_argument("--root", default=None, help="with --dataset: the dataset's folder")
     src.add_argument(
         "--split", default="test", help="with --dataset: the split to score (default: test; all: every case)"
@@ -185,9 +194,51 @@ def summary(record: Record) -> str:
     return "\n".join(lines)
 
 
+def predict_run(args: argparse.Namespace) -> EvaluationPlan:
+    """``--run RUN --dataset OTHER``: the run's kept model predicts ``OTHER``'s split (the predictor
+    of ``segbench predict``) into ``<results>/.predicted/<run id>__<dataset>__<digest of the data
+    arguments>/``, and the plan scores those label maps; the record names the training run and its
+    dataset."""
+    from bench.evaluate.predict import find_model, load_model, predict
+
+    if args.dataset is None:
+        raise EvaluationError("--run needs --dataset NAME (the data to test the run's model on)")
+    for flag in ("pred", "gt", "rater", "constant"):
+        if getattr(args, flag) is not None:
+            raise EvaluationError(f"--run predicts itself: do not pass --{flag}")
+    model = load_model(find_model(args.run, args.results))
+    trained = model.config["config"]
+    kwargs = _parse_kwargs(args.dataset_arg)
+    tag = digest([args.dataset, args.split, args.root, kwargs])
+    folder = Path(args.results) / ".predicted" / f"{model.run_id}__{args.dataset}__{tag}"
+    shutil.rmtree(folder, ignore_errors=True)  # segbench's own folder: predicted afresh every time
+    predict(
+        model,
+        folder,
+        dataset=args.dataset,
+        split=args.split,
+        root=args.root,
+        dataset_kwargs=kwargs,
+        progress=not args.quiet,
+    )
+    if args.dataset == trained["dataset"]["name"]:  # the ground truth of the data it predicted
+        own = {**(model.config.get("datamodule") or {}), **kwargs}
+        args.dataset_arg = [f"{k}={json.dumps(v)}" for k, v in own.items() if k != "root"]
+    args.pred = folder
+    args.pred_glob = "*.png" if int(model.data["spatial_dims"]) == 2 else "*.nii.gz"
+    if not args.name:
+        args.name = (
+            f"{trained['model']['name']} / {trained['loss']['name']} "
+            f"(trained on {trained['dataset']['name']}, seed {trained.get('seed', 0)})"
+        )
+    plan = plan_from_args(args)
+    plan.source.update(run=model.run_id, trained_on=trained["dataset"]["name"])
+    return plan
+
+
 def main(args: argparse.Namespace) -> int:
     """``segbench evaluate``: 0 = every case matched, 1 = a record with problems, ValueError = user error."""
-    plan = plan_from_args(args)
+    plan = predict_run(args) if args.run is not None else plan_from_args(args)
     outcome = execute(
         plan,
         Path(args.results),

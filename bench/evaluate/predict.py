@@ -204,13 +204,20 @@ class InputCase:
     ext: str = ".npy"
 
 
-def make_datamodule(model: LoadedModel, dataset: str | None = None, root: str | None = None) -> Any:
+def make_datamodule(
+    model: LoadedModel,
+    dataset: str | None = None,
+    root: str | None = None,
+    dataset_kwargs: dict[str, Any] | None = None,
+) -> Any:
     """The run's DataModule (its own arguments, as the run built it; not set up), or ``dataset``'s
-    with its defaults when that is another dataset; ``root`` replaces the data folder."""
+    with its defaults when that is another dataset; ``root`` replaces the data folder and
+    ``dataset_kwargs`` (``segbench evaluate --dataset-arg``) replace single arguments."""
     from datamodules import create_datamodule
 
     own = model.config["config"]["dataset"]["name"]
     kwargs = dict(model.config.get("datamodule") or {}) if dataset in (None, own) else {}
+    kwargs.update(dataset_kwargs or {})
     if root is not None:
         kwargs["root"] = root
     return create_datamodule(dataset or own, **kwargs)
@@ -370,6 +377,7 @@ def predict(
     dataset: str | None = None,
     split: str = "test",
     root: str | None = None,
+    dataset_kwargs: dict[str, Any] | None = None,
     probabilities: bool = False,
     progress: bool = True,
 ) -> Prediction:
@@ -384,7 +392,7 @@ def predict(
         raise PredictError("give --input DIR or --dataset NAME (one of them)")
     data = model.data
     dims, channels = int(data["spatial_dims"]), int(data["in_channels"])
-    dm = make_datamodule(model, dataset, root)
+    dm = make_datamodule(model, dataset, root, dataset_kwargs)
     if int(dm.spatial_dims) != dims or int(dm.in_channels) != channels:
         raise PredictError(
             f"--dataset {dataset}: {dm.spatial_dims}D with {dm.in_channels} channel(s); the model is "
