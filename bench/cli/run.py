@@ -67,18 +67,17 @@ def run_command(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.sweep, args.override)
     runs = plan_sweep(sweep)  # every run validated before the first one starts
     check_data(runs)  # every dataset root, before anything trains
-    if not args.dry_run:
-        warn_kept_weights([cfg for cfg in runs if run_state(results, cfg) != "done" or args.force], results)
+    states = [run_state(results, cfg) for cfg in runs]  # each record read once, before any run
     if args.dry_run:
-        states = [(cfg.run_id, run_state(results, cfg)) for cfg in runs]
-        for run_id, state in states:
-            print(f"{state:7s} {run_id}")
-        counts = {s: sum(1 for _, x in states if x == s) for s in ("done", "failed", "to run")}
+        for cfg, state in zip(runs, states):
+            print(f"{state:7s} {cfg.run_id}")
+        counts = {s: states.count(s) for s in ("done", "failed", "to run")}
         print(
             f"{len(states)} run(s): {counts['done']} done, {counts['failed']} failed, "
             f"{counts['to run']} to run (dry run: nothing trained)"
         )
         return 0
+    warn_kept_weights([cfg for cfg, st in zip(runs, states) if st != "done" or args.force], results)
     if args.executor == "slurm":
         from bench.cluster.slurm import submit_sweep
 
@@ -87,7 +86,7 @@ def run_command(args: argparse.Namespace) -> int:
     check_local_options(args)  # e.g. --partition without --executor slurm is an error
     if args.reason is not None and not args.force:
         raise UsageError("--reason: only with --force (it says why done runs are re-run)")
-    done_before = sum(run_state(results, cfg) == "done" for cfg in runs)
+    done_before = states.count("done")
     reason = args.reason or "re-run with --force"
     records = run_sweep(sweep, results, force=args.force, progress=not args.quiet, runs=runs, reason=reason)
     failed = [r for r in records if r.status == "failed"]
