@@ -328,6 +328,24 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
         return {}
 
     @classmethod
+    def case_metadata(
+        cls, case_ids: Sequence[str], root: str | os.PathLike[str] | None = None
+    ) -> dict[str, dict[str, str]]:
+        """Per-case metadata for subgroup analysis (``segbench leaderboard --by KEY``).
+
+        Default: the rows of ``case_metadata.csv`` in ``root`` (default :meth:`default_root`) for
+        ``case_ids`` (:func:`datamodules.metadata.read_case_metadata`); datasets whose release states
+        groups (HRF, CHASE_DB1) override it.
+
+        Returns:
+            ``case id -> {key: value}`` for the cases that have metadata (others are left out).
+        """
+        from datamodules.metadata import read_case_metadata
+
+        where = Path(root) if root is not None else cls.default_root()
+        return read_case_metadata(where, case_ids) if where is not None else {}
+
+    @classmethod
     def describe_split(cls) -> str:
         """How the split is made: ``split_note`` or the generic rule."""
         if cls.split_note:
