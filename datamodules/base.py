@@ -27,6 +27,12 @@ once and applies ``on_bad_case`` (default: the dataset's ``on_bad_case_default``
 leaves the case out with one warning per split listing every skipped case and why, and
 ``split_info()["skipped"]`` records them; ``"raise"`` stops with the error.
 
+The disk cache (:mod:`datamodules.diskcache`, docs/cache.md): ``setup`` writes every case it
+decodes as ``.npy`` files under ``<cache_dir>/cases/<key>/`` (``key``: the case's files and
+:meth:`SegDataModule.cache_settings`), and :meth:`SegDataModule.case` and the training patches read
+them back as memory maps, so the dataset is not held in RAM. ``disk_cache=False`` (or
+``$SEGBENCH_NO_DISK_CACHE=1``) keeps every case in RAM instead; batches are identical either way.
+
 Arguments are checked when the DataModule is built (:mod:`datamodules.args`, errors are
 :class:`~datamodules.args.DataArgumentError` naming the argument);
 :meth:`SegDataModule.check_kwargs` runs the same checks on a kwargs dict without building
@@ -44,9 +50,12 @@ Batches:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+import types
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -61,6 +70,20 @@ from datamodules.args import (
     check_args,
 )
 from datamodules.cases import Case, CaseReadingMixin, CaseRef
+from datamodules.diskcache import (
+    META,
+    CachedCases,
+    CaseStore,
+    case_key,
+    default_cache_dir,
+    digest,
+    disk_cache_disabled,
+    file_stamps,
+    module_digest,
+    package_digest,
+    read_entry,
+    source_files,
+)
 from datamodules.download import Resource, fetch_resources
 from datamodules.loaders import RatersAndLoadersMixin
 from datamodules.readers import CaseLoadError
@@ -82,8 +105,59 @@ DATA_ENV = ("SEGBENCH_DATA", "SEGBENCH_SHARED_DATA")
 ``HRF/`` ...), first set one wins. ``SEGBENCH_SHARED_DATA`` is what the test suite sets."""
 
 
+_NOT_SETTINGS = (types.FunctionType, classmethod, staticmethod, property, functools.cached_property)
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's release is not where its root says and cannot be fetched (names the folder)."""
+
+
+LOADER_ONLY_ARGS = frozenset(
+    {
+        "download",
+        "batch_size",
+        "patch_size",
+        "samples_per_epoch",
+        "fg_oversample",
+        "augment",
+        "fold",
+        "num_folds",
+        "split_seed",
+        "seed",
+        "num_workers",
+        "cache_dir",
+        "limit_cases",
+        "on_bad_case",
+        "multi_rater",
+        "disk_cache",
+    }
+)
+"""Constructor arguments that change only the split, the sampling or the loaders, never what
+``load_case`` returns: left out of the disk cache's key (every other argument is in it)."""
+
+
+def _recording_arguments(init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` that first records its arguments (defaults filled in, ``**kwargs`` spread) in
+    ``self._init_args``: the disk cache's key reads a subclass's own arguments from there."""
+    sig = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            bound = sig.bind(self, *args, **kwargs)
+        except TypeError:
+            return init(self, *args, **kwargs)  # the constructor's own error
+        bound.apply_defaults()
+        given = self.__dict__.setdefault("_init_args", {})
+        for name, value in list(bound.arguments.items())[1:]:
+            kind = sig.parameters[name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                given.update(value)
+            elif kind is not inspect.Parameter.VAR_POSITIONAL:
+                given[name] = value
+        return init(self, *args, **kwargs)
+
+    return wrapper
 
 
 def data_folder() -> Path:
@@ -115,8 +189,8 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
         seed: the run's seed; training patches and augmentations are drawn from
             ``(seed, epoch, index)``, new every epoch, the same for the same seed.
         num_workers: DataLoader workers (results do not depend on it).
-        cache_dir: where split files are written (default ``$SEGBENCH_CACHE`` or
-            ``~/.cache/segbench``), since ``root`` may be read-only.
+        cache_dir: where split files and the case cache are written (default ``$SEGBENCH_CACHE``
+            or ``~/.cache/segbench``), since ``root`` may be read-only.
         annotator: which annotator becomes ``label``: None = the first of ``annotators``, a
             name from ``annotators``, or ``"consensus"`` (strict majority vote of the
             annotators a case has; for two annotators that is their intersection). A case
@@ -130,6 +204,9 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
             None takes the dataset's ``on_bad_case_default``.
         multi_rater: training patches also carry ``label_<rater>`` for each rater every training
             case has (val/test batches always carry every rater a case has).
+        disk_cache: keep loaded cases as memory-mapped ``.npy`` files under
+            ``<cache_dir>/cases`` (:mod:`datamodules.diskcache`, docs/cache.md) instead of in RAM;
+            ``$SEGBENCH_NO_DISK_CACHE=1`` turns it off too. Results do not depend on it.
 
     Raises:
         DataArgumentError: an invalid argument (a ``ValueError`` naming it), see :meth:`check_kwargs`.
@@ -185,10 +262,13 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
         limit_cases: int | None = None,
         on_bad_case: str | None = None,
         multi_rater: bool = False,
+        disk_cache: bool = True,
     ) -> None:
         super().__init__()
-        args = {k: v for k, v in locals().items() if k not in ("self", "__class__", "root", "cache_dir")}
+        given = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        args = {k: v for k, v in given.items() if k not in ("root", "cache_dir")}
         self._check_args(args)
+        self.__dict__.setdefault("_init_args", {}).update(given)
         self.root = Path(root) if root is not None else self.default_root()
         self.download = download
         self.batch_size = batch_size
@@ -201,8 +281,7 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
         self.split_seed = split_seed
         self.seed = seed
         self.num_workers = num_workers
-        default_cache = os.environ.get("SEGBENCH_CACHE", Path.home() / ".cache" / "segbench")
-        self.cache_dir = Path(cache_dir or default_cache)
+        self.cache_dir = Path(cache_dir or default_cache_dir())
         self.annotator = annotator
         self.scale = scale
         self.limit_cases = limit_cases
@@ -212,12 +291,26 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
         self.split: Split | None = None
         self.skipped: dict[str, str] = {}
         self._refs: dict[str, CaseRef] = {}
-        self._cache: dict[str, Case] = {}
+        self.disk_cache = disk_cache and not disk_cache_disabled()
+        self._cache: dict[str, Case] = {}  # without the disk cache: every loaded case, in RAM
+        self._entries: dict[str, Path] = {}  # with it: case id -> its entry folder
+        self._store = CaseStore(self.cache_dir)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Record the constructor arguments of every subclass (:meth:`cache_settings` reads them)."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            cls.__init__ = _recording_arguments(init)  # type: ignore[method-assign]
 
     @classmethod
     def _check_args(cls, args: Mapping[str, Any]) -> None:
         """Check the given constructor arguments (:func:`datamodules.args.check_args`)."""
         check_args(cls, args)
+        if "disk_cache" in args and not isinstance(args["disk_cache"], bool):
+            raise DataArgumentError(
+                f"{cls.name or cls.__name__}: disk_cache must be true or false, got {args['disk_cache']!r}"
+            )
 
     @classmethod
     def check_kwargs(cls, kwargs: Mapping[str, Any]) -> None:
@@ -230,8 +323,8 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
         ``0 <= fg_oversample <= 1``, ``num_folds >= 1``, ``fold`` in ``0..num_folds-1``,
         ``num_workers >= 0``, ``annotator`` None / one of ``annotators`` / ``"consensus"``,
         ``augment`` keys known with probabilities in ``[0, 1]``, ``scale > 0``,
-        ``limit_cases`` None or ``>= 1``, ``on_bad_case`` None / ``"skip"`` / ``"raise"``, and
-        the dataset's own arguments (``extra_arg_checks``).
+        ``limit_cases`` None or ``>= 1``, ``on_bad_case`` None / ``"skip"`` / ``"raise"``,
+        ``disk_cache`` a bool, and the dataset's own arguments (``extra_arg_checks``).
 
         Args:
             kwargs: what would be passed to the constructor (``root`` included or not).
@@ -247,7 +340,7 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
             raise DataArgumentError(
                 f"{who}: unknown argument {unknown[0]!r}; accepted: {', '.join(accepted)}"
             )
-        check_args(cls, {**accepted, **kwargs})
+        cls._check_args({**accepted, **kwargs})
 
     # ---- where the data is -------------------------------------------------------------
     @classmethod
@@ -416,15 +509,94 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
         """The dataset's index, with the official split in ``CaseRef.split`` where one exists."""
         raise NotImplementedError
 
+    # ---- the disk cache's key (datamodules.diskcache) -------------------------------------
+    def cache_settings(self) -> dict[str, Any]:
+        """Everything besides the case's own files that changes what :meth:`load_case` returns.
+
+        - ``class``: the dataset's class and its declared class attributes (a dataset declared by
+          its files: what they declare), an instance attribute of the same name taking precedence
+          (``raw_intensities``);
+        - ``code``: a digest of the source of the ``datamodules`` package and of any module outside
+          it that defines the class or a base (a changed reader, a new segbench version: the
+          cases are decoded again);
+        - ``args``: every constructor argument of the class and its bases except
+          :data:`LOADER_ONLY_ARGS`, found generically: a dataset's new argument is in the key
+          without being listed anywhere. An instance attribute of the same name (the resolved
+          value, e.g. ``root``) takes precedence over the value given.
+
+        A dataset whose ``load_case`` also depends on something else (statistics of the training
+        split, a setting changed after construction under another name) adds it here.
+        """
+        klasses = [k for k in type(self).__mro__ if issubclass(k, SegDataModule) or k is CaseReadingMixin]
+        attrs = {}
+        for klass in klasses:
+            for name in vars(klass):
+                value = inspect.getattr_static(type(self), name)
+                if name.startswith("_") or name in attrs or isinstance(value, _NOT_SETTINGS):
+                    continue
+                attrs[name] = self.__dict__.get(name, value)
+        outside = sorted({k.__module__ for k in klasses if k.__module__.split(".")[0] != "datamodules"})
+        given = self.__dict__.get("_init_args", {})
+        args = {k: self.__dict__.get(k, v) for k, v in given.items() if k not in LOADER_ONLY_ARGS}
+        return {
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "attrs": attrs,
+            "code": {"datamodules": package_digest(), **{m: module_digest(m) for m in outside}},
+            "args": args,
+        }
+
+    def case_files(self, ref: CaseRef) -> list[Path]:
+        """The files ``load_case(ref)`` reads (their path, size and mtime are in the case's key).
+
+        Default: every existing file named in ``ref.info``. A dataset whose ``load_case`` reads
+        files its index entry does not name overrides it."""
+        return source_files(ref.info)
+
+    def case_key(self, ref: CaseRef) -> str:
+        """The disk cache's entry name of ``ref`` under the current settings (:meth:`cache_settings`)."""
+        source = {"info": ref.info, "files": file_stamps(self.case_files(ref))}
+        return case_key(self.name or type(self).__name__, digest(self.cache_settings()), ref.case_id, source)
+
     # ---- shared logic --------------------------------------------------------------------
     def case(self, case_id: str) -> Case:
-        """Load (once) and return the case ``case_id``."""
-        if case_id not in self._cache:
-            self._cache[case_id] = self.load_case(self._refs[case_id])
-        return self._cache[case_id]
+        """The case ``case_id`` as :meth:`load_case` returned it.
+
+        With the disk cache (default): read from its entry, written on first use; the image, FOV
+        and float extras are copy-on-write memory maps, ``label`` and integer extras copies in
+        their own dtype (int64), so nothing stays in RAM after the caller drops it. Without it:
+        loaded once and kept in RAM.
+        """
+        if not self.disk_cache:
+            if case_id not in self._cache:
+                self._cache[case_id] = self.load_case(self._refs[case_id])
+            return self._cache[case_id]
+        return read_entry(self._entry(case_id))
+
+    def _entry(self, case_id: str) -> Path:
+        """The cache entry of ``case_id``, decoded and written when missing.
+
+        Raises:
+            CaseLoadError: the case cannot be read (bad cases never get an entry).
+        """
+        folder = self._entries.get(case_id)
+        if folder is None or not (folder / META).is_file():
+            ref = self._refs[case_id]
+            key = self.case_key(ref)
+            folder = self._store.find(key) or self._store.put(key, self.load_case(ref))
+            self._entries[case_id] = folder
+        return folder
+
+    def training_cases(self, case_ids: Sequence[str]) -> Sequence[Case]:
+        """The cases the training patches are cut from: lazily opened cache entries
+        (:class:`~datamodules.diskcache.CachedCases`, memory maps, labels as stored), or the
+        in-RAM cases without the disk cache."""
+        if not self.disk_cache:
+            return [self.case(c) for c in case_ids]
+        return CachedCases([self._entry(c) for c in case_ids])
 
     def setup(self, stage: str | None = None) -> None:
-        """Index the release, load or make the split, and load every case of every split once.
+        """Index the release, load or make the split, and load every case of every split once:
+        into the disk cache (only the cases it lacks are decoded), or into RAM without it.
 
         Bad cases are skipped (listed in ``split_info()["skipped"]``) or raised, per ``on_bad_case``.
         """
@@ -495,7 +667,10 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
             if cid in self.skipped:
                 continue
             try:
-                self.case(cid)
+                if self.disk_cache:
+                    self._entry(cid)
+                else:
+                    self.case(cid)
                 good.append(cid)
             except CaseLoadError as e:
                 if self.on_bad_case == "raise":

@@ -7,10 +7,14 @@ There are no FOV masks in the release: ``Case.fov`` is derived from the red chan
 (:func:`datamodules.readers.derive_fov`). There is no official split; the common convention,
 used here, puts subjects 01-10 (20 images) in training and 11-14 (8 images) in test, so both
 eyes of a child stay in the same split; the validation folds also keep a child's eyes together.
+
+Per-case metadata (:meth:`ChaseDb1DataModule.case_metadata`, ``segbench leaderboard --by eye``):
+``eye`` (``left`` / ``right`` from ``Image_NNL`` / ``Image_NNR``) and ``age_group`` (``child``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 
@@ -19,7 +23,8 @@ from datamodules.download import Resource
 from datamodules.registry import register_dataset
 
 _LAST_TRAIN_SUBJECT = 10
-_IMAGE_ID = re.compile(r"Image_(\d\d)[LR]")
+_IMAGE_ID = re.compile(r"Image_(\d\d)([LR])")
+_EYE = {"L": "left", "R": "right"}
 
 
 @register_dataset("chase_db1")
@@ -61,4 +66,22 @@ class ChaseDb1DataModule(SegDataModule):
             m = _IMAGE_ID.fullmatch(cid)
             if m:
                 out[cid] = f"child {m.group(1)}"
+        return out
+
+    @classmethod
+    def case_metadata(
+        cls, case_ids: Sequence[str], root: str | os.PathLike[str] | None = None
+    ) -> dict[str, dict[str, str]]:
+        """``eye`` (``left`` / ``right``, from ``Image_NNL`` / ``Image_NNR``) and ``age_group``
+        (``child``: every subject is a child of the school cohort) of each case named as the release
+        names its images (ids of another form get none).
+
+        Keys of a ``case_metadata.csv`` in ``root`` are added (:meth:`SegDataModule.case_metadata`);
+        the keys the name states win over columns of the same name.
+        """
+        out = super().case_metadata(case_ids, root)
+        for cid in case_ids:
+            m = _IMAGE_ID.fullmatch(cid)
+            if m:
+                out[cid] = {**out.get(cid, {}), "eye": _EYE[m.group(2)], "age_group": "child"}
         return out

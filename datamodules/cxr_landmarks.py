@@ -34,7 +34,7 @@ from datamodules.readers import CaseLoadError, read_image_2d
 from datamodules.registry import register_dataset
 
 ORGANS = ("RL", "LL", "H", "RCLA", "LCLA")
-_SPATIAL_AUGMENTS = {"flip", "rot90"}
+_SPATIAL_AUGMENTS = {"flip", "rot90", "rotate_scale"}
 
 
 def _organs(cls: type, v: Any, args: Any) -> str | None:

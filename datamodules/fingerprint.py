@@ -126,7 +126,28 @@ def _axcodes(affine: Any) -> str | None:
     return "".join(str(c) for c in nib.orientations.aff2axcodes(np.asarray(affine)))
 
 
-def _stats(values: np.ndarray) -> dict[str, float | int | None]:
+def foreground_sample(image: np.ndarray, label: np.ndarray, per_case: int, key: int) -> list[np.ndarray]:
+    """The intensities of the foreground voxels (``label > 0``) of one case, per channel.
+
+    Args:
+        image: ``(C, *spatial)`` intensities as stored.
+        label: ``(*spatial)`` integer labels.
+        per_case: keep at most this many voxels (an evenly seeded draw, the same for the same ``key``).
+        key: the case's position in the index (seeds the draw).
+
+    Returns:
+        ``C`` arrays of shape ``(n,)``, ``n <= per_case``, the same voxels in every channel.
+    """
+    idx = np.flatnonzero(label > 0)
+    if idx.size > per_case:
+        idx = np.sort(np.random.default_rng([1234, key]).choice(idx, per_case, replace=False))
+    return [image[c].ravel()[idx] for c in range(image.shape[0])]
+
+
+def intensity_stats(values: np.ndarray) -> dict[str, float | int | None]:
+    """nnU-Net's foreground intensity statistics of ``values (n,)``: ``foreground_voxels``,
+    ``mean``, ``std``, ``median``, ``min``, ``max``, ``percentile_00_5``, ``percentile_99_5``
+    (None when ``values`` is empty)."""
     if values.size == 0:
         return {"foreground_voxels": 0, **dict.fromkeys(("mean", "std", "median", "min", "max"))} | {
             "percentile_00_5": None,
@@ -177,12 +198,8 @@ def compute(dm: SegDataModule, *, progress: bool = True) -> dict[str, Any]:
         n = np.bincount(label.ravel(), minlength=k)[:k]
         counts += n
         present += n > 0
-        fg = label > 0
-        idx = np.flatnonzero(fg)
-        if idx.size > per_case:
-            idx = np.sort(np.random.default_rng([1234, i]).choice(idx, per_case, replace=False))
-        for c in range(min(len(channels), image.shape[0])):
-            samples[c].append(image[c].ravel()[idx])
+        for c, values in enumerate(foreground_sample(image, label, per_case, i)[: len(channels)]):
+            samples[c].append(values)
         cases[ref.case_id] = {
             "shape": [int(s) for s in label.shape],
             "spacing": [float(s) for s in (spacing or (1.0,) * dims)],
@@ -216,7 +233,7 @@ def compute(dm: SegDataModule, *, progress: bool = True) -> dict[str, Any]:
         "spacing": {**spacing, "anisotropy": float(med[worst] / max(others)) if others else 1.0},
         "orientation": orient,
         "intensity": [
-            {"channel": name, **_stats(np.concatenate(s) if s else np.zeros(0))}
+            {"channel": name, **intensity_stats(np.concatenate(s) if s else np.zeros(0))}
             for name, s in zip(channels, samples)
         ],
         "class_frequency": [
@@ -350,25 +367,37 @@ def _x(values: Sequence[float], fmt: str = "{:g}") -> str:
 
 
 def sweep_snippet(fp: dict[str, Any]) -> str:
-    """The suggestion as a sweep ``datasets`` entry (patch size live; spacing and normalisation as
-    comments until segbench has preprocessing options)."""
+    """The suggestion as a sweep ``datasets`` entry. A volume dataset gets every suggestion as a live
+    option (docs/preprocessing.md): ``patch_size``, ``spacing`` (the target spacing),
+    ``orientation: RAS`` when its cases are stored in more than one orientation, and
+    ``intensity: ct`` when every channel is CT; a 2D dataset has no resampling option, so its
+    spacing stays a comment. Per-case z-scoring is the default and needs no line."""
     s = fp["suggested"]
+    volume = int(fp.get("spatial_dims", 2)) == 3
+    spacing = json.dumps([round(v, 5) for v in s["spacing"]])
+    why = " (anisotropic axis: 10th percentile)" if s["anisotropic"] else " (median spacing)"
     lines = [
         f"# suggested by nnU-Net's planning rules from the fingerprint of {fp['root']} (docs/datasets.md)",
         "datasets:",
         f"  - name: {fp['dataset']}",
         f"    root: {fp['root']}",
         f"    patch_size: {json.dumps(s['patch_size'])}",
-        "# not options of segbench yet (preprocessing, issue 26):",
-        f"#   target spacing: {json.dumps([round(v, 5) for v in s['spacing']])}"
-        + (" (anisotropic axis: 10th percentile)" if s["anisotropic"] else " (median spacing)"),
     ]
+    lines.append(
+        f"    spacing: {spacing}  # target spacing{why}" if volume else f"#   target spacing: {spacing}{why}"
+    )
+    if volume and len(fp.get("orientation") or {}) > 1:
+        lines.append("    orientation: RAS  # the cases are stored in more than one orientation")
+    schemes = {n["scheme"] for n in s["normalisation"]}
+    if volume and schemes == {"ct"}:
+        lines.append("    intensity: ct  # clip to the training foreground's 0.5 / 99.5 percentiles, z-score")
     for n in s["normalisation"]:
         if n["scheme"] == "ct":
             lo, hi = n["clip"]
             how = f"clip to [{lo:.6g}, {hi:.6g}], then (x - {n['mean']:.6g}) / {n['std']:.6g}"
+            how += " (intensity: ct computes these on each run's training split)"
         else:
-            how = "z-score per case"
+            how = "z-score per case (the default)"
         lines.append(f"#   normalisation {n['channel']}: {how}")
     return "\n".join(lines)
 

@@ -37,14 +37,24 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
 from bench.errors import UserError
-from datamodules.args import DataArgumentError
+from datamodules.args import ArgCheck, DataArgumentError
 from datamodules.base import Case, CaseRef, SegDataModule
 from datamodules.cases import RawCase
+from datamodules.preprocess import (
+    ANISO_THRESHOLD,
+    GridTransform,
+    check_intensity,
+    check_orientation,
+    check_spacing,
+    ct_normalise,
+    foreground_statistics,
+    plan_grid,
+)
 from datamodules.readers import (
     IMAGE_2D_EXTENSIONS,
     SITK_EXTENSIONS,
@@ -384,16 +394,81 @@ def read_volume_case(
     return RawCase(image, label, spacing, affine)
 
 
+class OriginalGrid(NamedTuple):
+    """A test case's prediction mapped back to the file's grid (:meth:`VolumeDataModule.to_original`).
+
+    Attributes:
+        prob: ``(K, *original_shape)`` float32 class probabilities.
+        label: ``(*original_shape)`` int64, the label file as read.
+        spacing: the file's voxel size per axis (mm).
+        fov: ``(*original_shape)`` bool field of view, or None (volumes have none).
+    """
+
+    prob: np.ndarray
+    label: np.ndarray
+    spacing: tuple[float, ...]
+    fov: np.ndarray | None
+
+
 class VolumeDataModule(SegDataModule):
     """Reader of the nnU-Net v2 raw (``layout = "nnunet"``) and MSD (``"msd"``) layouts. A subclass
     declares ``layout``, ``file_ending``, the classes and channels; :class:`NnunetRawDataModule`
     reads them from ``dataset.json``. MSD without ``dataset.json``: ``imagesTr`` and ``labelsTr``
-    are paired by file name."""
+    are paired by file name.
+
+    Preprocessing (``docs/preprocessing.md``, :mod:`datamodules.preprocess`); none set: each case
+    is read in its file's grid, as before these options existed.
+
+    Args:
+        spacing: resample to ``[sx, sy, sz]`` (mm): images linear (nearest along the out-of-plane
+            axis of anisotropic data, nnU-Net's separate-z rule), labels nearest. None: the file's grid.
+        orientation: ``"RAS"``: reorient by the affine first. None: the file's axis order.
+        intensity: None: the dataset's own rule (its intensity window if any, then a per-case
+            z-score); ``"zscore"``: per-case z-score of the intensities as stored; ``"ct"``: clip to
+            the 0.5 / 99.5 foreground percentiles of the training cases, z-score with their
+            foreground mean and std (stated in ``split_info()["preprocess"]``).
+
+    With ``spacing`` or ``orientation`` the test metrics are computed on the file's grid:
+    :meth:`to_original` maps a prediction back (``maps_back``).
+    """
 
     layout: ClassVar[str] = "msd"
     file_ending: ClassVar[str] = ".nii.gz"
     annotators = ("manual",)
     spec_hint: ClassVar[str] = ""
+    extra_arg_checks: ClassVar[dict[str, ArgCheck]] = {
+        "spacing": check_spacing,
+        "orientation": check_orientation,
+        "intensity": check_intensity,
+    }
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        spacing: Sequence[float] | None = None,
+        orientation: str | None = None,
+        intensity: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        own = {"spacing": spacing, "orientation": orientation, "intensity": intensity}
+        self._check_args({**own, "scale": kwargs.get("scale", 1.0)})
+        super().__init__(root, **kwargs)
+        self.target_spacing = None if spacing is None else tuple(float(s) for s in spacing)
+        self.orientation = orientation
+        self.intensity = intensity
+        self._intensity_stats: list[dict[str, Any]] | None = None
+
+    @property
+    def maps_back(self) -> bool:
+        """True when cases are resampled or reoriented: test predictions go back through
+        :meth:`to_original` before they are scored."""
+        return self.target_spacing is not None or self.orientation is not None
+
+    @property
+    def preprocessing(self) -> bool:
+        """True when any preprocessing option is set."""
+        return self.maps_back or self.intensity is not None
 
     def list_cases(self) -> list[CaseRef]:
         spec = self.find_files(SPEC_FILE)
@@ -423,8 +498,131 @@ class VolumeDataModule(SegDataModule):
 
     def load_case(self, ref: CaseRef) -> Case:
         raw = self.read_raw(ref)
-        image = self.adjust_intensities(raw.image)
-        return self.make_case(ref.case_id, image, {"manual": raw.label}, spacing=raw.spacing)
+        if not self.preprocessing:  # the file's grid, the dataset's own intensities
+            image = self.adjust_intensities(raw.image)
+            return self.make_case(ref.case_id, image, {"manual": raw.label}, spacing=raw.spacing)
+        where = str(ref.info.get("label") or ref.case_id)
+        image, grid = self.prepare_input(raw.image, raw.spacing, raw.affine, where=where)
+        extras: dict[str, Any] = {}
+        if self.intensity == "ct":
+            extras["intensity_stats"] = self.intensity_statistics()
+        if grid is None:
+            label, spacing = raw.label, raw.spacing
+        else:
+            label, spacing = grid.label(raw.label), grid.spacing
+            extras.update(grid.to_extras(), original_label=raw.label, original_affine=raw.affine)
+        normalise = self.intensity != "ct"
+        return self.make_case(
+            ref.case_id, image, {"manual": label}, spacing=spacing, extras=extras, normalise=normalise
+        )
+
+    def prepare_input(
+        self,
+        image: np.ndarray,
+        spacing: Sequence[float] | None,
+        affine: np.ndarray | None,
+        *,
+        where: str = "",
+    ) -> tuple[np.ndarray, GridTransform | None]:
+        """An image as stored ``(C, *spatial)`` with the intensity option applied (``ct``: normalised;
+        None: the dataset's window; the z-score comes later, in :meth:`make_case`) and moved to the
+        preprocessed grid; also the :class:`GridTransform` (None without ``spacing`` / ``orientation``).
+
+        Raises:
+            PreprocessError: ``orientation`` without an affine (names ``where``).
+        """
+        if self.intensity == "ct":
+            image = ct_normalise(image, self.intensity_statistics())
+        elif self.intensity is None:
+            image = self.adjust_intensities(image)
+        if not self.maps_back:
+            return image, None
+        grid = plan_grid(
+            image.shape[1:],
+            spacing,
+            affine,
+            target_spacing=self.target_spacing,
+            orientation=self.orientation,
+            where=where,
+        )
+        return grid.image(image), grid
+
+    def intensity_statistics(self) -> list[dict[str, Any]]:
+        """Per-channel foreground statistics of the training cases (read as stored), computed once:
+        what ``intensity: ct`` clips and z-scores with. Test and validation cases never enter them.
+
+        Raises:
+            PreprocessError: no training case holds foreground.
+        """
+        if self._intensity_stats is None:
+            if not self.splits:
+                self.setup("fit")
+            if self._intensity_stats is not None:  # setup loaded the cases, which computed them
+                return self._intensity_stats
+            pairs = []
+            for cid in self.splits["train"]:
+                try:
+                    raw = self.read_raw(self._refs[cid])
+                except CaseLoadError:
+                    continue  # skipped by on_bad_case when the case itself loads
+                pairs.append((raw.image, raw.label))
+            channels = self.channel_names or tuple(f"channel {i}" for i in range(self.in_channels))
+            self._intensity_stats = foreground_statistics(pairs, len(pairs), channels)
+        return self._intensity_stats
+
+    def cache_settings(self) -> dict[str, Any]:
+        """The base's settings, plus (``intensity: ct``) the training statistics the cases are
+        normalised with: they depend on the split, which the constructor arguments do not state."""
+        settings = super().cache_settings()
+        if self.intensity == "ct":
+            settings["intensity_stats"] = self.intensity_statistics()
+        return settings
+
+    def to_original(self, case_id: str, prob: np.ndarray) -> OriginalGrid:
+        """Class probabilities ``prob (K, *spatial)`` of a loaded case, on its file's grid, with the
+        file's label and spacing: the inverse of the resampling and reorientation
+        (:meth:`GridTransform.back`). Without ``maps_back`` the case's own label and spacing.
+        """
+        case = self.case(case_id)
+        if "original_shape" not in case.extras:
+            return OriginalGrid(prob, case.label, tuple(case.spacing or ()), case.fov)
+        grid = GridTransform.from_extras(case.extras)
+        spacing = tuple(float(s) for s in case.extras["original_spacing"])
+        return OriginalGrid(grid.back(prob), case.extras["original_label"], spacing, None)
+
+    def map_back(self, case_id: str, array: np.ndarray) -> np.ndarray:
+        """Any ``(C, *spatial)`` float array on a loaded case's grid (its image) on the file's grid."""
+        case = self.case(case_id)
+        if "original_shape" not in case.extras:
+            return array
+        return GridTransform.from_extras(case.extras).back(array)
+
+    def split_info(self) -> dict[str, Any]:
+        """The base's, plus ``preprocess`` when an option is set: ``spacing``, ``orientation``,
+        ``intensity``, ``anisotropy_threshold``, ``intensity_stats`` (``ct``: the clip bounds,
+        mean and std used per channel) and ``test_grid`` (``{case_id: {shape, spacing}}`` of the
+        files the test metrics are computed on)."""
+        info = super().split_info()
+        if not self.preprocessing:
+            return info
+        grids = {}
+        for cid in self.splits.get("test", []):
+            if cid in self.skipped or cid not in self._refs:
+                continue
+            case = self.case(cid)
+            shape = case.extras.get("original_shape", list(case.label.shape))
+            spacing = case.extras.get("original_spacing", list(case.spacing or ()))
+            grids[cid] = {"shape": list(shape), "spacing": list(spacing)}
+        stats = self.intensity_statistics() if self.intensity == "ct" else None
+        info["preprocess"] = {
+            "spacing": None if self.target_spacing is None else list(self.target_spacing),
+            "orientation": self.orientation,
+            "intensity": self.intensity,
+            "anisotropy_threshold": ANISO_THRESHOLD,
+            "intensity_stats": stats,
+            "test_grid": grids,
+        }
+        return info
 
 
 # ---- datasets declared by their files --------------------------------------------------

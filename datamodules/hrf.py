@@ -10,9 +10,15 @@ layouts are read:
 
 Gotchas: the FOV masks are RGB TIFFs (read as grey); images are 8 Mpx, so ``scale=0.5`` (or
 less) is common and keeps memory down. No official split (seeded).
+
+Per-case metadata (:meth:`HrfDataModule.case_metadata`, ``segbench leaderboard --by condition``):
+``condition`` from the image name (``healthy``, ``glaucoma``, ``diabetic_retinopathy``).
 """
 
 from __future__ import annotations
+
+import os
+from collections.abc import Sequence
 
 from datamodules.base import CaseRef, SegDataModule
 from datamodules.download import Resource
@@ -20,6 +26,8 @@ from datamodules.registry import register_dataset
 
 _CATEGORIES = ("healthy", "glaucoma", "diabetic_retinopathy")
 _IMAGE_SUFFIXES = {".jpg", ".jpeg"}
+_CONDITION = {"h": "healthy", "g": "glaucoma", "dr": "diabetic_retinopathy"}
+"""The suffix of an image name (``NN_h``, ``NN_g``, ``NN_dr``) -> the subject's condition."""
 
 
 @register_dataset("hrf")
@@ -63,3 +71,20 @@ class HrfDataModule(SegDataModule):
                     }
                     refs[img.stem] = CaseRef(img.stem, None, info)
         return [refs[k] for k in sorted(refs)]
+
+    @classmethod
+    def case_metadata(
+        cls, case_ids: Sequence[str], root: str | os.PathLike[str] | None = None
+    ) -> dict[str, dict[str, str]]:
+        """``condition`` of each case from its name, as the release names its images: ``NN_h``
+        healthy, ``NN_g`` glaucoma, ``NN_dr`` diabetic_retinopathy (ids of another form get none).
+
+        Keys of a ``case_metadata.csv`` in ``root`` are added (:meth:`SegDataModule.case_metadata`);
+        the condition the name states wins over a ``condition`` column.
+        """
+        out = super().case_metadata(case_ids, root)
+        for cid in case_ids:
+            stem, sep, suffix = cid.rpartition("_")
+            if sep and stem.isdigit() and suffix in _CONDITION:
+                out[cid] = {**out.get(cid, {}), "condition": _CONDITION[suffix]}
+        return out

@@ -9,6 +9,7 @@ and splitting).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from torch.utils.data import DataLoader, Dataset
@@ -32,7 +33,7 @@ class RatersAndLoadersMixin:
     def _dataset(self, split: str) -> Dataset:
         return CaseDataset(self, self.good_case_ids(split))
 
-    def _train_raters(self, cases: list[Case]) -> list[str]:
+    def _train_raters(self, cases: Sequence[Case]) -> list[str]:
         if not self.multi_rater:
             return []
         return [r for r in self.rater_names() if all(f"label_{r}" in c.extras for c in cases)]
@@ -47,9 +48,11 @@ class RatersAndLoadersMixin:
 
         The :class:`~datamodules.sampling.EpochSampler` makes every epoch draw new patches
         (Lightning calls its ``set_epoch``); the draws depend on ``seed`` only, not on workers.
+        The patches are cut from :meth:`training_cases` (memory-mapped cache entries by default):
+        the loader and its workers hold the cases' folder names, not their arrays.
         """
-        cases = [self.case(c) for c in self.good_case_ids("train")]
-        if not cases:
+        cases = self.training_cases(self.good_case_ids("train"))
+        if not len(cases):
             raise RuntimeError(f"{self.name}: no loadable training cases (skipped: {self.skipped})")
         raters = self._train_raters(cases)
         ds = PatchSampler(

@@ -10,11 +10,14 @@ of :class:`datamodules.generic.VolumeDataModule`, the one ``nnunet_raw`` uses:
   ``imagesTr`` and ``labelsTr`` by file name; macOS ``._*`` files in the tars are ignored. An
   image without its label (or a label without its image) is a case that fails to load, naming
   the missing file (``on_bad_case``).
-- Images are read as stored (no reorientation), channels first for multi-modal tasks; voxel
-  spacing from the NIfTI header is kept (``Case.spacing``).
+- Images are read as stored (no reorientation unless ``orientation`` is set), channels first for
+  multi-modal tasks; voxel spacing from the NIfTI header is kept (``Case.spacing``).
 - Image dtypes are mixed (float32 / uint8) and some labels are float (0., 1., 2.): labels are
   cast to int64 after checking they hold whole numbers in ``0..num_classes-1``.
-- Intensities: optional clip to ``intensity_window`` (CT), then z-score over the volume.
+- Intensities: optional clip to ``intensity_window`` (CT), then z-score over the volume; the
+  ``intensity`` option (``zscore``, ``ct``) replaces this rule (``docs/preprocessing.md``).
+- Optional preprocessing (``spacing``, ``orientation``): cases are resampled / reoriented and the
+  test metrics are computed after mapping the prediction back to the file's grid.
 - The test images have no public labels: seeded k-fold over ``imagesTr``.
 """
 
@@ -40,7 +43,11 @@ def _window(cls: type, v: Any, args: Any) -> str | None:
     ok = (
         not isinstance(v, str) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v) and v[0] < v[1]
     )
-    return None if ok else f"must be None or [low, high] with low < high, got {v!r}"
+    if not ok:
+        return f"must be None or [low, high] with low < high, got {v!r}"
+    if args.get("intensity") is not None:
+        return f"cannot be combined with intensity={args['intensity']!r} (which sets the intensities itself)"
+    return None
 
 
 def _msd_resource(task: str, md5: str) -> tuple[Resource, ...]:
@@ -51,7 +58,10 @@ class MsdDataModule(VolumeDataModule):
     """A Decathlon task; subclasses declare the task, classes and window.
 
     Args:
-        intensity_window: clip range applied before the z-score (None: no clipping).
+        intensity_window: clip range applied before the z-score (None: the task's default window,
+            if any); not together with ``intensity`` (``zscore`` and ``ct`` use no window).
+        spacing, orientation, intensity: preprocessing (:class:`VolumeDataModule`,
+            ``docs/preprocessing.md``).
     """
 
     spatial_dims = 3
@@ -60,7 +70,7 @@ class MsdDataModule(VolumeDataModule):
     spec_hint = "; fix or delete it (the cases are then paired from imagesTr/ and labelsTr/)"
     msd_task: ClassVar[str] = ""
     default_window: ClassVar[tuple[float, float] | None] = None
-    extra_arg_checks = {"intensity_window": _window}
+    extra_arg_checks = {**VolumeDataModule.extra_arg_checks, "intensity_window": _window}
 
     def __init__(
         self,
@@ -69,7 +79,7 @@ class MsdDataModule(VolumeDataModule):
         intensity_window: tuple[float, float] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._check_args({"intensity_window": intensity_window})
+        self._check_args({"intensity_window": intensity_window, "intensity": kwargs.get("intensity")})
         super().__init__(root, **kwargs)
         self.intensity_window = tuple(intensity_window) if intensity_window else self.default_window
 

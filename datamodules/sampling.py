@@ -22,11 +22,15 @@ import torch
 from monai.data import get_track_meta, set_track_meta
 from monai.transforms import (
     Compose,
+    RandAdjustContrastd,
+    RandAffined,
     RandFlipd,
     RandGaussianNoised,
+    RandGaussianSmoothd,
     RandRotate90d,
     RandScaleIntensityd,
     RandShiftIntensityd,
+    RandSimulateLowResolutiond,
 )
 from torch.utils.data import Dataset, Sampler
 
@@ -40,7 +44,40 @@ AUGMENTATIONS: dict[str, Callable[[float, int, list[str]], list[Any]]] = {
     "noise": lambda p, dims, keys: [RandGaussianNoised(["image"], prob=p, std=0.1)],
     "scale_intensity": lambda p, dims, keys: [RandScaleIntensityd(["image"], factors=0.2, prob=p)],
     "shift_intensity": lambda p, dims, keys: [RandShiftIntensityd(["image"], offsets=0.2, prob=p)],
+    # nnU-Net's pipeline (nnUNetTrainer.get_training_transforms), from MONAI transforms:
+    "rotate_scale": lambda p, dims, keys: [_rotate_scale(p, dims, keys)],
+    "blur": lambda p, dims, keys: [
+        RandGaussianSmoothd(["image"], sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0), prob=p)
+    ],
+    "brightness": lambda p, dims, keys: [RandScaleIntensityd(["image"], factors=0.25, prob=p)],
+    "contrast": lambda p, dims, keys: [RandAdjustContrastd(["image"], gamma=(0.75, 1.25), prob=p)],
+    "low_res": lambda p, dims, keys: [
+        RandSimulateLowResolutiond(
+            ["image"], zoom_range=(0.5, 1.0), upsample_mode="trilinear" if dims == 3 else "bilinear", prob=p
+        )
+    ],
+    "gamma": lambda p, dims, keys: [RandAdjustContrastd(["image"], gamma=(0.7, 1.5), prob=p)],
+    "gamma_inverted": lambda p, dims, keys: [
+        RandAdjustContrastd(["image"], gamma=(0.7, 1.5), invert_image=True, retain_stats=True, prob=p)
+    ],
 }
+"""``augment`` names: probability -> MONAI transforms. The nnU-Net ones follow its defaults:
+``rotate_scale`` rotates by up to ±30° (each axis in 3D, in-plane in 2D) and scales by 0.7-1.4
+(image bilinear, labels nearest, zeros outside the patch), ``noise`` (std 0.1), ``blur`` (σ 0.5-1),
+``brightness`` (× 0.75-1.25), ``contrast`` and ``gamma`` (γ 0.75-1.25 / 0.7-1.5), ``low_res``
+(down- and up-sampled by 0.5-1), ``gamma_inverted`` (on the inverted image), ``flip`` (each axis).
+nnU-Net rotates a larger region before it crops the patch; here the patch itself is rotated, so its
+corners get zeros: an approximation, said in docs/datasets.md."""
+
+
+def _rotate_scale(p: float, dims: int, keys: list[str]) -> RandAffined:
+    """nnU-Net's spatial transform: rotation ±30° and scaling 0.7-1.4 in one affine."""
+    angle = np.deg2rad(30.0)
+    rotate = (angle, angle, angle) if dims == 3 else (angle,)
+    modes = ["bilinear"] + ["nearest"] * (len(keys) - 1)
+    return RandAffined(
+        keys, prob=p, rotate_range=rotate, scale_range=(0.3,) * dims, mode=modes, padding_mode="zeros"
+    )
 
 
 def augment_problem(augment: Any) -> str | None:
@@ -126,6 +163,10 @@ class PatchSampler(Dataset):
     name in ``raters`` the drawn case has, ``label_<name> (1, *patch)`` int64 from the same crop
     (and the same spatial augmentation).
 
+    ``cases`` is a list of loaded cases or :class:`~datamodules.diskcache.CachedCases` (memory-mapped
+    cache entries, labels as stored, uint8): only the crop is read and converted, and pickling the
+    sampler for DataLoader workers carries folder names, not arrays.
+
     A case with ``extras["landmarks"]`` (``(N, 2)`` normalised ``(x, y)`` in the whole image)
     also yields ``landmarks (N, 2)`` normalised to the patch (``[0, 1]`` when the patch covers the
     image; spatial augmentation is not applied to them).
@@ -133,7 +174,7 @@ class PatchSampler(Dataset):
 
     def __init__(
         self,
-        cases: list[Case],
+        cases: Sequence[Case],
         *,
         patch_size: Sequence[int],
         samples_per_epoch: int,
@@ -149,7 +190,14 @@ class PatchSampler(Dataset):
         self.transform = transform
         self.seed = int(seed)
         self.raters = tuple(raters)
-        self._fg = [np.argwhere(c.label > 0) for c in cases]
+        # flat indices of each case's foreground: read from the cache entry (CachedCases.foreground),
+        # or found once here
+        lazy = callable(getattr(cases, "foreground", None))
+        self._fg = None if lazy else [np.flatnonzero(c.label > 0) for c in cases]
+
+    def _foreground(self, k: int) -> np.ndarray:
+        """``(n,)`` flat C-order indices of case ``k``'s voxels with ``label > 0``."""
+        return self.cases.foreground(k) if self._fg is None else self._fg[k]
 
     def __len__(self) -> int:
         return self.n
@@ -161,7 +209,7 @@ class PatchSampler(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         rng = self._rng(key)
         k = int(rng.integers(len(self.cases)))
-        case, fg = self.cases[k], self._fg[k]
+        case, fg = self.cases[k], self._foreground(k)
         labels = {"label": case.label}
         labels.update(
             {f"label_{r}": case.extras[f"label_{r}"] for r in self.raters if f"label_{r}" in case.extras}
@@ -170,12 +218,14 @@ class PatchSampler(Dataset):
         center = None
         if len(fg) and rng.random() < self.fg_oversample:
             offset = [(p - n) // 2 if p > n else 0 for n, p in zip(case.label.shape, self.patch, strict=True)]
-            center = fg[int(rng.integers(len(fg)))] + np.array(offset)
+            voxel = np.unravel_index(int(fg[int(rng.integers(len(fg)))]), case.label.shape)
+            center = np.array(voxel) + np.array(offset)
         padded = labels["label"].shape
         box = crop_box(padded, self.patch, rng, center)
-        item = {"image": torch.from_numpy(np.ascontiguousarray(image[(slice(None), *box)], dtype=np.float32))}
+        # copies (np.array), never views: the cases may be read-only memory maps
+        item = {"image": torch.from_numpy(np.array(image[(slice(None), *box)], dtype=np.float32, order="C"))}
         for key_, lab in labels.items():
-            item[key_] = torch.from_numpy(np.ascontiguousarray(lab[box], dtype=np.int64))[None]
+            item[key_] = torch.from_numpy(np.array(lab[box], dtype=np.int64, order="C"))[None]
         landmarks = case.extras.get("landmarks")
         if self.transform is not None:
             self.transform.set_random_state(seed=int(rng.integers(2**31)))

@@ -48,6 +48,8 @@ _PLUGINS = (
     "msga_net",
     "tubule_net",
     "prob_unet",
+    "nnunet_nets",
+    "resenc_hybrids",
 )
 """The architecture files, imported in this order (their ``@register_model`` fills the registry)."""
 for _mod in _PLUGINS:

@@ -15,7 +15,7 @@ from torch import nn
 
 from models.losses.algebra import WeightedSumLoss
 from models.pretrained import load_encoder
-from models.registry import LOSSES, MODELS, check_kwargs, parse_loss_name
+from models.registry import LOSSES, MODELS, check_kwargs, parse_loss_name, resolve_model_kwargs
 from models.slices import wrap_2p5d
 
 
@@ -58,14 +58,19 @@ def create_model(
     (:func:`models.slices.wrap_2p5d`); ``pretrained_encoder=PATH`` loads a safetensors / torch /
     Lightning checkpoint into the encoder the registration names (:func:`models.pretrained.load_encoder`).
     A model registered with ``deep_supervision`` gets it as ``net.deep_supervision`` (native mode).
+    ``preset=NAME`` starts from the options of a preset the registration declares
+    (:func:`models.registry.preset_kwargs`); the other ``kwargs`` override it. Without ``preset``
+    the builder's defaults apply.
 
     Raises:
         KeyError: for an unknown name (the message lists the known ones).
+        models.registry.UnknownPresetError: a preset the model does not declare (one line).
         ValueError: an option the registration does not declare, a ``spatial_dims`` the model
             does not support, or a checkpoint that does not fit.
     """
     entry = MODELS.get(name)
     meta = entry.meta
+    kwargs = resolve_model_kwargs(name, kwargs)
     input_mode = kwargs.pop("input_mode", "native")
     context = int(kwargs.pop("context", 1))
     pretrained = kwargs.pop("pretrained_encoder", None)

@@ -42,10 +42,16 @@ LOSSES: Registry[nn.Module] = Registry("loss")
 FAMILIES = ("cnn", "transformer", "mamba", "xlstm", "gnn", "hybrid")
 LOSS_TARGETS = ("label", "raters")
 
-SEGBENCH_MODEL_OPTIONS = ("input_mode", "context", "pretrained_encoder")
+SEGBENCH_MODEL_OPTIONS = ("input_mode", "context", "pretrained_encoder", "preset")
 """Model options every model takes, handled by :func:`models.factory.create_model` rather than by
 the builder: ``input_mode: 2.5d`` (a 2D model on 3D data, ``context`` neighbouring slices on each
-side as channels) and ``pretrained_encoder`` (a local checkpoint loaded into the registered encoder)."""
+side as channels), ``pretrained_encoder`` (a local checkpoint loaded into the registered encoder)
+and ``preset`` (a named size the registration declares, :func:`preset_kwargs`)."""
+
+
+class UnknownPresetError(UserError):
+    """A ``preset`` that the model's registration does not declare."""
+
 
 RESERVED_MODEL_ARGS = ("spatial_dims", "in_channels", "out_channels")
 """Builder arguments segbench sets from the dataset; never options."""
@@ -60,6 +66,7 @@ def register_model(
     paper: str = "",
     options: str | Sequence[str] = (),
     small: Mapping[str, Any] | None = None,
+    presets: Mapping[str, Mapping[str, Any]] | None = None,
     model_args: Mapping[str, Any] | None = None,
     fixed_input_size: bool = False,
     default_img_size: Mapping[int, tuple[int, ...]] | None = None,
@@ -80,7 +87,13 @@ def register_model(
             ``img_size`` is added for a ``fixed_input_size`` model.
         small: builder kwargs of the small size that trains on CPU (the builder's own defaults
             are the paper's size); ``None`` when the defaults are already small. Every key must
-            be an option.
+            be an option. It is also the preset ``small``.
+        presets: named configurations ``{preset: {option: value}}`` a sweep selects with
+            ``preset: <name>`` (the published or reference-code sizes: ``paper``, a plan name);
+            every key must be an option, and options given beside a preset override it. Two
+            presets are derived when not declared: ``small`` (``small``, or the builder's
+            defaults when ``small`` is ``None``) and, for a registration with ``small``,
+            ``paper`` (the builder's defaults, which are then the paper's size).
         model_args: arguments that make this registration a variant of a shared builder
             (timm's ``model_args``): the builder is called with them, under any user options.
             One that is also an option is a default the user may override; one that is not is
@@ -96,21 +109,27 @@ def register_model(
             the run's own loss with these weights (:class:`models.deep_supervision.DeepSupervision`).
 
     Raises:
-        ValueError: an unknown family, or ``small`` setting something that is not an option.
+        ValueError: an unknown family, or ``small`` or a preset setting something that is not
+            an option.
     """
     if family not in FAMILIES:
         raise ValueError(f"family {family!r} is not one of {', '.join(FAMILIES)}")
     names = tuple(options.replace(",", " ").split() if isinstance(options, str) else options)
     accepted = names + (("img_size",) if fixed_input_size and "img_size" not in names else ())
     args = dict(model_args or {})
+    declared = {str(k): dict(v) for k, v in (presets or {}).items()}
+    all_presets = {"small": dict(small or {}), **({"paper": {}} if small is not None else {}), **declared}
 
     def deco(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         key = name or builder.__name__
         reserved = set(accepted) & set(RESERVED_MODEL_ARGS + SEGBENCH_MODEL_OPTIONS)
-        undeclared = set(small or {}) - set(accepted)
+        undeclared = set().union(*all_presets.values()) - set(accepted)
         if reserved or undeclared:
             bad = sorted(reserved or undeclared)
-            raise ValueError(f"model {key!r}: {bad} cannot be small sizes or options (options: {accepted})")
+            raise ValueError(
+                f"model {key!r}: {bad} cannot be small sizes or options; presets set options only "
+                f"(options: {accepted})"
+            )
         factory = builder
         if args:  # a variant: the shared builder with this registration's arguments
             factory = functools.update_wrapper(functools.partial(builder, **args), builder)
@@ -122,6 +141,7 @@ def register_model(
             paper=paper,
             options=accepted,
             small=dict(small or {}),
+            presets=all_presets,
             model_args=args,
             fixed_input_size=bool(fixed_input_size),
             default_img_size={int(k): tuple(v) for k, v in (default_img_size or {}).items()},
@@ -141,6 +161,31 @@ def list_models(family: str | None = None) -> list[str]:
 def model_entry(name: str) -> Entry[nn.Module]:
     """The registry entry (builder and metadata) of ``name``."""
     return MODELS.get(name)
+
+
+def preset_kwargs(name: str, preset: str | None) -> dict[str, Any]:
+    """The options preset ``preset`` of model ``name`` sets (``{}`` for ``None``: the builder's defaults).
+
+    Raises:
+        UnknownPresetError: a preset the registration does not declare (one line listing them).
+    """
+    if preset is None:
+        return {}
+    presets = MODELS.get(name).meta["presets"]
+    if preset not in presets:
+        raise UnknownPresetError(f"model {name!r} has no preset {preset!r}; presets: {', '.join(presets)}")
+    return dict(presets[preset])
+
+
+def resolve_model_kwargs(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with its ``preset`` expanded: the preset's options, overridden by the given ones.
+
+    Without ``preset`` this is ``kwargs`` unchanged (the builder's defaults apply, as before
+    presets existed, so a sweep that names none builds the same network).
+    """
+    rest = dict(kwargs)
+    preset = rest.pop("preset", None)
+    return {**preset_kwargs(name, preset), **rest}
 
 
 def component_kwargs(factory: Callable[..., Any]) -> tuple[list[str], bool]:

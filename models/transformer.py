@@ -5,8 +5,11 @@
 - UNETR: Hatamizadeh et al., "UNETR: Transformers for 3D Medical Image Segmentation", WACV 2022,
   https://arxiv.org/abs/2103.10504.
 
-Defaults are small so the models train on a CPU; the papers' sizes are builder arguments
-(SwinUNETR ``feature_size=48``; UNETR ``hidden_size=768, mlp_dim=3072, num_heads=12``).
+Defaults are small so the models train on a CPU (they are also the preset ``small``); the
+papers' sizes are the preset ``paper`` (MONAI's settings of the papers' 3D BTCV models, 96³ input):
+SwinUNETR ``feature_size=48``, window 7, instance norm (62.2 M parameters with 1 input channel and
+14 classes); UNETR ``feature_size=16, hidden_size=768, mlp_dim=3072, num_heads=12``, instance
+norm, ``img_size=96`` (92.8 M). A run's ``img_size`` (the training patch) overrides the preset's.
 """
 
 from __future__ import annotations
@@ -29,6 +32,15 @@ _DEFAULT_PATCH = {2: (64, 64), 3: (32, 32, 32)}
     description="Swin UNETR (MONAI): shifted-window transformer encoder, CNN decoder",
     paper="https://arxiv.org/abs/2201.01266",
     options="feature_size depths num_heads window_size norm norm_groups drop_path use_v2",
+    presets={
+        "paper": {
+            "feature_size": 48,
+            "depths": (2, 2, 2, 2),
+            "num_heads": (3, 6, 12, 24),
+            "window_size": 7,
+            "norm": "instance",
+        }
+    },
 )
 def swin_unetr(
     *,
@@ -77,6 +89,16 @@ def swin_unetr(
     fixed_input_size=True,
     default_img_size=_DEFAULT_PATCH,
     options="img_size feature_size hidden_size mlp_dim num_heads norm dropout",
+    presets={
+        "paper": {
+            "img_size": 96,
+            "feature_size": 16,
+            "hidden_size": 768,
+            "mlp_dim": 3072,
+            "num_heads": 12,
+            "norm": "instance",
+        }
+    },
 )
 def unetr(
     *,

@@ -14,6 +14,9 @@ fixed by each registration):
 
 The Mamba layers run the ``mamba_ssm`` CUDA kernel when it is installed and the input is on
 CUDA, and a pure-PyTorch parallel scan otherwise (same weights either way).
+
+The paper builds U-Mamba on nnU-Net's residual U-Net; that configuration, with presets sized as
+published, is ``umamba_bot_resenc`` / ``umamba_enc_resenc`` (:mod:`models.resenc_hybrids`).
 """
 
 from __future__ import annotations

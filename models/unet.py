@@ -4,6 +4,9 @@
   units, Kerfoot et al. 2018).
 - Residual-encoder U-Net: Isensee et al., "nnU-Net Revisited", MICCAI 2024,
   https://arxiv.org/abs/2404.09556 — MONAI ``DynUNet`` with residual blocks.
+
+Both are CPU-sized by default. nnU-Net's own networks configured from a plan, with presets sized
+as published, are ``nnunet_plain`` / ``nnunet_resenc`` (:mod:`models.nnunet_nets`).
 """
 
 from __future__ import annotations

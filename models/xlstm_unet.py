@@ -8,6 +8,9 @@ implementation for 2D and 3D: :class:`models.layers.mixer_unet.MixerUNet`) with 
 chosen encoder levels. The mLSTM runs in pure PyTorch (its parallel form) and switches to the
 ``mlstm_kernels`` CUDA kernel (the ``xlstm`` package's) when it is installed and inputs are on
 CUDA.
+
+The same blocks on nnU-Net's residual U-Net (the paper's backbone), with presets sized as
+published, are ``xlstm_bot_resenc`` / ``xlstm_enc_resenc`` (:mod:`models.resenc_hybrids`).
 """
 
 from __future__ import annotations

@@ -139,28 +139,32 @@ def print_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 
 def check_data(runs: Sequence[Any]) -> None:
-    """Every dataset root of ``runs`` (:class:`~bench.config.RunConfig`) checked before anything
-    trains (:meth:`datamodules.base.SegDataModule.check_available`: the case index, not the images).
+    """Every dataset root of ``runs`` (:class:`~bench.config.RunConfig`), their own and their
+    ``eval.external`` test sets', checked before anything trains
+    (:meth:`datamodules.base.SegDataModule.check_available`: the case index, not the images).
 
     Raises:
-        UsageError: naming the dataset entry and its folder.
+        UsageError: naming the dataset entry (``datasets`` or ``eval.external``) and its folder.
     """
     from datamodules import dataset_entry
 
     seen = set()
     for cfg in runs:
-        kw = cfg.dataset.kwargs
-        key = (cfg.dataset.name, str(kw.get("root")), bool(kw.get("download")))
-        if key in seen:
-            continue
-        seen.add(key)
-        cls = dataset_entry(cfg.dataset.name).factory
-        if not hasattr(cls, "check_available"):
-            continue
-        try:
-            cls.check_available(kw.get("root"), download=bool(kw.get("download")))
-        except ValueError as e:
-            raise UsageError(f"datasets: {e}") from None
+        entries = [("datasets", cfg.dataset)]
+        entries += [(f"eval.external[{i}]", e) for i, e in enumerate(getattr(cfg.eval, "external", ()) or ())]
+        for where, spec in entries:
+            kw = spec.kwargs
+            key = (spec.name, str(kw.get("root")), bool(kw.get("download")))
+            if key in seen:
+                continue
+            seen.add(key)
+            cls = dataset_entry(spec.name).factory
+            if not hasattr(cls, "check_available"):
+                continue
+            try:
+                cls.check_available(kw.get("root"), download=bool(kw.get("download")))
+            except ValueError as e:
+                raise UsageError(f"{where}: {e}") from None
 
 
 SUMMARY_ROWS = 12

@@ -4,37 +4,60 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from bench.cli.common import print_table
 from bench.cli.registry import UsageError, register_command
 
 
-@register_command("models", help="list registered models with family, dims and parameter counts")
+def _parameters(name: str, spatial_dims: int, kwargs: dict[str, Any]) -> str:
+    """``"1.23 M"``: parameters of ``name`` built with 1 input channel and 2 classes (on the meta
+    device, so a paper-size 3D net costs no memory; on the CPU for a net that computes while built)."""
+    from functools import partial
+
+    import torch
+
+    import models
+
+    build = partial(
+        models.create_model, name, spatial_dims=spatial_dims, in_channels=1, out_channels=2, **kwargs
+    )
+    try:
+        with torch.device("meta"):
+            net = build()
+    except Exception:  # noqa: BLE001 - a model that computes while it is built (SwinUNETR)
+        net = build()
+    return f"{models.count_parameters(net) / 1e6:.2f} M"
+
+
+def _describe(kwargs: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in kwargs.items()) or "the builder's defaults"
+
+
+@register_command("models", help="list registered models with family, dims, parameter counts and presets")
 def models_command(args: argparse.Namespace) -> int:
-    """Every registered model with its family, dims and parameter counts (default and small size)."""
+    """Every registered model with its family, dims and parameter count (builder defaults, at its
+    first dims), then one row per preset (``preset: <name>`` in a sweep) with its parameter count
+    at the model's largest dims and the options it sets."""
     import models
 
     rows = []
     for entry in models.MODELS:
         dims = entry.meta["dims"]
-        size = {}
-        for label, kw in (("default", {}), ("small", entry.meta.get("small") or None)):
-            if kw is None:
-                size[label] = "–"
-                continue
-            net = models.create_model(entry.name, spatial_dims=dims[0], in_channels=1, out_channels=2, **kw)
-            size[label] = f"{models.count_parameters(net) / 1e6:.2f} M"
         rows.append(
             (
                 entry.name,
                 entry.meta["family"],
                 "/".join(f"{d}D" for d in dims),
-                size["default"],
-                size["small"],
+                _parameters(entry.name, dims[0], {}),
                 entry.description,
             )
         )
-    print_table(("model", "family", "dims", "params", "params (small)", "description"), rows)
+        for preset, kwargs in entry.meta["presets"].items():
+            size = _parameters(entry.name, max(dims), {"preset": preset})
+            rows.append((f"  preset {preset}", "", f"{max(dims)}D", size, _describe(kwargs)))
+    print_table(("model", "family", "dims", "params", "description"), rows)
+    print("\nparams: 1 input channel, 2 classes; a preset is selected with {name: <model>, preset: <name>}")
     return 0
 
 

@@ -88,7 +88,17 @@ def run_command(args: argparse.Namespace) -> int:
         raise UsageError("--reason: only with --force (it says why done runs are re-run)")
     done_before = states.count("done")
     reason = args.reason or "re-run with --force"
-    records = run_sweep(sweep, results, force=args.force, progress=not args.quiet, runs=runs, reason=reason)
+    from bench.evaluate.outside import external_evaluator
+
+    records = run_sweep(
+        sweep,
+        results,
+        force=args.force,
+        progress=not args.quiet,
+        runs=runs,
+        reason=reason,
+        after_run=external_evaluator(results),  # eval.external: each done run on the other test sets
+    )
     failed = [r for r in records if r.status == "failed"]
     if not records and done_before == len(runs) and not args.force:
         print(
@@ -151,15 +161,26 @@ def _leaderboard_arguments(lb: argparse.ArgumentParser) -> None:
         help="claim 'as good as the best within M' (metric units) where the 90%% interval of the paired "
         "difference lies within ±M (TOST); default: no equivalence claim",
     )
+    lb.add_argument(
+        "--by",
+        default=None,
+        metavar="KEY",
+        help="per-case metadata key (e.g. condition, eye): print each table's rows per group of that key "
+        "(mean, 95%% interval, cases, rank in the group) and write <leaderboard stem>_by_KEY.md beside "
+        "the leaderboard; the leaderboard itself is not rendered. docs/leaderboard.md, 'Subgroups'",
+    )
 
 
 @register_command(
     "leaderboard", help="render the leaderboard from the records", arguments=_leaderboard_arguments
 )
 def leaderboard_command(args: argparse.Namespace) -> int:
-    """Re-render the leaderboard (and its plots and report) from the records."""
+    """Re-render the leaderboard (and its plots and report) from the records; with ``--by KEY``,
+    only the subgroup tables of that key."""
     results = results_folder(args.results, must_exist=True)
     out = leaderboard_file(args.output, results)
+    if args.by is not None:
+        return _subgroups(args, results, Path(out))
     if args.format != "md" and args.output is None:
         out = out.with_suffix({"csv": ".csv", "json": ".json", "latex": ".tex"}[args.format])
     margin = args.equivalence_margin
@@ -172,4 +193,19 @@ def leaderboard_command(args: argparse.Namespace) -> int:
         results, Path(out), fmt=args.format, plots=plots, all_pairs=args.all_pairs, equivalence_margin=margin
     )
     print(f"leaderboard written to {out}")
+    return 0
+
+
+def _subgroups(args: argparse.Namespace, results: Path, board: Path) -> int:
+    """``segbench leaderboard --by KEY``: print the subgroup tables and write them beside ``board``."""
+    key = args.by.strip()
+    if not key:
+        raise UsageError("--by: give a per-case metadata key, e.g. --by condition")
+    if args.format != "md":
+        raise UsageError(f"--by: writes Markdown only, not --format {args.format}")
+    from bench.leaderboard.subgroups import write_subgroups
+
+    out, text = write_subgroups(results, board, key)
+    print(text, end="")
+    print(f"subgroups written to {out}")
     return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from bench.cli import cache
 from bench.cli.common import add_sweep_args, results_folder
 from bench.cli.registry import UsageError, register_command
 from bench.cluster import status
@@ -27,11 +28,32 @@ register_command(
     help="label maps of a kept or exported model on new images or a dataset's split (docs/predict.md)",
     arguments=predict.add_arguments,
 )(predict.main)
-register_command(
+
+
+@register_command(
     "export",
     help="a run's kept model as a folder with a model card; --onnx / --torchscript (docs/predict.md)",
     arguments=export.add_arguments,
-)(export.main)
+)
+def export_command(args: argparse.Namespace) -> int:
+    """``segbench export``: the card states the run's record and its leaderboard row, analysed here
+    from the records of the run's results folder (the folder of a record file given as RUN)."""
+    import dataclasses
+    from pathlib import Path
+
+    from bench.evaluate.predict import find_model
+    from bench.leaderboard.card import row_of_run
+    from bench.records import load_records
+
+    source = find_model(args.run, args.results)
+    row = None
+    if source.record is not None:
+        given = Path(args.run)
+        folder = given.parent if str(args.run).endswith(".json") and given.is_file() else Path(args.results)
+        records, _ = load_records(folder)
+        found = row_of_run(records, source.record.run_id)
+        row = dataclasses.asdict(found) if found is not None else None
+    return export.main(args, row=row)
 register_command(
     "status",
     help="per run: done / running (job, node) / failed (error) / to run",
@@ -58,7 +80,13 @@ def tune_command(args: argparse.Namespace) -> int:
     return tune_main(args)
 
 
-BENCHMARKS = ("metrics", "models", "suite", "leaderboard")
+register_command(
+    "cache",
+    help="the case cache: folder, size, entries; --clear deletes it (docs/cache.md)",
+    arguments=cache.add_arguments,
+)(cache.main)
+
+BENCHMARKS = ("metrics", "models", "suite", "leaderboard", "data_memory", "gpu")
 """The speed benchmarks under ``bench/perf/`` that ``segbench bench`` runs."""
 
 
@@ -69,7 +97,7 @@ def _bench_arguments(b: argparse.ArgumentParser) -> None:
 
 @register_command(
     "bench",
-    help="speed benchmarks: `segbench bench metrics|models|suite|leaderboard [args]`",
+    help="speed benchmarks: `segbench bench metrics|models|suite|leaderboard|data_memory|gpu [args]`",
     arguments=_bench_arguments,
 )
 def bench_command(args: argparse.Namespace) -> int:

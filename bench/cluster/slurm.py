@@ -105,6 +105,11 @@ class RunTask(submitit.helpers.Checkpointable):
                 )
         if record.status == "failed":
             raise RuntimeError(f"run {run_id} failed: {first_line(record.error)}")
+        rank0 = int(os.environ.get("SLURM_PROCID", "0") or 0) == 0
+        if cfg.eval.external and rank0:  # as `segbench run` does after a run: other datasets' test splits
+            from bench.evaluate.outside import external_evaluator
+
+            external_evaluator(out)(cfg, True)
         return f"{run_id}: {record.status}"
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:

@@ -203,6 +203,12 @@ def _check_values(obj: Any, where: str) -> None:
             )
         if isinstance(obj.devices, int) and obj.devices < -1 or obj.devices == 0:
             _fail(f"{where}.devices", f"must be >= 1, -1, 'auto' or a list like '0,1', got {obj.devices!r}")
+    if cls == "EvalConfig" and obj.external and obj.keep_model != "final":
+        _fail(
+            f"{where}.external" if where else "external",
+            f"needs {where + '.' if where else ''}keep_model: final (the kept model predicts the external "
+            f"test sets), got keep_model: {obj.keep_model}",
+        )
     if cls in ("ParamSpace", "TuneConfig"):
         _check_tune(obj, where)
     if cls == "SweepConfig":
@@ -215,6 +221,56 @@ def _check_values(obj: Any, where: str) -> None:
         for i, fold in enumerate(obj.folds):
             if not 0 <= fold < obj.data.num_folds:
                 _fail(f"folds[{i}]", f"must be in [0, data.num_folds={obj.data.num_folds}), got {fold}")
+        check_external(obj.datasets, obj.eval.external)
+
+
+def _declared(spec: ComponentSpec, where: str) -> Any:
+    """The DataModule class that declares ``spec``'s channels, dimensions and classes (no data read)."""
+    from datamodules.registry import DATASETS, dataset_class
+
+    try:
+        return dataset_class(spec.name, spec.kwargs)
+    except KeyError:
+        _fail(where, f"unknown dataset {spec.name!r}; known: {', '.join(DATASETS.names())}")
+    except ValueError as e:
+        _fail(where, str(e).splitlines()[0])
+
+
+def check_external(datasets: Sequence[ComponentSpec], external: Sequence[ComponentSpec]) -> None:
+    """Each ``eval.external`` entry against each dataset of the sweep, from the DataModule classes'
+    declarations: the same ``in_channels``, ``spatial_dims`` and ``num_classes`` (the model's input
+    and output); an entry naming the trained dataset itself is skipped for it. Equal class counts
+    with other class names are allowed (labels are compared by index) and reported as a warning.
+
+    Raises:
+        ConfigError: one line naming the entry, e.g. ``eval.external[1] (stare): 3 channels, the
+            sweep's dataset hrf has 1``.
+    """
+    import warnings
+
+    for j, ext in enumerate(external):
+        where = f"eval.external[{j}] ({ext.name})"
+        theirs = _declared(ext, f"eval.external[{j}]")
+        for i, spec in enumerate(datasets):
+            if spec.name == ext.name:
+                continue
+            ours = _declared(spec, f"datasets[{i}]")
+            checks = (
+                ("spatial_dims", lambda n: f"{n}D", lambda n: f"is {n}D"),
+                ("in_channels", lambda n: f"{n} channel{'s' * (n != 1)}", lambda n: f"has {n}"),
+                ("num_classes", lambda n: f"{n} classes", lambda n: f"has {n}"),
+            )
+            for attr, said, has in checks:
+                a, b = int(getattr(theirs, attr)), int(getattr(ours, attr))
+                if a != b:
+                    _fail(where, f"{said(a)}, the sweep's dataset {spec.name} {has(b)}")
+            names = tuple(getattr(theirs, "class_names", ())), tuple(getattr(ours, "class_names", ()))
+            if names[0] != names[1]:
+                warnings.warn(
+                    f"{where}: class names {list(names[0])} differ from {spec.name}'s {list(names[1])}; "
+                    "labels are compared by index",
+                    stacklevel=2,
+                )
 
 
 _TUNE_ROOTS = ("dataset", "model", "loss", "seed", "fold", "trainer", "optim", "data", "eval")
@@ -419,6 +475,45 @@ def pin_dataset_files(sweep: SweepConfig) -> SweepConfig:
     return dataclasses.replace(sweep, datasets=tuple(entries))
 
 
+RECIPES = Path(__file__).parents[1] / "recipes"
+"""Training recipes (``recipe: <name>`` in a sweep): ``bench/recipes/<name>.yaml``, sweep fields that
+the sweep's own fields override (docs/sweeps.md)."""
+
+
+def recipes() -> list[str]:
+    """The names of the shipped recipes."""
+    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+
+
+def _merged(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``top`` written over it: mappings merged key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def apply_recipe(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with its ``recipe`` (if any) expanded: the recipe's fields under the sweep's own, so
+    the sweep (and every ``-o`` override) wins. The runs state the resulting settings, not the
+    recipe's name.
+
+    Raises:
+        ConfigError: an unknown recipe (one line listing the shipped ones).
+    """
+    data = dict(data)
+    name = data.pop("recipe", None)
+    if name is None:
+        return data
+    path = RECIPES / f"{name}.yaml"
+    if not isinstance(name, str) or not path.is_file():
+        raise ConfigError(f"recipe: {name!r} is not a recipe; recipes: {', '.join(recipes())}")
+    return _merged(read_sweep_file(path), data)
+
+
 def load_sweep(path: str | Path | None = None, overrides: Sequence[str] = ()) -> SweepConfig:
     """Read a sweep YAML (default: the packaged default sweep), apply overrides, validate.
 
@@ -429,14 +524,14 @@ def load_sweep(path: str | Path | None = None, overrides: Sequence[str] = ()) ->
     path = Path(path) if path is not None else DEFAULT_SWEEP
     data = apply_overrides(read_sweep_file(path), overrides)
     try:
-        return pin_dataset_files(_build(SweepConfig, data, ""))
+        return pin_dataset_files(_build(SweepConfig, apply_recipe(data), ""))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
 
 
 def sweep_from_dict(data: Mapping[str, Any]) -> SweepConfig:
-    """Validate a sweep given as a dict (tests, Optuna trials)."""
-    return pin_dataset_files(_build(SweepConfig, dict(data), ""))
+    """Validate a sweep given as a dict (tests, Optuna trials); ``recipe`` is expanded as in a file."""
+    return pin_dataset_files(_build(SweepConfig, apply_recipe(data), ""))
 
 
 def run_from_dict(data: Mapping[str, Any]) -> RunConfig:

@@ -118,6 +118,17 @@ class EvalConfig:
     ``<results>/models/<run_id>/model.safetensors`` with its ``config.json`` (``docs/predict.md``);
     ``none`` keeps nothing once the run is done.
 
+    ``external``: other datasets (entries in the form of the sweep's ``datasets``: a name or
+    ``{name: ..., <DataModule kwargs>}``) whose ``test`` split every trained run is also tested on
+    after its own test, by its kept model, exactly as ``segbench evaluate --run RUN --dataset B``
+    does (:func:`bench.evaluate.outside.evaluate_externals`; one ``evaluation`` record per run and
+    entry). An entry inherits the trained dataset's ``scale`` and ``split_seed`` unless it sets
+    its own; an entry naming the run's own dataset is skipped (its test split is the run's record).
+    Its channels, dimensions and number of classes must be the trained dataset's (checked when the
+    sweep is loaded); it needs ``keep_model: final``. It is left out of the run id: it cannot change
+    a number of the run's own record (:data:`bench.records.identity.HASH_EXCLUDED`); see
+    ``docs/external.md``.
+
     ``tta``: ``none`` or ``flip`` (mirror test-time augmentation over every combination of
     spatial axes, averaged softmax probabilities, as nnU-Net). ``postprocess``: ``none``,
     ``largest_component`` or ``min_size:N`` (per foreground class: keep the largest connected
@@ -136,6 +147,7 @@ class EvalConfig:
     keep_model: str = "final"
     tta: str = "none"
     postprocess: str = "none"
+    external: tuple[ComponentSpec, ...] = ()
 
     def metric_settings(self) -> MetricSettings:
         """The metric settings of this section (``betti_patch``, ``nsd_tolerance``) as one object."""

@@ -19,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bench.evaluate.interpret import as_ground_truth, as_prediction, check_label_values, spacings_match
+from bench.evaluate.orientation import match_grid, nifti_affine, same_orientation
 from bench.metrics import MetricSettings, case_metrics
 from bench.records.predictions import prediction_arrays, write_prediction
 from bench.records.record import constant_kind
@@ -67,6 +68,7 @@ class WorkerContext:
     spacing: tuple[float, ...] | None = None  # --spacing for ground truth without a header
     dataset: tuple[str, dict[str, Any]] | None = None  # (name, kwargs): rebuilt in each worker
     rater: str | None = None
+    reorient: bool = False  # --reorient: a NIfTI prediction in another orientation is reoriented
 
 
 @dataclass
@@ -111,12 +113,28 @@ def _init_worker(ctx: WorkerContext, isolate: bool) -> None:
 
 def _load_truth(task: CaseTask, ctx: WorkerContext) -> tuple[np.ndarray, Any, Any, dict[str, Any]]:
     """(labels, fov, spacing, extras) of one case, from its file or from the DataModule
-    (``extras`` then holds its annotators ``label_<name>`` and ``image`` (first channel))."""
+    (``extras`` then holds its annotators ``label_<name>`` and ``image`` (first channel)). A
+    DataModule that resamples or reorients (``maps_back``, docs/preprocessing.md) gives the label as
+    its file holds it, on the file's grid and spacing, as a run's test metrics are scored."""
     if task.gt is not None:
         f = read_array(task.gt)
         return as_ground_truth(f.array, task.gt), None, f.spacing or ctx.spacing, {}
-    case = _STATE["dm"].case(task.case_id)
+    dm = _STATE["dm"]
+    case = dm.case(task.case_id)
+    if getattr(dm, "maps_back", False):  # resampled / reoriented: score on the label file's own grid
+        spacing = tuple(float(s) for s in case.extras["original_spacing"])
+        return np.asarray(case.extras["original_label"], dtype=np.int64), None, spacing, dict(case.extras)
     return case.label, case.fov, case.spacing, {**case.extras, "image": case.image[0]}
+
+
+def _truth_file(task: CaseTask) -> str | None:
+    """The ground truth's file: ``--gt``'s, or the label file the DataModule read the case from."""
+    if task.gt is not None:
+        return task.gt
+    refs = getattr(_STATE.get("dm"), "_refs", {})  # the DataModule's index (CaseRef per case id)
+    ref = refs.get(task.case_id)
+    label = ref.info.get("label") if ref is not None else None
+    return str(label) if isinstance(label, (str, Path)) else None
 
 
 def _prediction(
@@ -137,6 +155,13 @@ def _prediction(
     if task.constant is not None:
         return np.full(gt.shape, task.constant, np.int64), "constant"
     f = read_array(where)
+    gt_affine = nifti_affine(_truth_file(task))
+    pred_affine = nifti_affine(where) if gt_affine is not None else None
+    if pred_affine is not None and gt.ndim == 3:
+        reoriented = not same_orientation(pred_affine, gt_affine)
+        f.array = match_grid(f.array, pred_affine, gt_affine, where, reorient=ctx.reorient)
+        if reoriented:  # its header zooms follow the old axis order; the checked affine holds
+            f.spacing = None
     if f.spacing is not None and not spacings_match(f.spacing, spacing):
         raise CaseLoadError(
             f"{where}: spacing {tuple(round(s, 6) for s in f.spacing)} differs from the ground "

@@ -1,7 +1,10 @@
 """Seed ensembles as leaderboard rows (``segbench ensemble``, docs/evaluate.md).
 
 The runs of one leaderboard row differ only in seed (and fold); their ensemble is the voxel-wise
-mean of their class probabilities, scored by ``case_metrics`` exactly like a model. Input: the
+mean of their class probabilities, scored by ``case_metrics`` exactly like a model; when the row's
+runs post-process (``eval.postprocess``, a part of the row's identity, so every member has it), the
+ensemble's argmax is post-processed the same way and, as in a run's record, each case keeps the
+plain argmax's metrics under ``raw``. Input: the
 row's done ``train`` records whose ``predictions`` npz files hold ``prob`` for every test case
 (the runner saves them with ``eval.save_predictions: -1`` and ``eval.save_probabilities: true``).
 Output: one record of kind ``ensemble`` per (row, fold) with ``min_members`` or more seeds,
@@ -43,6 +46,7 @@ from bench.records import (
 from bench.records.predictions import has_probabilities
 from bench.records.provenance import device_info
 from bench.records.store import DEFAULT_RESULTS
+from models.inference import postprocess as apply_postprocess
 
 _REQUIRED = "eval.save_predictions: -1 and eval.save_probabilities: true save them"
 
@@ -183,20 +187,25 @@ def ensemble_group(results: Path, group: RowGroup, *, progress: bool = False) ->
     run_id = group.run_id
     members = group.members
     ev = members[0].eval_settings
+    postprocess = str((members[0].config.get("eval") or {}).get("postprocess", "none"))
     case_ids = _check_cases(members)
     started, start = now(), time.perf_counter()
     rows, predictions = [], {}
     for cid in tqdm(case_ids, desc=f"ensemble {group.label}", unit="case", disable=not progress):
         prob, first = mean_probabilities(results, members, cid)
         fov = first["fov"].astype(bool) if "fov" in first else None
-        metrics = case_metrics(
-            prob,
-            first["label"].astype(np.int64),
-            spacing=first["spacing"].tolist() if "spacing" in first else None,
-            fov=fov,
-            settings=MetricSettings.from_mapping(ev),
-        )
-        rows.append({"case_id": cid, **metrics})
+        label = first["label"].astype(np.int64)
+        spacing = first["spacing"].tolist() if "spacing" in first else None
+        settings = MetricSettings.from_mapping(ev)
+        metrics = case_metrics(prob, label, spacing=spacing, fov=fov, settings=settings)
+        if postprocess == "none":
+            rows.append({"case_id": cid, **metrics})
+        else:  # the members' eval.postprocess on the ensemble's argmax; ece / brier stay the probabilities'
+            pred = apply_postprocess(prob.argmax(0), prob.shape[0], postprocess)
+            post = case_metrics(
+                pred, label, spacing=spacing, fov=fov, num_classes=prob.shape[0], settings=settings
+            )
+            rows.append({"case_id": cid, **{k: post.get(k, v) for k, v in metrics.items()}, "raw": metrics})
         rel = prediction_ref(run_id, cid)
         arrays = prediction_arrays(
             first["label"], prob=prob, image=first.get("image"), fov=fov, spacing=first.get("spacing")

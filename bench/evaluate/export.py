@@ -4,7 +4,9 @@ The folder holds ``model.safetensors`` (the kept weights, byte for byte), ``conf
 (everything ``segbench predict`` needs: the resolved config, the DataModule's arguments, the data's
 dimensions and classes, the weights' sha256) and ``README.md``, a model card whose Hugging Face
 ``model-index`` metadata states the record's test results (dataset, split, each metric's mean with
-its 95 % interval over the test cases), the training budget, the seed, the code commit and the
+its 95 % interval over the test cases) and, when the command line passes it, the run's leaderboard
+row (:func:`bench.leaderboard.card.row_of_run`: the mean over every done run of the row, seeds
+pooled, with the leaderboard's interval), the training budget, the seeds, the code commit and the
 data's licence. ``--onnx`` / ``--torchscript`` add ``model.onnx`` / ``model.torchscript.pt``, each
 checked after export against the PyTorch network on a test input (:data:`ATOL`, :data:`RTOL`);
 an export that fails or disagrees writes nothing and says why in one line. See ``docs/predict.md``.
@@ -100,8 +102,48 @@ def card_metrics(record: Record) -> list[dict[str, Any]]:
     return out
 
 
-def model_card(record: Record, config: dict[str, Any]) -> str:
-    """``README.md`` of an exported model: ``model-index`` YAML front matter, then the prose."""
+DESIGN_WORDS: dict[str, str] = {
+    "crossed": "t interval with seed and case variance (crossed design)",
+    "nested": "t interval over the runs' means (nested design)",
+    "units": "t interval over the test cases (one run: training noise not included)",
+    "none": "no interval could be formed",
+}
+"""How the leaderboard's interval of a row was formed (:class:`~bench.leaderboard.intervals.MeanInterval`'s
+``design``), in the card's words."""
+
+
+def row_metrics(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``model-index`` metrics of a leaderboard row (``row``: a
+    :class:`~bench.leaderboard.card.RowResult` as a dict): each metric's mean as the leaderboard
+    prints it and its interval, over the row's runs."""
+    runs = len(row["run_ids"])
+    out = []
+    for key, m in row["metrics"].items():
+        if _PER_CLASS.search(key):
+            continue
+        out.append(
+            {
+                "type": key,
+                "name": f"{key} (leaderboard row: mean over {runs} run(s), seeds {list(row['seeds'])})",
+                "value": _number(float(m["mean"])),
+                "args": {
+                    "ci_low": _number(float(m["lo"])),
+                    "ci_high": _number(float(m["hi"])),
+                    "confidence": CONFIDENCE,
+                    "interval": DESIGN_WORDS.get(str(m["design"]), str(m["design"])),
+                    "n_runs": int(m["n_runs"]),
+                    "n_units": int(m["n_units"]),
+                },
+            }
+        )
+    return out
+
+
+def model_card(record: Record, config: dict[str, Any], row: dict[str, Any] | None = None) -> str:
+    """``README.md`` of an exported model: ``model-index`` YAML front matter, then the prose.
+
+    ``row``: the run's leaderboard row (:class:`~bench.leaderboard.card.RowResult` as a dict), stated
+    as a second result; None leaves it out."""
     from datamodules import dataset_class
 
     dataset = record.dataset
@@ -136,6 +178,19 @@ def model_card(record: Record, config: dict[str, Any]) -> str:
             }
         ],
     }
+    if row is not None:
+        meta["model-index"][0]["results"].append(
+            {
+                "task": {"type": "image-segmentation", "name": "Image Segmentation"},
+                "dataset": {
+                    "type": name,
+                    "name": name,
+                    "split": "test",
+                    "args": {"test_source": split, "leaderboard_table": row["table"], "row": row["row"]},
+                },
+                "metrics": row_metrics(row),
+            }
+        )
     trainer = record.config.get("trainer") or {}
     budget = (
         f"{record.steps} optimiser steps ({record.epochs} epochs; max_steps {trainer.get('max_steps')}, "
@@ -158,12 +213,33 @@ def model_card(record: Record, config: dict[str, Any]) -> str:
         f"- Data licence: {licence}. The weights were trained on this data; check its terms before reuse.",
         "- Metrics: means over the test cases as the run's record states them, with a 95 % Student's t "
         "interval over those cases (one training run: the spread between seeds is not included).",
+        *_row_lines(row),
         "",
         "Use: `segbench predict <this folder> --input images/ --output masks/` (docs/predict.md). "
         f"`{WEIGHTS_FILE}` holds the network's state_dict; `{MODEL_CONFIG}` the resolved config.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _row_lines(row: dict[str, Any] | None) -> list[str]:
+    """The card's sentence on the leaderboard row (generated from the row's numbers)."""
+    if row is None:
+        return ["- Leaderboard row: not stated (the run's results folder was not analysed)."]
+    primary = row.get("primary")
+    m = row["metrics"].get(primary) if primary else None
+    rank = "unranked" if row.get("rank") is None else f"rank {row['rank']:g}"
+    value = (
+        f": {primary} {m['mean']:.4g} [{m['lo']:.4g}, {m['hi']:.4g}] "
+        f"({DESIGN_WORDS.get(str(m['design']), str(m['design']))})"
+        if m
+        else ""
+    )
+    seeds = ", ".join(str(s) for s in row["seeds"])
+    return [
+        f"- Leaderboard row: `{row['row']}` in table `{row['table']}`, {rank}, "
+        f"{len(row['run_ids'])} run(s) (seeds {seeds}){value}."
+    ]
 
 
 def _first_line(e: BaseException) -> str:
@@ -251,8 +327,10 @@ def export(
     results: str | os.PathLike[str] = DEFAULT_RESULTS,
     onnx: bool = False,
     torchscript: bool = False,
+    row: dict[str, Any] | None = None,
 ) -> dict[str, float]:
-    """Write the export folder of run ``what`` (a run id of ``results`` or a record file).
+    """Write the export folder of run ``what`` (a run id of ``results`` or a record file); ``row``:
+    its leaderboard row for the card (:func:`model_card`).
 
     The folder is built beside ``output`` and moved into place when complete, so a failed export
     leaves nothing. Returns the largest difference of each checked graph (``onnx`` / ``torchscript``).
@@ -276,7 +354,7 @@ def export(
     try:
         shutil.copyfile(source.folder / WEIGHTS_FILE, tmp / WEIGHTS_FILE)
         (tmp / MODEL_CONFIG).write_text(json.dumps(config, indent=1) + "\n")
-        (tmp / "README.md").write_text(model_card(source.record, config))
+        (tmp / "README.md").write_text(model_card(source.record, config, row))
         net = model.module.net.cpu().eval()
         x = check_input(model)
         if onnx:
@@ -304,10 +382,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--torchscript", action="store_true", help="also model.torchscript.pt, checked")
 
 
-def main(args: argparse.Namespace) -> int:
-    """``segbench export``: 0 when the folder is written (and every graph agrees)."""
+def main(args: argparse.Namespace, row: dict[str, Any] | None = None) -> int:
+    """``segbench export``: 0 when the folder is written (and every graph agrees); ``row``: the run's
+    leaderboard row (the command line analyses the results folder and passes it)."""
     checked = export(
-        args.run, args.output, results=args.results, onnx=args.onnx, torchscript=args.torchscript
+        args.run, args.output, results=args.results, onnx=args.onnx, torchscript=args.torchscript, row=row
     )
     agree = "".join(f"; {k} agrees with PyTorch (max |diff| {v:.2g})" for k, v in checked.items())
     print(f"exported {args.run} to {args.output}{agree}")

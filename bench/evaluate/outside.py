@@ -8,16 +8,23 @@ split, or a second annotator), :mod:`bench.evaluate.cases` reads, checks and sco
 skipped silently: predictions without ground truth, ground truth without prediction, unreadable
 files, shape or spacing differences and unexpected label values are each listed by file in the
 record's ``problems`` and on stdout.
+
+``--run RUN --dataset OTHER`` (:func:`predict_run`) predicts with a run's kept model first; a
+sweep's ``eval.external`` goes through the same path for every trained run
+(:func:`evaluate_externals`, wired into the runner by :func:`external_evaluator`; docs/external.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
 import shutil
-from collections.abc import Sequence
+import sys
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +34,25 @@ import yaml
 from bench.evaluate.cases import EvalSettings
 from bench.evaluate.interpret import PRED_KINDS, parse_label_map
 from bench.evaluate.plan import MISSING_POLICIES, EvaluationError, EvaluationPlan, plan_dataset, plan_folders
-from bench.evaluate.score import execute
-from bench.records import Record, digest
+from bench.evaluate.score import EvaluationOutcome, execute
+from bench.records import Record, claim, digest, load_record, read_record, record_path, supersede
+from bench.records.identity import slug
 from bench.records.store import DEFAULT_RESULTS
 
-__all__ = ["add_arguments", "main", "plan_from_args", "summary"]
+if typing.TYPE_CHECKING:
+    from bench.config import ComponentSpec, RunConfig
+
+__all__ = [
+    "EXTERNAL_INHERITED",
+    "add_arguments",
+    "evaluate_args",
+    "evaluate_externals",
+    "external_evaluator",
+    "main",
+    "plan_from_args",
+    "run_evaluation",
+    "summary",
+]
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -95,6 +116,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     files.add_argument(
         "--spacing", type=_floats, default=None, help="with --gt: spacing of header-less files"
     )
+    files.add_argument(
+        "--reorient",
+        action="store_true",
+        help="flip / transpose a NIfTI prediction stored in another orientation onto the ground truth's "
+        "(default: such a prediction is an error naming the file)",
+    )
     ev = parser.add_argument_group("metrics and execution")
     ev.add_argument("--betti-patch", type=int, default=None, help="patch size of the patch-wise Betti errors")
     ev.add_argument("--nsd-tolerance", type=float, default=1.0, help="NSD tolerance in spacing units")
@@ -119,7 +146,15 @@ def _parse_kwargs(items: Sequence[str]) -> dict[str, Any]:
 
 
 def plan_from_args(args: argparse.Namespace) -> EvaluationPlan:
-    """The plan that the command-line options describe."""
+    """The plan that the command-line options describe (``--reorient`` stated in its ``source``)."""
+    plan = _plan_from_args(args)
+    if getattr(args, "reorient", False):
+        plan.context = dataclasses.replace(plan.context, reorient=True)
+        plan.source["reorient"] = True
+    return plan
+
+
+def _plan_from_args(args: argparse.Namespace) -> EvaluationPlan:
     settings = EvalSettings(args.betti_patch, args.nsd_tolerance)
     common = {
         "strip_suffix": args.strip_suffix,
@@ -236,10 +271,11 @@ def predict_run(args: argparse.Namespace) -> EvaluationPlan:
     return plan
 
 
-def main(args: argparse.Namespace) -> int:
-    """``segbench evaluate``: 0 = every case matched, 1 = a record with problems, ValueError = user error."""
+def run_evaluation(args: argparse.Namespace) -> EvaluationOutcome:
+    """Plan (predicting first with ``--run``) and execute what the options of ``segbench evaluate``
+    describe; the record is written (or found, unless ``--force``)."""
     plan = predict_run(args) if args.run is not None else plan_from_args(args)
-    outcome = execute(
+    return execute(
         plan,
         Path(args.results),
         workers=args.workers,
@@ -247,6 +283,138 @@ def main(args: argparse.Namespace) -> int:
         force=args.force,
         save_predictions=args.save_predictions,
     )
+
+
+def evaluate_args(**options: Any) -> argparse.Namespace:
+    """The options of ``segbench evaluate`` at their command-line defaults, ``options`` replacing
+    some (``run=``, ``dataset=``, ``dataset_arg=`` ...): the command without the command line.
+
+    Raises:
+        TypeError: an option ``segbench evaluate`` does not have.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    args = parser.parse_args([])
+    for key, value in options.items():
+        if not hasattr(args, key):
+            raise TypeError(f"segbench evaluate has no option {key!r}")
+        setattr(args, key, value)
+    return args
+
+
+# ---- a sweep's eval.external ------------------------------------------------------------------
+
+EXTERNAL_INHERITED = ("scale", "split_seed")
+"""DataModule arguments an ``eval.external`` entry takes from the trained run's dataset unless it
+sets its own: the resampling the model was trained at, and the split seed, so that an external
+dataset's test split is the one its own runs in the sweep are tested on."""
+_NOT_DATA = ("root", "files_digest")  # where the files lie, not which cases: never passed as --dataset-arg
+
+
+def external_kwargs(trained: Mapping[str, Any], entry: ComponentSpec) -> dict[str, Any]:
+    """The DataModule arguments of ``entry`` (``root`` included) for a run whose resolved config is
+    ``trained`` (``RunConfig.to_dict()`` form): the :data:`EXTERNAL_INHERITED` ones of the trained
+    dataset (its entry first, then the sweep's ``data``), the entry's own winning."""
+    own = dict(trained["dataset"].get("kwargs") or {})
+    data = dict(trained.get("data") or {})
+    inherited = {k: own[k] if k in own else data.get(k) for k in EXTERNAL_INHERITED}
+    return {**{k: v for k, v in inherited.items() if v is not None}, **entry.kwargs}
+
+
+def _recorded(
+    results: Path, run_id: str, dataset: str, kwargs: Mapping[str, Any], ev: Mapping[str, Any]
+) -> list[Path]:
+    """The evaluation records of ``results`` that test run ``run_id`` on ``dataset``'s test split with
+    these DataModule arguments (no ``root``) and metric settings."""
+    found = []
+    for path in sorted(Path(results).glob(f"eval__{slug(dataset)}__*.json")):
+        d = read_record(path) or {}
+        cfg = d.get("config") or {}
+        if (
+            (cfg.get("source") or {}).get("run") == run_id
+            and cfg.get("dataset") == {"name": dataset, "kwargs": dict(kwargs)}
+            and cfg.get("split") == "test"
+            and all((cfg.get("eval") or {}).get(k) == v for k, v in ev.items())
+        ):
+            found.append(path)
+    return found
+
+
+def evaluate_externals(
+    cfg: RunConfig, results: Path, *, fresh: bool = False, workers: int = 1, progress: bool = False
+) -> list[EvaluationOutcome]:
+    """Test the done run ``cfg`` on each of its ``eval.external`` datasets' test split, as
+    ``segbench evaluate --run <run id> --dataset <entry> [--root ...] [--dataset-arg ...]`` does
+    (:func:`predict_run`, :func:`run_evaluation`), with the run's ``eval.betti_patch`` and
+    ``eval.nsd_tolerance``.
+
+    An external test already recorded is kept (returned with ``existed=True``) unless ``fresh`` (the
+    run was trained now, e.g. ``--force``): its old external records are then superseded and the
+    test is made again. Entries naming the run's own dataset are skipped; a test another worker
+    holds (a claim) is left to it. A test that fails is said on stderr in one line and writes no
+    record; the others go on (as a failed run does not stop a sweep).
+    """
+    from bench.errors import UserError
+
+    results = Path(results)
+    record = load_record(record_path(results, cfg.run_id))
+    if record is None or not record.done or not cfg.eval.external:
+        return []
+    trained = record.config
+    ev = {"betti_patch": cfg.eval.betti_patch, "nsd_tolerance": cfg.eval.nsd_tolerance}
+    out = []
+    for entry in cfg.eval.external:
+        if entry.name == cfg.dataset.name:
+            continue
+        kwargs = external_kwargs(trained, entry)
+        args = {k: v for k, v in kwargs.items() if k not in _NOT_DATA}
+        held = claim(results, f"{cfg.run_id}__external__{digest([entry.name, args])}")
+        if held is None:
+            continue
+        with held:
+            old = _recorded(results, cfg.run_id, entry.name, args, ev)
+            if old and not fresh:
+                rec = load_record(old[0])
+                if rec is not None and rec.done:
+                    out.append(EvaluationOutcome(rec, old[0], existed=True))
+                    continue
+            for path in old:
+                supersede(results, path.stem, "the run was trained again; its external test is made again")
+            options = evaluate_args(
+                run=cfg.run_id,
+                dataset=entry.name,
+                root=None if kwargs.get("root") is None else str(kwargs["root"]),
+                dataset_arg=[f"{k}={json.dumps(v)}" for k, v in args.items()],
+                split="test",
+                results=str(results),
+                betti_patch=ev["betti_patch"],
+                nsd_tolerance=ev["nsd_tolerance"],
+                workers=workers,
+                quiet=not progress,
+            )
+            try:
+                out.append(run_evaluation(options))
+            except Exception as e:  # noqa: BLE001 - as a failed run, a failed test does not stop the sweep
+                what = str(e).splitlines()[0] if isinstance(e, UserError | ValueError | OSError) else repr(e)
+                print(f"external test of {cfg.run_id} on {entry.name} failed: {what}", file=sys.stderr)
+    return out
+
+
+def external_evaluator(
+    results: Path, *, workers: int = 1, progress: bool = False
+) -> Callable[[RunConfig, bool], list[EvaluationOutcome]]:
+    """The runner's ``after_run`` step for ``eval.external``
+    (:func:`bench.run.execute.run_sweep`): ``step(cfg, fresh)`` is :func:`evaluate_externals`."""
+
+    def step(cfg: RunConfig, fresh: bool) -> list[EvaluationOutcome]:
+        return evaluate_externals(cfg, results, fresh=fresh, workers=workers, progress=progress)
+
+    return step
+
+
+def main(args: argparse.Namespace) -> int:
+    """``segbench evaluate``: 0 = every case matched, 1 = a record with problems, ValueError = user error."""
+    outcome = run_evaluation(args)
     print(summary(outcome.record))
     if outcome.existed:
         print(f"already evaluated: {outcome.path} (--force re-evaluates)")

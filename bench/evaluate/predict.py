@@ -10,8 +10,13 @@ size, its ``eval.sw_overlap`` and ``eval.sw_batch_size``, Gaussian blending, sof
 that the run's DataModule prepares: its own test cases (``--dataset``), or images of a folder
 (``--input``) read as the DataModule reads files and passed through its
 :meth:`~datamodules.base.SegDataModule.make_case` (rescaling, z-score inside the field of view).
+A DataModule with preprocessing options (``spacing``, ``orientation``, ``intensity``:
+``docs/preprocessing.md``) prepares the inputs the same way, and the probabilities are mapped
+back to the source grid (inverse resampling and reorientation) before the argmax and
+``eval.postprocess``.
 
-Outputs keep the source file's name and size; NIfTI outputs carry the source affine and header.
+Outputs keep the source file's name and size; NIfTI outputs carry the source affine and header
+(a DataModule case that was resampled or reoriented: its label file's grid and affine).
 Every check (the model, its hash, the inputs' channels, the output folder) happens before anything
 is written. See ``docs/predict.md``.
 """
@@ -279,12 +284,33 @@ def read_input(case: InputCase, dm: Any) -> tuple[np.ndarray, Any, tuple[float, 
     return arr.astype(np.float32), None, f.spacing
 
 
-def prepare(dm: Any, case_id: str, image: np.ndarray, spacing: Any) -> np.ndarray:
+def prepare(
+    dm: Any, case_id: str, image: np.ndarray, spacing: Any, affine: np.ndarray | None = None
+) -> tuple[np.ndarray, Any]:
     """An input image as the DataModule prepares its own cases (:meth:`make_case`: rescaling,
-    z-score inside the field of view, derived where the dataset derives one)."""
+    z-score inside the field of view, derived where the dataset derives one), and the grid
+    transform to map its prediction back (None unless the DataModule resamples or reorients:
+    ``docs/preprocessing.md``; its intensity option applies whenever one is set).
+
+    Raises:
+        PredictError: the DataModule reorients and the input has no affine (not NIfTI).
+    """
+    grid = None
+    if getattr(dm, "preprocessing", False):
+        if getattr(dm, "orientation", None) is not None and affine is None:
+            raise PredictError(
+                f"{case_id}: the model's data were reoriented (orientation: {dm.orientation}); "
+                "give NIfTI inputs, whose affine says how"
+            )
+        image, grid = dm.prepare_input(image, spacing, affine, where=case_id)
+        if grid is not None:
+            spacing = grid.spacing
+        blank = {"input": np.zeros(image.shape[1:], np.int64)}
+        case = dm.make_case(case_id, image, blank, spacing=spacing, normalise=dm.intensity != "ct")
+        return case.image, grid
     fov = derive_fov(image) if getattr(dm, "derive_missing_fov", False) else None
     blank = {"input": np.zeros(image.shape[1:], np.int64)}
-    return dm.make_case(case_id, image, blank, fov=fov, spacing=spacing).image
+    return dm.make_case(case_id, image, blank, fov=fov, spacing=spacing).image, grid
 
 
 # ---- the outputs ----------------------------------------------------------------------------
@@ -358,6 +384,15 @@ def _resize(prob: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.stack([resize(p, shape, order=1, preserve_range=True) for p in prob]).astype(np.float32)
 
 
+def _source_header(affine: Any, spacing: Any) -> Any:
+    """A stand-in NIfTI source (its affine and a header) for a DataModule case: the file's affine
+    when the case kept it, else ``spacing`` on the diagonal."""
+    import nibabel as nib
+
+    aff = np.asarray(affine, dtype=np.float64) if affine is not None else np.diag([*spacing, 1.0])
+    return nib.Nifti1Image(np.zeros((1, 1, 1), np.uint8), aff)
+
+
 # ---- the command ----------------------------------------------------------------------------
 
 
@@ -417,16 +452,25 @@ def predict(
         (output / PROBABILITIES).mkdir(exist_ok=True)
     out = Prediction()
     for case in tqdm(cases, desc=f"predict {model.run_id}", unit="case", disable=not progress):
+        grid = None
         if case.path is not None:
             raw, nifti, spacing = read_input(case, dm)
-            image = prepare(dm, case.case_id, raw, spacing)
+            affine = None if nifti is None else np.asarray(nifti.affine)
+            image, grid = prepare(dm, case.case_id, raw, spacing, affine)
             name, shape = case.path.name, raw.shape[1:]
         else:
             c = dm.case(case.case_id)
             image, nifti, shape = c.image, None, c.image.shape[1:]
             name = f"{case.case_id}{case.ext}"
             spacing = c.spacing
-        prob = _resize(predict_case(model, image), tuple(shape))
+        prob = predict_case(model, image)
+        if grid is not None:  # an input file: back to its own grid
+            prob = grid.back(prob)
+        elif case.path is None and getattr(dm, "maps_back", False):  # back to the case's file grid
+            original = dm.to_original(case.case_id, prob)
+            prob, shape, spacing = original.prob, original.label.shape, original.spacing
+            nifti = _source_header(dm.case(case.case_id).extras.get("original_affine"), spacing)
+        prob = _resize(prob, tuple(shape))
         # the run's eval.postprocess, as the test loop applies it (after any resize back)
         labels = postprocess(prob.argmax(0), prob.shape[0], model.module.postprocess)
         target = output / name

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from bench.leaderboard import stats
+from bench.leaderboard.convergence import Convergence, convergence_note, row_convergence
 from bench.leaderboard.degenerate import ConstantReferences, RowDegeneracy, load_references, row_degeneracy
 from bench.leaderboard.format import legend, row_title
 from bench.leaderboard.intervals import group_units
@@ -96,6 +97,7 @@ class Analysis:
     seed: int
     n_resamples: int
     degeneracy: dict[str, RowDegeneracy] = field(default_factory=dict)
+    convergence: dict[str, Convergence] = field(default_factory=dict)  # train rows: their curves' verdict
     collapsed: set[str] = field(default_factory=set)  # rows whose every run is degenerate
     baseline: set[str] = field(default_factory=set)  # rows of baseline records (never best)
     groups: dict[str, str] = field(default_factory=dict)  # case -> group (pairs and intervals)
@@ -197,6 +199,8 @@ class Analysis:
             names.append(("significance", "significance.png"))
         if any(self.info[r.key].saved_probabilities for r in self.ranked):
             names.append(("reliability", "reliability.png"))
+        if any(len(rec.val_trace) > 1 for r in self.ranked for rec in r.done):
+            names.append(("learning curves", "curves.png"))
         return names + [(f"example {c}", example_file(c)) for c in self.example_cases()]
 
     def to_dict(self) -> dict[str, Any]:
@@ -396,6 +400,12 @@ def analyse(
     notes = row_notes(ranked + unranked + human, cases)
     for row in ranked + unranked + human:
         notes[row.key] = run_notes(row, degeneracy[row.key]) + notes[row.key]
+    convergence = {
+        r.key: row_convergence([rec.val_trace for rec in r.done]) for r in ranked if r.kind == "train"
+    }
+    for key, verdict in convergence.items():
+        if verdict.status == "not converged":
+            notes[key] = [convergence_note(verdict), *notes[key]]
     return Analysis(
         table=table,
         ranked=ranked,
@@ -417,6 +427,7 @@ def analyse(
         vs_best=vs_best,
         notes=notes,
         degeneracy=degeneracy,
+        convergence=convergence,
         collapsed=collapsed,
         baseline=baseline,
         groups=groups,

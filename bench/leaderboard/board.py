@@ -34,6 +34,7 @@ from bench.leaderboard.html import write_report
 from bench.leaderboard.markdown import render_markdown
 from bench.leaderboard.plots import remove_stale_plots, render_plots
 from bench.leaderboard.rows import group_records
+from bench.leaderboard.transfer import TransferMatrix, main_records, transfer_matrices
 from bench.records.record import Record
 from bench.records.store import load_records, write_text_atomic
 from bench.records.supersede import Superseded, superseded
@@ -77,7 +78,7 @@ def _analyse(
     typed = [r if isinstance(r, Record) else Record.from_dict(r) for r in records]
     refs = load_references(typed)  # constant baselines of every table serve their dataset's rows
     analyses, made, digests = [], [], {}
-    for table in group_records(typed):
+    for table in group_records(main_records(typed)):  # external tests: in the transfer matrices
         key = (
             table_key(table, options, refs, code=cache.code if cache else None, digests=digests)
             if keys
@@ -101,14 +102,21 @@ def render_analyses(
     problems: Sequence[tuple[Path, str]] = (),
     superseded: Sequence[Superseded] = (),
     results_name: str | None = None,
+    transfer: Sequence[TransferMatrix] = (),
 ) -> str:
     """Render analysed tables as ``md``, ``csv``, ``json`` or ``latex``; ``results_name``: how the
-    Markdown header names the results folder (None: it names none)."""
+    Markdown header names the results folder (None: it names none); ``transfer``: the "trained on A
+    → tested on B" matrices (:func:`~bench.leaderboard.transfer.transfer_matrices`; Markdown only)."""
     _check_format(fmt)
     if fmt != "md":
         return render_export(analyses, fmt, problems=problems)
     return render_markdown(
-        analyses, links_base=links_base, problems=problems, superseded=superseded, results_name=results_name
+        analyses,
+        links_base=links_base,
+        problems=problems,
+        superseded=superseded,
+        results_name=results_name,
+        transfer=transfer,
     )
 
 
@@ -134,6 +142,7 @@ def render(
     ``<results_dir>/plots``). ``all_pairs``: also test every pair of rows (the significance maps).
     """
     _check_format(fmt)
+    records = [r if isinstance(r, Record) else Record.from_dict(r) for r in records]
     analyses = analyse_records(
         records,
         metrics=metrics,
@@ -148,7 +157,12 @@ def render(
             links_base = str(Path(results_dir) / "plots")
     gone = superseded(Path(results_dir)) if results_dir is not None else []
     return render_analyses(
-        analyses, fmt, links_base=links_base if plots else None, problems=problems, superseded=gone
+        analyses,
+        fmt,
+        links_base=links_base if plots else None,
+        problems=problems,
+        superseded=gone,
+        transfer=transfer_matrices(records),
     )
 
 
@@ -213,6 +227,7 @@ def write_leaderboard(
         problems=shown,
         superseded=superseded(results),
         results_name=results_name,
+        transfer=transfer_matrices(records),
     )
     write_text_atomic(out, text)
     return out

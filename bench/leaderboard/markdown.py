@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bench.leaderboard import stats
 from bench.leaderboard.analysis import Analysis, Row
+from bench.leaderboard.convergence import convergence_sentence
 from bench.leaderboard.format import (
     ALL_PAIRS_OFF,
     LEGEND,
@@ -32,6 +33,7 @@ from bench.leaderboard.format import (
     stability_of,
     threads_text,
 )
+from bench.leaderboard.transfer import TransferMatrix, render_transfer_md
 from bench.metrics.registry import metric_info
 from bench.records.supersede import Superseded
 
@@ -43,17 +45,20 @@ def render_markdown(
     problems: Sequence[tuple[Path, str]] = (),
     superseded: Sequence[Superseded] = (),
     results_name: str | None = None,
+    transfer: Sequence[TransferMatrix] = (),
 ) -> str:
     """The whole Markdown document; figure links relative to ``links_base`` (none when ``None``);
     ``superseded``: the replaced records of the results folder (listed with their reason);
     ``results_name``: how the header names the results folder the records came from (``None``: the
-    header names no folder)."""
+    header names no folder); ``transfer``: the "trained on A → tested on B" matrices, after the
+    tables (:mod:`bench.leaderboard.transfer`)."""
     parts = _header(results_name)
     if not analyses:
         parts.append("No run records yet: `segbench run` writes them.\n")
     for a in analyses:
         links = plot_links(a, links_base) if links_base is not None else None
         parts += [render_table_md(a, links), ""]
+    parts += render_transfer_md(transfer)
     parts += _problems_md(problems)
     parts += superseded_md(superseded)
     return "\n".join(parts).rstrip() + "\n"
@@ -85,6 +90,9 @@ def render_table_md(a: Analysis, links: list[tuple[str, str]] | None = None) -> 
     for row in a.human:
         lines.append(_table_row(a, row, "human"))
     lines += ["", rank_sentence(a), "", a.legend_text()]
+    converged = convergence_sentence(a.convergence)
+    if converged:
+        lines += ["", converged]
     if a.stability is not None:
         lines += ["", *_ranking_md(a)]
     noise = (

@@ -2,7 +2,8 @@
 
 Per table: ``cases.png`` (per-metric dots and boxplots over test cases), ``blob.png`` (rank
 stability, challengeR's blob plot), ``significance.png`` (Holm-corrected pairwise tests),
-``reliability.png`` (when at least one row saved probabilities) and ``example_<case>.png``
+``reliability.png`` (when at least one row saved probabilities), ``curves.png`` (the runs' learning
+curves, ``val_trace``, when at least one run recorded one) and ``example_<case>.png``
 (qualitative panels: image, label and each row's prediction with false positives and negatives
 coloured). Which figures a table has is :meth:`~bench.leaderboard.analysis.Analysis.plot_names`;
 everything drawn comes from the :class:`~bench.leaderboard.analysis.Analysis` plus the prediction
@@ -96,6 +97,8 @@ def _draw(a: Analysis, results: Path, path: Path) -> dict[str, str]:
         return _significance(a, path)
     elif name == "reliability.png":
         return _reliability(a, results, path)
+    elif name == "curves.png":
+        return _curves(a, path)
     else:
         case = next(c for c in a.example_cases() if name == example_file(c))
         return _example(a, results, case, path)
@@ -231,6 +234,42 @@ def _blob(a: Analysis, path: Path) -> None:
         _title(ax, f"{title} (τ median {stats.tau_summary(st.tau)[0]:.2f})", 9)
     _suptitle(fig, f"{a.table.label}: ranks over {a.n_resamples} bootstrap resamples ({_rows_text(n)})", 10)
     _save(fig, path)
+
+
+CURVE_ROWS = 10
+"""Rows per learning-curve panel (the best-ranked first; further rows go to further panels)."""
+
+
+def _curves(a: Analysis, path: Path) -> dict[str, str]:
+    """Learning curves: each run's ``val_dice`` against the optimiser step (thin), and per row the
+    mean over its runs at the steps they share (thick), titled with the row's convergence verdict
+    (:mod:`bench.leaderboard.convergence`). Rows without a curve are named in what is skipped."""
+    rows = [r for r in a.ranked if any(len(rec.val_trace) > 1 for rec in r.done)]
+    missing = [row_title(r, LABEL_WIDTH) for r in a.ranked if r not in rows]
+    chunks = [rows[i : i + CURVE_ROWS] for i in range(0, len(rows), CURVE_ROWS)]
+    fig, axes = _grid(len(chunks), 5.5, 3.2, cols=min(2, len(chunks)), below=0.6)
+    colours = plt.get_cmap("tab10")
+    for ax, chunk in zip(axes, chunks):
+        for i, row in enumerate(chunk):
+            colour = colours(i % 10)
+            traces = [
+                np.array([[p[0], p[1]] for p in rec.val_trace], float) for rec in row.done if rec.val_trace
+            ]
+            for t in traces:
+                ax.plot(t[:, 0], t[:, 1], color=colour, lw=0.6, alpha=0.4)
+            shared = sorted(set.intersection(*(set(t[:, 0].tolist()) for t in traces)))
+            if shared:
+                mean = [np.nanmean([t[t[:, 0] == s, 1][0] for t in traces]) for s in shared]
+                verdict = a.convergence.get(row.key)
+                flag = " (not converged)" if verdict is not None and verdict.status == "not converged" else ""
+                ax.plot(shared, mean, color=colour, lw=1.8, label=row_title(row, LABEL_WIDTH) + flag)
+        ax.set_xlabel("optimiser step", fontsize=8)
+        ax.set_ylabel("validation Dice", fontsize=8)
+        ax.legend(fontsize=6, loc="lower right")
+        ax.grid(alpha=0.3)
+    _suptitle(fig, f"{a.table.label}: learning curves (thin: each run, thick: the row's mean)", 10)
+    _save(fig, path)
+    return {"learning curves": f"no recorded curve for {', '.join(missing)}"} if missing else {}
 
 
 def _significance(a: Analysis, path: Path) -> dict[str, str]:

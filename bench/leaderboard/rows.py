@@ -32,8 +32,9 @@ from datamodules import DATASETS
 TABLE_EVAL_KEYS = ("betti_patch", "nsd_tolerance")
 """Metric settings that change the numbers: different values make different tables (so do the dataset
 kwargs and the training patch size)."""
-_NOT_SETTINGS = ("root", "download", "cache_dir", "num_workers")  # dataset kwargs that change no number
-_EVAL_OPTIONAL = ("betti_patch", "patch_size")  # settings an evaluation may lack and still belong
+NOT_SETTINGS = ("root", "download", "cache_dir", "num_workers")
+"""Dataset kwargs that change no number: never a table setting (nor a column of a transfer matrix)."""
+_EVAL_OPTIONAL = ("betti_patch", "patch_size", "budget")  # settings an evaluation may lack and still belong
 
 
 @dataclass
@@ -116,13 +117,28 @@ def group_records(records: Iterable[Record]) -> list[Table]:
 
 def _table_settings(rec: Record) -> tuple[str, dict[str, Any]]:
     ds = rec.dataset
-    kwargs = {k: v for k, v in (ds.get("kwargs") or {}).items() if k not in _NOT_SETTINGS}
+    kwargs = {k: v for k, v in (ds.get("kwargs") or {}).items() if k not in NOT_SETTINGS}
     ev = rec.eval_settings
     settings = {**kwargs, **{k: ev[k] for k in TABLE_EVAL_KEYS if k in ev}}
     data = rec.config.get("data")
     if isinstance(data, Mapping):  # a train run: the patch size it used (dataset kwargs win)
         settings.setdefault("patch_size", data.get("patch_size"))
+    budget = train_budget(rec.config.get("trainer"))
+    if budget is not None:  # a train run: its budget, so one table never mixes budgets
+        settings["budget"] = budget
     return str(ds.get("name", "?")), settings
+
+
+def train_budget(trainer: Any) -> str | None:
+    """A train run's configured budget in words (``300 steps``, ``50 epochs``); None without one."""
+    if not isinstance(trainer, Mapping):
+        return None
+    steps, epochs = trainer.get("max_steps"), trainer.get("max_epochs")
+    if isinstance(steps, int) and steps > 0:
+        return f"{steps:,} steps"
+    if isinstance(epochs, int) and epochs > 0:
+        return f"{epochs:,} epochs"
+    return None
 
 
 def _row_identity(rec: Record) -> tuple[str, str, str]:
@@ -208,6 +224,7 @@ SETTING_WORDS: dict[str, Callable[[Any], str]] = {
     "nsd_tolerance": _named("NSD tolerance", "default NSD tolerance"),
     "multi_rater": lambda v: "every rater" if v else "one rater",
     "check_val_every_n_epoch": _every_n_epochs,
+    "budget": lambda v: "default budget" if v is None else f"budget {v}",
 }
 """How a table setting reads in a title or a settings line (``num_test 32`` -> ``32 test cases``); a
 setting not listed reads ``name value``. One entry per setting: add one for a new dataset argument."""

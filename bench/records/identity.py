@@ -20,6 +20,7 @@ HASH_EXCLUDED: tuple[str, ...] = (
     "dataset.kwargs.root",
     "dataset.kwargs.download",
     "dataset.kwargs.cache_dir",
+    "dataset.kwargs.disk_cache",
     "data.num_workers",
     "trainer.log_every_n_steps",
     "trainer.checkpoint_every_n_steps",
@@ -29,6 +30,7 @@ HASH_EXCLUDED: tuple[str, ...] = (
     "eval.save_predictions",
     "eval.save_probabilities",
     "eval.keep_model",
+    "eval.external",
 )
 """Dotted paths left out of ``config_hash``: they cannot change a recorded number (the sweep's
 name, where the dataset lies on this machine and whether it may be downloaded - its files are
@@ -42,7 +44,13 @@ after every validation (:class:`bench.run.validation.ValidationRNG`), so the tra
 draws the same numbers whatever the cadence. ``torch_threads`` says how many threads compute, like
 ``data.num_workers``: it can move the last digits of a floating-point sum (a CHASE_DB1 run's mean
 Dice was 0.50480 on one thread, 0.50489 on two), which segbench has always stated in the record
-(``device.torch_threads``) rather than in the id; runs of one id were recorded with 1 and 2."""
+(``device.torch_threads``) rather than in the id; runs of one id were recorded with 1 and 2.
+
+``eval.external`` (the other datasets a trained run is also tested on) is excluded rather than
+put in :data:`HASH_DEFAULTS`: those tests are separate ``evaluation`` records, made by the kept model
+after the run's own record is written, so no value of the field can change a number of the run
+itself. Excluded, adding an external dataset to a finished sweep tests its done runs without
+training them again, and runs with and without external tests are one leaderboard row."""
 
 HASH_DEFAULTS: dict[str, Any] = {
     "eval.tta": "none",

@@ -60,7 +60,7 @@ class Record:
         kind, run_id, schema, config, config_hash, status: every record. ``status`` is
             ``running`` until a train run is ``done`` or ``failed``.
         method, baseline: evaluation / ensemble rows (``baseline: "human"`` for a second annotator).
-        attempt, resumed_from_step, params, steps, epochs, schedule_steps, lr_trace,
+        attempt, resumed_from_step, params, steps, epochs, schedule_steps, lr_trace, val_trace,
             train_seconds, infer_seconds, world_size, memory, tracking_error: train runs.
         test_seconds, device, split, cases, aggregates, predictions: every kind that scored cases.
         weights: a done train run's kept network, ``{file, sha256, bytes}`` (``file`` relative
@@ -92,6 +92,7 @@ class Record:
     steps: int | None = None
     epochs: int | None = None
     lr_trace: list[list[float]] = field(default_factory=list)
+    val_trace: list[list[float]] = field(default_factory=list)  # [step, val_dice, val_loss] per validation
     schedule_steps: int | None = None
     test_seconds: float | None = None
     infer_seconds: float | None = None

@@ -21,6 +21,7 @@ from lightning.pytorch.loggers import CSVLogger
 from bench.config import RunConfig, TrackingConfig, TrainerConfig
 from bench.records.predictions import PREDICTIONS
 from bench.run.callbacks import CaseMetricsCallback, LRTraceCallback, ResumeCheckpoint
+from bench.run.curves import ValTraceCallback
 from bench.run.launch import global_rank
 from bench.run.plan import FILES_DIGEST, datamodule_kwargs, resolve_run
 from bench.run.progress import Progress, ProgressCallback
@@ -52,6 +53,7 @@ class BuiltRun:
     trainer: L.Trainer
     metrics: CaseMetricsCallback
     lr_trace: LRTraceCallback
+    val_trace: ValTraceCallback
     checkpoint: Path
     resume_step: int | None
     wandb_logger: Any = None
@@ -240,9 +242,11 @@ def build_run(
         save_probabilities=e.save_probabilities,
     )
     lr_cb = LRTraceCallback()
+    val_cb = ValTraceCallback()
     callbacks: list[L.Callback] = [
         metrics_cb,
         lr_cb,
+        val_cb,
         ResumeCheckpoint(ckpt, every_n_steps=resolved.trainer.checkpoint_every_n_steps),
     ]
     loggers: list[Any] = [CSVLogger(work_dir, name="csv", version="")]
@@ -254,7 +258,18 @@ def build_run(
         loggers.append(wandb_logger)
     trainer = build_trainer(resolved, work_dir, callbacks, loggers, progress)
     return BuiltRun(
-        cfg, resolved, work_dir, dm, module, trainer, metrics_cb, lr_cb, ckpt, resume_step, wandb_logger
+        cfg,
+        resolved,
+        work_dir,
+        dm,
+        module,
+        trainer,
+        metrics_cb,
+        lr_cb,
+        val_cb,
+        ckpt,
+        resume_step,
+        wandb_logger,
     )
 
 

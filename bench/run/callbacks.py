@@ -17,6 +17,7 @@ from bench.faults import fault_point
 from bench.metrics import MetricSettings, case_metrics
 from bench.records.predictions import prediction_arrays, prediction_ref, write_prediction
 from bench.records.record import constant_kind, degenerate_state
+from models.inference import postprocess
 
 
 class LRTraceCallback(L.Callback):
@@ -118,6 +119,14 @@ class CaseMetricsCallback(L.Callback):
     the post-processed label map (``pred``): the row's metrics are then those of that map (``ece``
     and ``brier`` those of the probabilities) and ``raw`` holds the metrics of the plain argmax.
 
+    Preprocessed data (a DataModule whose ``maps_back`` is true: ``spacing`` or ``orientation``,
+    ``docs/preprocessing.md``): the probabilities are first mapped back to the file's grid
+    (``trainer.datamodule.to_original``), and every metric is computed there, against the label
+    file at the file's spacing; the prediction is the argmax of the mapped probabilities, and
+    ``eval.postprocess`` (the module's ``postprocess``) is applied to that argmax (the step's own
+    post-processed map, on the preprocessed grid, is not used). Saved files and examples hold
+    the file's grid too (the image mapped back linearly).
+
     It also notes, per case, whether the prediction (its argmax, inside the field of view when
     there is one) is constant (:func:`bench.records.record.constant_kind`); ``degenerate`` is then
     the record's ``degenerate`` field (``{kind, cases}`` when more than half of the cases are
@@ -199,44 +208,57 @@ class CaseMetricsCallback(L.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
+        case_id = outputs["case_id"]
         fov = outputs["fov"]
         prob = outputs["prob"].numpy()
         label = outputs["label"].numpy()
         fov_mask = None if fov is None else fov.numpy().astype(bool)
-        metrics = case_metrics(
-            prob, label, spacing=outputs["spacing"], fov=fov_mask, settings=self.settings
-        )
+        spacing = outputs["spacing"]
         pp = outputs.get("pred")
+        dm = getattr(trainer, "datamodule", None)
+        mapped = bool(getattr(dm, "maps_back", False))
+        if mapped:  # preprocessed grid: probabilities -> file's grid -> argmax -> post-processing
+            prob, label, spacing, fov_mask = dm.to_original(case_id, prob)
+            fov = None if fov_mask is None else torch.from_numpy(fov_mask)
+            spacing = list(spacing)
+            how = str(getattr(pl_module, "postprocess", "none"))
+            pp = None if how == "none" else torch.from_numpy(postprocess(prob.argmax(0), prob.shape[0], how))
+        metrics = case_metrics(prob, label, spacing=spacing, fov=fov_mask, settings=self.settings)
         if pp is None:  # no post-processing: the prediction is the argmax of prob
             pred = prob.argmax(0)
-            self.rows.append({"case_id": outputs["case_id"], **metrics})
+            self.rows.append({"case_id": case_id, **metrics})
         else:  # post-processed label map; ece / brier stay those of the probabilities
             pred = pp.numpy()
             post = case_metrics(
                 pred,
                 label,
-                spacing=outputs["spacing"],
+                spacing=spacing,
                 fov=fov_mask,
                 num_classes=prob.shape[0],
                 settings=self.settings,
             )
             row = {k: post.get(k, v) for k, v in metrics.items()}
-            self.rows.append({"case_id": outputs["case_id"], **row, "raw": metrics})
-        self.constant[outputs["case_id"]] = constant_kind(pred, prob.shape[0], fov_mask)
-        if self.save_dir is not None and outputs["case_id"] in self.save_ids:
-            image = batch["image"][0].detach().cpu().float().numpy()
+            self.rows.append({"case_id": case_id, **row, "raw": metrics})
+        self.constant[case_id] = constant_kind(pred, prob.shape[0], fov_mask)
+        want_image = (self.save_dir is not None and case_id in self.save_ids) or (
+            len(self.examples) < self.num_examples
+        )
+        full = batch["image"][0].detach().cpu().float().numpy() if want_image else None
+        if mapped and full is not None:  # the input image on the file's grid, as the label
+            full = dm.map_back(case_id, full)
+        if self.save_dir is not None and case_id in self.save_ids:
             self._save(
-                outputs["case_id"],
-                image,
+                case_id,
+                full,
                 label,
                 prob,
                 pred,
                 None if fov is None else fov.numpy(),
-                outputs["spacing"],
+                spacing,
             )
         if len(self.examples) < self.num_examples:
             dims = label.ndim
-            image = batch["image"][0, 0].detach().cpu().float().numpy()
+            image = full[0]
             self.examples.append(
                 {
                     "case_id": outputs["case_id"],

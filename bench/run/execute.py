@@ -20,6 +20,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ def execute_run(run: BuiltRun, record: Record) -> Record:
     record.steps = trainer.global_step
     record.epochs = trainer.current_epoch
     record.lr_trace = run.lr_trace.trace
+    record.val_trace = run.val_trace.trace
     record.schedule_steps = module.schedule_steps
     fault_point("before_test")
     start = time.perf_counter()
@@ -268,6 +270,7 @@ def run_sweep(
     progress: bool = True,
     runs: list[RunConfig] | None = None,
     reason: str = "re-run with --force",
+    after_run: Callable[[RunConfig, bool], Any] | None = None,
 ) -> list[Record]:
     """Run every configuration of ``sweep`` not yet done; returns the records written now.
 
@@ -278,11 +281,24 @@ def run_sweep(
     a failed one with its error).
     Several processes may run the same sweep on one results folder: each run is claimed with
     an flock, so it is done exactly once; a dead worker's claim is released by the kernel.
+
+    ``after_run``: called as ``after_run(cfg, fresh)`` for every run with ``eval.external`` once
+    its record is written or found (``fresh``: the run was executed now), in this process; the
+    runner layer cannot test on other datasets itself (that is ``bench.evaluate``), so the caller
+    passes :func:`bench.evaluate.outside.external_evaluator` (``docs/external.md``).
+
+    Raises:
+        ConfigError: a run has ``eval.external`` and no ``after_run`` is given (before anything runs).
     """
     results = Path(results)
+    runs = plan_sweep(sweep) if runs is None else runs
+    if after_run is None and any(cfg.eval.external for cfg in runs):
+        raise ConfigError(
+            "eval.external: this caller does not test runs on external datasets; pass "
+            "after_run=bench.evaluate.outside.external_evaluator(results) to run_sweep"
+        )
     results.mkdir(parents=True, exist_ok=True)
     clean_stale_temp(results)  # half-written files of a worker that was killed
-    runs = plan_sweep(sweep) if runs is None else runs
     written: list[Record] = []
     display = Progress(len(runs)) if progress else None
     try:
@@ -292,6 +308,8 @@ def run_sweep(
             record = run_claimed(
                 cfg, results, tracking=sweep.tracking, progress=display or False, force=force, reason=reason
             )
+            if after_run is not None and cfg.eval.external:
+                after_run(cfg, record is not None)  # a run done before: only its missing tests
             if record is None:
                 continue  # done already, or another worker has it
             written.append(record)

@@ -20,7 +20,7 @@ from bench.run.launch import device_count
 from bench.run.validation import resolved_val_cases
 from datamodules import dataset_class
 from models import create_loss, model_entry
-from models.registry import SEGBENCH_MODEL_OPTIONS, check_kwargs, loss_dims, loss_targets
+from models.registry import SEGBENCH_MODEL_OPTIONS, check_kwargs, loss_dims, loss_targets, preset_kwargs
 
 # DataModule arguments the runner sets from the run itself (not from ``data`` or dataset kwargs).
 _RUN_DATA_ARGS = ("fold", "seed", "multi_rater")
@@ -46,6 +46,8 @@ def resolve_run(cfg: RunConfig) -> RunConfig:
 
     - ``data.patch_size``: the dataset's ``default_patch_size`` when not given;
     - ``model.kwargs.img_size``: the patch size, for models registered with ``fixed_input_size``;
+    - ``model.kwargs``: with a ``preset``, every option it sets (options given beside it win), so
+      the record states the network as built, not only the preset's name;
     - ``trainer.strategy``: ``ddp`` for several devices or nodes with ``strategy: auto`` (the
       launch path segbench has; Lightning's own re-launch of the CLI would hang the sweep);
     - ``trainer.val_max_cases``: the validation cases used when not set (4 under the default step
@@ -71,6 +73,12 @@ def resolve_run(cfg: RunConfig) -> RunConfig:
     meta = model_entry(cfg.model.name).meta
     if meta.get("fixed_input_size") and "img_size" not in model_kwargs:
         model_kwargs["img_size"] = list(patch)
+    if model_kwargs.get("preset") is not None:  # the record states every option the preset set
+        preset = model_kwargs["preset"]
+        try:
+            model_kwargs = {"preset": preset, **preset_kwargs(cfg.model.name, preset), **model_kwargs}
+        except ValueError as e:  # an unknown preset
+            raise ConfigError(f"models: {e}") from None
     t = cfg.trainer
     multi = t.num_nodes > 1 or device_count(t.devices) > 1
     trainer = dataclasses.replace(t, strategy="ddp") if multi and t.strategy == "auto" else t
@@ -112,6 +120,7 @@ def check_run(cfg: RunConfig) -> None:
         raise ConfigError(f"models: {cfg.model.name!r}: pretrained_encoder {path}: no such file")
     try:
         check_kwargs("model", cfg.model.name, m.factory, options, reserved)
+        preset_kwargs(cfg.model.name, cfg.model.kwargs.get("preset"))  # an unknown preset: one line
     except ValueError as e:
         raise ConfigError(f"models: {e}") from None
     if dims not in loss_dims(cfg.loss.name):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -82,6 +83,8 @@ ROWS: list[tuple[str, list[str], int, str]] = [
     # data that is not where the sweep says, found before anything trains (--dry-run too)
     ("dry-run-root-missing", ["run", "--dry-run", "-o", "datasets=[{name: drive, root: {tmp}/nope}]"], 2, "datasets: drive: root {tmp}/nope does not exist"),
     ("root-empty", ["run", "-o", "datasets=[{name: chase_db1, root: {tmp}/emptydir}]"], 2, "chase_db1: root {tmp}/emptydir holds none of its cases"),
+    ("model-unknown-preset", ["run", "--dry-run", "-o", "models=[{name: swin_unetr, preset: XXL}]"], 2, "models: model 'swin_unetr' has no preset 'XXL'; presets: small, paper"),
+    ("external-root-missing", ["run", "--dry-run", "-o", "datasets=[{name: chase_db1, root: {shared}/CHASE_DB1}]", "-o", "eval.external=[{name: drive, root: {tmp}/nope}]"], 2, "eval.external[0]: drive: root {tmp}/nope does not exist"),
     ("msd-root-missing", ["run", "--dry-run", "-o", "datasets=[{name: msd_hippocampus, root: {tmp}/nope}]", "-o", "data.patch_size=null"], 2, "msd_hippocampus: root {tmp}/nope does not exist"),
     # outputs that would overwrite what a user wrote
     ("lb-is-sweep", ["run", "{tmp}/tune.yaml", "--leaderboard", "{tmp}/tune.yaml"], 2, "is a sweep file or a run record"),
@@ -97,7 +100,8 @@ ROWS: list[tuple[str, list[str], int, str]] = [
     ("override-into-scalar", ["run", "-o", "trainer.max_steps.x=1"], 2, "max_steps is not a mapping"),
     ("unknown-command", ["trian"], 2, "invalid choice: 'trian'"),
     ("unknown-option", ["run", "--max-steps", "5"], 2, "unrecognized arguments: --max-steps"),
-    ("bench-unknown", ["bench", "gpu"], 2, "invalid choice: 'gpu'"),
+    ("bench-unknown", ["bench", "nope"], 2, "invalid choice: 'nope'"),
+    ("bench-gpu-no-gpu", ["bench", "gpu"], 2, "torch sees no GPU here"),
     ("status-no-folder", ["status", "--results", "{tmp}/nope"], 2, "--results {tmp}/nope: no such folder"),
     ("datasets-root", ["datasets", "--root", "{tmp}/nope"], 2, "--root {tmp}/nope: no such folder"),
     ("ensemble-nothing", ["ensemble", "--results", "{results}"], 2, "nothing to ensemble"),
@@ -156,8 +160,9 @@ def world(tmp_path: Path) -> dict[str, Path]:
 @pytest.mark.parametrize(("argv", "code", "message"), [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
 def test_bad_input_is_one_line_and_touches_nothing(world, capsys, monkeypatch, argv, code, message) -> None:
     tmp, results = world["tmp"], world["results"]
+    shared = Path(os.environ.get("SEGBENCH_SHARED_DATA") or "../shared/data").resolve()  # before the chdir
     monkeypatch.chdir(tmp)
-    fill = {"tmp": str(tmp), "results": str(results)}
+    fill = {"tmp": str(tmp), "results": str(results), "shared": str(shared)}
     args = [_fill(a, fill) for a in argv]
     if args[0] in ("run", "tune") and "--results" not in args:
         args += ["--results", str(results)]

@@ -158,3 +158,20 @@ def test_cli_and_leaderboard_row(results: Path, capsys: pytest.CaptureFixture[st
 
     text = render(scan_records(results)[0], plots=False)
     assert "(ensemble of 2 seeds)" in text
+
+
+def test_the_members_post_processing_applies_to_the_ensemble(tmp_path: Path) -> None:
+    # mean foreground: (0,0) .8, (0,1) .6 (the true blob) and an isolated (1,3) .9
+    q0 = np.array([[0.9, 0.4, 0.1, 0.1], [0.1, 0.1, 0.1, 0.9]])
+    q1 = np.array([[0.7, 0.8, 0.1, 0.1], [0.1, 0.1, 0.1, 0.9]])
+    results = tmp_path / "results"
+    results.mkdir()
+    for seed, q in ((0, q0), (1, q1)):
+        config = _config(seed)
+        config["eval"]["postprocess"] = "largest_component"
+        _member(results, f"toy__unet__pp__s{seed}", config, q)
+    (path,) = ens.ensemble_rows(results)
+    (case,) = json.loads(path.read_text())["cases"]
+    assert case["dice"] == pytest.approx(1.0)  # the 1-voxel component removed: the truth exactly
+    assert case["raw"]["dice"] == pytest.approx(2 * 2 / (3 + 2))  # the plain argmax, by hand
+    assert case["brier"] == case["raw"]["brier"]  # calibration is the probabilities'

@@ -24,8 +24,11 @@ from tests.conftest import tiny_sweep_dict
 def trained(tmp_path_factory):
     results = tmp_path_factory.mktemp("export-runs")
     three = [{"name": "synthetic_vessels", "size": [64, 64], "num_train": 4, "num_val": 2, "num_test": 3}]
-    (record,) = run_sweep(sweep_from_dict(tiny_sweep_dict(datasets=three)), results, progress=False)
-    assert record.done, record.error
+    # two seeds: one leaderboard row of two runs; the first is the one exported
+    record, other = run_sweep(
+        sweep_from_dict(tiny_sweep_dict(datasets=three, seeds=[0, 1])), results, progress=False
+    )
+    assert record.done and other.done, record.error or other.error
     return results, record.run_id
 
 
@@ -60,7 +63,7 @@ def test_model_card_metrics_equal_the_record(trained, exported) -> None:
     record = load_record(record_path(results, run_id))
     meta = _front_matter((exported / "README.md").read_text())
     (entry,) = meta["model-index"]
-    (result,) = entry["results"]
+    result, _row = entry["results"]
     assert entry["name"] == run_id and result["dataset"]["type"] == "synthetic_vessels"
     assert result["dataset"]["split"] == "test"
     metrics = {m["type"]: m for m in result["metrics"]}
@@ -77,6 +80,30 @@ def test_model_card_metrics_equal_the_record(trained, exported) -> None:
     assert (
         f"Seed: {record.seed}" in text and record.commit in text and f"{record.steps} optimiser steps" in text
     )
+
+
+def test_model_card_states_the_leaderboard_row_of_both_seeds(trained, exported, tmp_path) -> None:
+    results, run_id = trained
+    records = [load_record(p) for p in sorted(results.glob("*.json"))]
+    records = [r for r in records if r is not None and r.kind == "train"]
+    assert len(records) == 2
+    meta = _front_matter((exported / "README.md").read_text())
+    _own, row = meta["model-index"][0]["results"]
+    metrics = {m["type"]: m for m in row["metrics"]}
+    # the row pools every case value of both runs (by hand, numpy)
+    pooled = np.array([c["dice"] for r in records for c in r.cases], dtype=float)
+    assert metrics["dice"]["value"] == pytest.approx(float(pooled.mean()), abs=1e-12)
+    assert metrics["dice"]["args"]["n_runs"] == 2
+    lo, hi = metrics["dice"]["args"]["ci_low"], metrics["dice"]["args"]["ci_high"]
+    assert lo <= metrics["dice"]["value"] <= hi
+    # ... and it is the interval the leaderboard prints for that row
+    board = tmp_path / "leaderboard.md"
+    assert main(["leaderboard", "--results", str(results), "--leaderboard", str(board), "--no-plots"]) == 0
+    text = board.read_text()
+    shown = f"{metrics['dice']['value']:.3f} [{lo:.3f}, {hi:.3f}]"
+    assert shown in text, (shown, text[:3000])
+    card = (exported / "README.md").read_text()
+    assert "Leaderboard row:" in card and "2 run(s) (seeds 0, 1)" in card
 
 
 def test_predict_from_the_export_equals_predict_from_the_run(trained, exported, tmp_path) -> None:

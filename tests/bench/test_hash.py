@@ -70,6 +70,7 @@ _EXCLUDED: dict[str, Any] = {
     "eval.save_predictions": 5,
     "eval.save_probabilities": True,
     "eval.keep_model": "none",
+    "eval.external": [{"name": "drive", "kwargs": {}}],
 }
 
 
@@ -103,6 +104,7 @@ _EXCLUDED_KWARGS = {
     "dataset.kwargs.root": "/elsewhere",
     "dataset.kwargs.download": False,
     "dataset.kwargs.cache_dir": "/tmp/cache",
+    "dataset.kwargs.disk_cache": False,  # where decoded cases are kept: the same arrays either way
 }
 
 

@@ -16,7 +16,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
+import lightning  # noqa: F401 - imported at collection: its log handler binds the real stderr,
+import numpy as np  # not the captured stream of the first test that would import it (then closed)
+import optuna  # noqa: F401 - the same for Optuna's handler (segbench tune)
 import pytest
 import yaml
 from PIL import Image
@@ -48,6 +50,17 @@ TINY: dict[str, list[str]] = {
     "segbench bench suite": ["--reps", "1", "--sweep-reps", "0", "--out", "perf/suite.json"],
     "segbench tune my_sweep.yaml": ["--n-trials", "1"],
     "segbench evaluate --dataset chase_db1": ["--results", "eval-runs"],
+    "segbench bench data_memory": ["--cases", "5", "--size", "16", "--patch", "8", "--samples", "4"]
+    + ["--start-method", "fork"],
+    "segbench bench gpu --dry-run": [
+        "--families",
+        "cnn",
+        "--stages",
+        "environment",
+        "fast_paths",
+        "step_time",
+    ]
+    + ["--out", "perf/gpu-dry-run.json"],
 }
 """Arguments appended to a README line (matched by prefix) to make it tiny; the line itself runs."""
 

@@ -66,5 +66,7 @@ def test_killed_run_resumes_to_identical_metrics(tmp_path: Path, uninterrupted: 
     assert rec["steps"] == uninterrupted["steps"] == 10
     assert rec["cases"] == uninterrupted["cases"]  # per-case metrics identical on CPU
     assert rec["lr_trace"] == uninterrupted["lr_trace"]
+    assert rec["val_trace"] == uninterrupted["val_trace"]  # the learning curve spans both attempts
+    assert [p[0] for p in rec["val_trace"]] == [s for s, _ in rec["lr_trace"]]
     assert uninterrupted["resumed_from_step"] is None and uninterrupted["attempt"] == 1
     assert not list(tmp_path.rglob("*.tmp"))

@@ -40,10 +40,7 @@ def test_flip_tta_is_the_hand_computed_average_of_the_four_2d_flips() -> None:
     x = torch.arange(30, dtype=torch.float32).view(1, 1, 5, 6) / 10 - 1
     sm = lambda t: torch.softmax(net(t), dim=1)  # noqa: E731
     by_hand = (
-        sm(x)
-        + sm(x.flip(2)).flip(2)
-        + sm(x.flip(3)).flip(3)
-        + sm(x.flip(2).flip(3)).flip(3).flip(2)
+        sm(x) + sm(x.flip(2)).flip(2) + sm(x.flip(3)).flip(3) + sm(x.flip(2).flip(3)).flip(3).flip(2)
     ) / 4
     with torch.no_grad():
         got = tta_probabilities(net, x, "flip")
@@ -113,3 +110,28 @@ def test_tta_refuses_an_unknown_mode() -> None:
         tta_probabilities(_net(), torch.zeros(1, 1, 4, 4), "rotate")
     with pytest.raises(ValueError, match="min_size:N"):
         _module(_net(), (4, 4), postprocess="biggest")
+
+
+def test_a_sweep_with_tta_and_post_processing_gives_separate_rows(tmp_path) -> None:
+    """Three tiny runs of one model (raw, flip TTA, largest component) trained into one results
+    folder: three rows of the leaderboard, and the post-processed record keeps the raw metrics."""
+    from bench.leaderboard import analyse_records
+    from bench.records import load_records
+    from bench.run import run_sweep
+    from tests.conftest import tiny_sweep_dict
+
+    for ev in ({}, {"tta": "flip"}, {"postprocess": "largest_component"}):
+        sweep = tiny_sweep_dict()
+        sweep["eval"] = {**sweep["eval"], **ev}
+        (record,) = run_sweep(sweep_from_dict(sweep), tmp_path, progress=False)
+        assert record.done, record.error
+    records, _ = load_records(tmp_path)
+    (analysis,) = analyse_records(records)
+    assert len(analysis.ranked) == 3
+    settings = {
+        (r.config["eval"].get("tta", "none"), r.config["eval"].get("postprocess", "none"))
+        for r in analysis.ranked
+    }
+    assert settings == {("none", "none"), ("flip", "none"), ("none", "largest_component")}
+    pp = next(r for r in records if (r.config["eval"].get("postprocess") or "none") != "none")
+    assert all("raw" in c and "dice" in c["raw"] for c in pp.cases)

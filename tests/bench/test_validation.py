@@ -59,6 +59,9 @@ def test_when_a_run_validates(tmp_path, trainer, steps):
     (record,) = run_sweep(_sweep(**trainer), tmp_path, progress=False)
     assert record.status == "done", record.traceback
     assert [s for s, _ in record.lr_trace] == steps  # lr_trace: [step, lr] at every validation
+    # val_trace: [step, val_dice, val_loss] at the same validations, the logged values
+    assert [p[0] for p in record.val_trace] == steps
+    assert all(0.0 <= p[1] <= 1.0 and p[2] > 0.0 for p in record.val_trace)
 
 
 def test_the_default_validates_on_the_first_cases_by_id_and_an_explicit_cadence_on_all(tmp_path):

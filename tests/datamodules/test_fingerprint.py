@@ -132,3 +132,19 @@ def test_fingerprint_names_what_it_cannot_read(tmp_path):
         fingerprint(tmp_path / "nope")
     with pytest.raises(DatasetFileError, match=r"no dataset.json \(nnunet_raw\) and no images/ \+ masks/"):
         fingerprint(tmp_path)
+
+
+def test_the_snippet_is_a_live_dataset_entry(tiny, tmp_path):
+    """The suggestion's spacing / orientation / intensity are options a sweep accepts (no comments
+    left for a volume dataset), with the suggested values."""
+    import yaml
+
+    from datamodules import dataset_class
+
+    fp = fingerprint(tiny, cache_dir=tmp_path / "cache", progress=False)
+    (entry,) = yaml.safe_load(fpmod.sweep_snippet(fp))["datasets"]
+    assert entry["spacing"] == pytest.approx(fp["suggested"]["spacing"])
+    assert entry["orientation"] == "RAS"  # two RAS cases and one LPS
+    assert entry["intensity"] == "ct"  # the only channel is CT
+    kwargs = {k: v for k, v in entry.items() if k != "name"}
+    dataset_class(entry["name"], kwargs).check_kwargs(kwargs)  # raises on an unknown or bad option

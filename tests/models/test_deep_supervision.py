@@ -24,7 +24,20 @@ from models.deep_supervision import (
 from tests.models.zoo_checks import small_model
 
 _SHAPE = {2: (32, 32), 3: (32, 32, 8)}
-_KNOWN = {"stu_net", "rrwnet", "h_denseunet", "basnet", "msga_net"}
+_KNOWN = {
+    "stu_net",
+    "rrwnet",
+    "h_denseunet",
+    "basnet",
+    "msga_net",
+    # nnU-Net's U-Nets and the hybrids on their backbone: nnU-Net's own deep supervision
+    "nnunet_plain",
+    "nnunet_resenc",
+    "umamba_bot_resenc",
+    "umamba_enc_resenc",
+    "xlstm_bot_resenc",
+    "xlstm_enc_resenc",
+}
 
 
 def _deeply_supervised() -> list[Any]:

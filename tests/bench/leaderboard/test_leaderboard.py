@@ -138,7 +138,7 @@ def test_clearly_better_row_is_significant_and_a_tied_row_is_not():
     )
 
 
-def test_configurations_and_budgets_are_separate_rows_and_dataset_settings_separate_tables():
+def test_configurations_are_separate_rows_and_budgets_and_dataset_settings_separate_tables():
     recs = [
         record("unet", model_kwargs={"channels": [8, 16, 32]}, dices=[0.6, 0.7]),
         record("unet", model_kwargs={"channels": [16, 32, 64]}, dices=[0.8, 0.9]),
@@ -148,20 +148,18 @@ def test_configurations_and_budgets_are_separate_rows_and_dataset_settings_separ
         ),
     ]
     tables = lb.group_records(typed(recs))
+    # one table never mixes budgets (nor dataset settings)
     assert sorted(t.label for t in tables) == [
-        "default on drive (annotator 2nd)",
-        "default on drive (default annotator)",
+        "default on drive (annotator 2nd, budget 100 steps)",
+        "default on drive (default annotator, budget 100 steps)",
+        "default on drive (default annotator, budget 200 steps)",
     ]
-    main = next(t for t in tables if t.label == "default on drive (default annotator)")
+    main = next(t for t in tables if t.label == "default on drive (default annotator, budget 100 steps)")
     labels = sorted(r.label for r in main.rows)
-    assert labels == [
-        "unet (channels 16-32-64, max_steps 100)",
-        "unet (channels 16-32-64, max_steps 200)",
-        "unet (channels 8-16-32, max_steps 100)",
-    ]
+    assert labels == ["unet (channels 16-32-64)", "unet (channels 8-16-32)"]
     text = lb.render(recs, plots=False, n_resamples=200)
-    assert "## default on drive (annotator 2nd)" in text
-    assert len(body_rows(text, "default on drive (default annotator)")) == 3
+    assert "## default on drive (annotator 2nd, budget 100 steps)" in text
+    assert len(body_rows(text, "default on drive (default annotator, budget 100 steps)")) == 2
     patch = record("unet", dices=[0.8, 0.8])
     patch["config"]["data"]["patch_size"] = [128, 128]
     labels = sorted(t.label for t in lb.group_records(typed([recs[0], patch])))

@@ -116,3 +116,23 @@ def test_words_come_from_the_registry(monkeypatch):
 )
 def test_counts_are_spelled_for_one_and_many(n, words):
     assert rows_mod.setting_words("num_test", n).startswith(words)
+
+
+def _budget(rec: Record, steps: int) -> Record:
+    rec.config["trainer"]["max_steps"] = steps
+    rec.run_id = f"{rec.run_id}-{steps}"
+    return rec
+
+
+def test_one_table_never_mixes_budgets() -> None:
+    short = [_budget(_rec("chase_db1", dataset="chase_db1", seed=s), 300) for s in (0, 1)]
+    long = [_budget(_rec("chase_db1", dataset="chase_db1", seed=s), 10_000) for s in (0, 1)]
+    tables = lb.group_records(short + long)
+    assert len(tables) == 2
+    assert sorted(t.label for t in tables) == [
+        "chase_db1 (budget 10,000 steps)",
+        "chase_db1 (budget 300 steps)",
+    ]
+    for t in tables:
+        (row,) = t.rows
+        assert len({r.config["trainer"]["max_steps"] for r in row.records}) == 1
