@@ -15,6 +15,15 @@ import yaml
 
 from tests.conftest import tiny_sweep_dict
 
+
+def _default_signals() -> None:
+    """In the child: SIGINT / SIGTERM at their defaults. A suite started in the background by a shell
+    without job control inherits SIGINT ignored, and segbench (rightly) keeps an ignored SIGINT
+    ignored; the test is about a terminal's Ctrl-C, so it starts the command as a terminal would."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -26,7 +35,9 @@ def test_a_signal_mid_fit_stops_cleanly_and_the_run_resumes(tmp_path: Path, sig:
     results = tmp_path / "r"
     cmd = [sys.executable, "-m", "bench.cli", "run", str(path), "--results", str(results), "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "SEGBENCH_THREADS": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals
+    )
     deadline = time.monotonic() + 240
     while not list(results.glob(".work/*/checkpoints/*.ckpt")):  # training has written a checkpoint
         assert proc.poll() is None, proc.communicate()
