@@ -223,8 +223,9 @@ def _join(values: Iterable[Any]) -> str:
 
 
 def tables_text(records: Sequence[Record]) -> list[str]:
-    """The table facts: one line per sweep with its runs, budget, seeds, test set, threads and
-    degenerate runs (:func:`bench.leaderboard.degenerate.row_degeneracy` over the sweep's runs)."""
+    """The table facts: one line per sweep and dataset (a sweep over several datasets gets a line
+    for each) with its runs, budget, seeds, test set, threads and degenerate runs
+    (:func:`bench.leaderboard.degenerate.row_degeneracy` over those runs)."""
     refs = load_references(records)
     sweeps = sorted({str(r.config.get("sweep")) for r in records if r.kind == "train" and r.done})
     lines = [
@@ -232,8 +233,12 @@ def tables_text(records: Sequence[Record]) -> list[str]:
         "| degenerate runs |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for sweep in sweeps:
-        runs = train_runs(records, sweep)
+    parts = [
+        (sweep, [r for r in train_runs(records, sweep) if r.dataset.get("name") == name])
+        for sweep in sweeps
+        for name in sorted({str(r.dataset.get("name")) for r in train_runs(records, sweep)})
+    ]
+    for sweep, runs in parts:
         models, losses = {r.model_name for r in runs}, {r.loss_name for r in runs}
         budget = ", ".join(
             (

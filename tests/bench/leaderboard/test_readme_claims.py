@@ -74,7 +74,11 @@ def test_generated_from_a_temp_copy_and_a_changed_file(tmp_path: Path, capsys: p
     assert claims.main([str(tmp_path), "--readme"]) == 0
     before = capsys.readouterr().out
     assert "chase_db1 (chase_db1) | 36 |" in before and "second annotator" in before
-    path = next(tmp_path.glob("chase_db1__unet__dice_ce__s1f0__*.json"))
+    path = next(  # a run of the chase_db1 sweep, whose table the claims read (not chase_db1_long's)
+        p
+        for p in sorted(tmp_path.glob("chase_db1__unet__dice_ce__s1f0__*.json"))
+        if json.loads(p.read_text())["config"].get("sweep") == "chase_db1"
+    )
     data = json.loads(path.read_text())
     data["cases"][3]["dice"] -= 0.1
     path.write_text(json.dumps(data))
