@@ -33,6 +33,7 @@ from bench.leaderboard.format import (
     stability_of,
     threads_text,
 )
+from bench.leaderboard.published import published_sentence
 from bench.leaderboard.transfer import TransferMatrix, render_transfer_md
 from bench.metrics.registry import metric_info
 from bench.records.supersede import Superseded
@@ -93,6 +94,9 @@ def render_table_md(a: Analysis, links: list[tuple[str, str]] | None = None) -> 
     converged = convergence_sentence(a.convergence)
     if converged:
         lines += ["", converged]
+    published = published_sentence(a)
+    if published:
+        lines += ["", published]
     if a.stability is not None:
         lines += ["", *_ranking_md(a)]
     noise = (

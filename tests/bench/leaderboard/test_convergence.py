@@ -124,3 +124,35 @@ def test_the_learning_curves_figure_is_drawn_and_names_rows_without_a_curve(tmp_
     # without any curve there is no such figure
     (b,) = analyse_records([_record("c0", "segresnet", 0, [])])
     assert ("learning curves", "curves.png") not in b.plot_names()
+
+
+def test_a_table_states_the_published_reference_and_the_gap_by_hand() -> None:
+    from bench.leaderboard import analyse_records
+    from bench.leaderboard.published import published_sentence
+    from bench.records.record import Record
+
+    def chase(run_id: str, seed: int, model: str, dices: list[float]) -> Record:
+        config = {
+            "dataset": {"name": "chase_db1", "kwargs": {}},
+            "model": {"name": model, "kwargs": {}},
+            "loss": {"name": "dice_ce", "kwargs": {}},
+            "seed": seed,
+            "fold": 0,
+            "trainer": {"max_steps": 300},
+        }
+        cases = [{"case_id": f"Image_{11 + i}L", "dice": d} for i, d in enumerate(dices)]
+        return Record(kind="train", run_id=run_id, status="done", config=config, cases=cases)
+
+    records = [
+        chase("a", 0, "unet", [0.60, 0.70]),
+        chase("b", 1, "unet", [0.62, 0.68]),
+        chase("c", 0, "attention_unet", [0.50, 0.52]),
+    ]
+    (a,) = analyse_records(records)
+    text = published_sentence(a)
+    # the best row's mean by hand: (0.60 + 0.70 + 0.62 + 0.68) / 4 = 0.65; the range 0.80-0.82
+    assert "dice 0.80–0.82 for U-Net-class models" in text and "`unet / dice_ce`, has 0.650" in text
+    assert "-0.150 from the published range" in text
+    assert "a reference, not a comparison" in text
+    (b,) = analyse_records([_record("x0", "unet", 0, [])])  # synthetic_vessels: nothing published
+    assert published_sentence(b) == ""

@@ -224,10 +224,10 @@ def test_the_command_on_the_committed_records(tmp_path, capsys):
         assert ranks[-1] == "human" and sorted(int(r) for r in ranks[:-1]) == list(range(1, len(ranks)))
         assert all(ln.split("|")[4].strip() == "4" for ln in table[2:])
     assert (out_dir / "leaderboard_by_eye.md").is_file() and not (out_dir / "leaderboard.md").exists()
-    # condition is HRF's key; the committed records have no HRF table
-    assert main([*argv, "--by", "condition"]) == 2
+    # a key no committed table's dataset has: one line listing those there are
+    assert main([*argv, "--by", "sex"]) == 2
     err = capsys.readouterr().err
-    assert "keys available: age_group (chase_db1); eye (chase_db1)" in err
+    assert "keys available: age_group (chase_db1); condition (hrf); eye (chase_db1)" in err
     assert {p.name: p.stat().st_mtime_ns for p in results.iterdir()} == before
     assert (REPO / "leaderboard.md").read_bytes() == board_before
 
