@@ -63,7 +63,7 @@ def row_convergence(traces: Sequence[Sequence[Sequence[float]]]) -> Convergence:
 def convergence_note(verdict: Convergence) -> str:
     """A not-converged row's note (generated from its verdict)."""
     return (
-        f"not converged: validation Dice still rising ({verdict.slope:+.3f} per 1,000 steps over the last "
+        f"not converged: validation Dice still rising ({verdict.slope:+.4f} per 1,000 steps over the last "
         f"{WINDOW:.0%} of the curve; threshold {SLOPE_PER_1K:g})"
     )
 

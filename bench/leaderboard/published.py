@@ -81,7 +81,8 @@ def published_sentence(a: Analysis) -> str:
         st = a.row_stats[best.key][p.metric]
         m = means[best.key]
         gap = m - p.high if m > p.high else m - p.low if m < p.low else 0.0
-        where = "inside the published range" if gap == 0 else f"{gap:+.3f} from the published range"
+        digits = 3 if abs(gap) >= 5e-4 else 4  # a gap under half a point of the third decimal stays visible
+        where = "inside the published range" if gap == 0 else f"{gap:+.{digits}f} from the published range"
         parts.append(
             f"{p.metric} {_range(p)} for {p.what}, reported by {p.source}; here the best row, "
             f"`{row_title(best)}`, has {m:.3f} [{st.ci.lo:.3f}, {st.ci.hi:.3f}]: {where}"

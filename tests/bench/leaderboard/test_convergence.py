@@ -96,7 +96,7 @@ def test_the_leaderboard_marks_a_rising_row_and_says_why() -> None:
         for line in text.splitlines()
         if line.startswith("| ") and " | dice_ce |" in line
     }
-    assert "not converged: validation Dice still rising (+0.500 per 1,000 steps" in rows["attention_unet"]
+    assert "not converged: validation Dice still rising (+0.5000 per 1,000 steps" in rows["attention_unet"]
     assert "not converged" not in rows["unet"] and "not converged" not in rows["segresnet"]
     assert "1 row(s) not converged" in text and "1 row(s) with a flat end" in text
     assert "1 row(s) without a learning curve long enough to judge" in text
