@@ -558,6 +558,11 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
         return case_key(self.name or type(self).__name__, digest(self.cache_settings()), ref.case_id, source)
 
     # ---- shared logic --------------------------------------------------------------------
+    def case_ref(self, case_id: str) -> CaseRef | None:
+        """The index entry of ``case_id`` (after :meth:`setup`; None for an unknown id): the files
+        it names, e.g. a volume's ``label`` file."""
+        return self._refs.get(case_id)
+
     def case(self, case_id: str) -> Case:
         """The case ``case_id`` as :meth:`load_case` returned it.
 

@@ -474,10 +474,12 @@ class ArrayFile:
     Attributes:
         array: the data as stored, ``(*spatial)`` or ``(C, *spatial)``.
         spacing: voxel size per spatial axis from the file (NIfTI header, npz ``spacing``), or None.
+        affine: ``(4, 4)`` voxel -> world affine of a NIfTI file, or None.
     """
 
     array: np.ndarray
     spacing: tuple[float, ...] | None = None
+    affine: np.ndarray | None = None
 
 
 def split_extension(name: str) -> tuple[str, str] | None:
@@ -523,10 +525,10 @@ def _array_tiff(path: Path) -> ArrayFile:
 
 
 def _array_nifti(path: Path) -> ArrayFile:
-    data, spacing = read_nifti(path)
-    if data.ndim == 4:  # (X, Y, Z, C) probabilities -> (C, X, Y, Z)
-        return ArrayFile(np.moveaxis(data, -1, 0), spacing)
-    return ArrayFile(data, spacing[: data.ndim])
+    vol = _read_nifti_volume(path)
+    if vol.array.ndim == 4:  # (X, Y, Z, C) probabilities -> (C, X, Y, Z)
+        return ArrayFile(np.moveaxis(vol.array, -1, 0), vol.spacing, vol.affine)
+    return ArrayFile(vol.array, vol.spacing[: vol.array.ndim], vol.affine)
 
 
 def _array_npy(path: Path) -> ArrayFile:

@@ -115,10 +115,11 @@ def _load_truth(task: CaseTask, ctx: WorkerContext) -> tuple[np.ndarray, Any, An
     """(labels, fov, spacing, extras) of one case, from its file or from the DataModule
     (``extras`` then holds its annotators ``label_<name>`` and ``image`` (first channel)). A
     DataModule that resamples or reorients (``maps_back``, docs/preprocessing.md) gives the label as
-    its file holds it, on the file's grid and spacing, as a run's test metrics are scored."""
+    its file holds it, on the file's grid and spacing, as a run's test metrics are scored.
+    From a ``--gt`` file, ``extras["affine"]`` is its NIfTI affine (None for other files)."""
     if task.gt is not None:
         f = read_array(task.gt)
-        return as_ground_truth(f.array, task.gt), None, f.spacing or ctx.spacing, {}
+        return as_ground_truth(f.array, task.gt), None, f.spacing or ctx.spacing, {"affine": f.affine}
     dm = _STATE["dm"]
     case = dm.case(task.case_id)
     if getattr(dm, "maps_back", False):  # resampled / reoriented: score on the label file's own grid
@@ -127,12 +128,9 @@ def _load_truth(task: CaseTask, ctx: WorkerContext) -> tuple[np.ndarray, Any, An
     return case.label, case.fov, case.spacing, {**case.extras, "image": case.image[0]}
 
 
-def _truth_file(task: CaseTask) -> str | None:
-    """The ground truth's file: ``--gt``'s, or the label file the DataModule read the case from."""
-    if task.gt is not None:
-        return task.gt
-    refs = getattr(_STATE.get("dm"), "_refs", {})  # the DataModule's index (CaseRef per case id)
-    ref = refs.get(task.case_id)
+def _label_file(dm: Any, case_id: str) -> str | None:
+    """The label file the DataModule read the case from, when its index entry names one."""
+    ref = dm.case_ref(case_id)
     label = ref.info.get("label") if ref is not None else None
     return str(label) if isinstance(label, (str, Path)) else None
 
@@ -155,9 +153,10 @@ def _prediction(
     if task.constant is not None:
         return np.full(gt.shape, task.constant, np.int64), "constant"
     f = read_array(where)
-    gt_affine = nifti_affine(_truth_file(task))
-    pred_affine = nifti_affine(where) if gt_affine is not None else None
-    if pred_affine is not None and gt.ndim == 3:
+    pred_affine, gt_affine = f.affine, extras.get("affine")
+    if pred_affine is not None and task.gt is None:  # dataset mode: the header of the case's label file
+        gt_affine = nifti_affine(_label_file(_STATE["dm"], task.case_id))
+    if gt_affine is not None and pred_affine is not None and gt.ndim == 3:
         reoriented = not same_orientation(pred_affine, gt_affine)
         f.array = match_grid(f.array, pred_affine, gt_affine, where, reorient=ctx.reorient)
         if reoriented:  # its header zooms follow the old axis order; the checked affine holds

@@ -136,3 +136,30 @@ def test_the_same_affine_within_float32_precision_is_accepted(tmp_path):
     gt_dir, pred_dir = _folders(tmp_path, _mask(), aff)
     record = _evaluate(tmp_path, gt_dir, pred_dir)
     assert record["rc"] == 0 and record["cases"][0]["dice"] == pytest.approx(1.0)
+
+
+def test_dataset_mode_checks_against_the_label_file_the_datamodule_read(tmp_path):
+    """``--dataset``: the truth's affine is that of the case's label file (real MSD Hippocampus)."""
+    from datamodules import create_datamodule
+    from tests.datamodules.conftest import shared_root
+
+    root = shared_root("MSD_Task04_Hippocampus")
+    dm = create_datamodule("msd_hippocampus", root=root, limit_cases=2)
+    dm.setup("test")
+    ids = sorted(dm.splits["test"])
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    for i, cid in enumerate(ids):
+        img = nib.load(str(root / "labelsTr" / f"{cid}.nii.gz"))
+        label = np.asarray(img.dataobj).astype(np.uint8)
+        array, affine = _lps(label, img.affine) if i == 0 else (label, img.affine)
+        _write(pred_dir / f"{cid}.nii.gz", array, affine)
+    argv = ["--pred", str(pred_dir), "--dataset", "msd_hippocampus", "--root", str(root), "--name", "m"]
+    argv += ["--dataset-arg", "limit_cases=2", "--results", str(tmp_path / "results"), "--workers", "1"]
+    assert _cli(argv) == 1
+    (path,) = sorted((tmp_path / "results").glob("eval__*.json"))
+    record = json.loads(path.read_text())
+    (problem,) = record["problems"]
+    assert problem["file"] == str(pred_dir / f"{ids[0]}.nii.gz") and "orientation" in problem["problem"]
+    assert [c["case_id"] for c in record["cases"]] == [ids[1]] and record["cases"][0]["dice"] == 1.0
+    assert _cli([*argv, "--reorient", "--force"]) == 0  # the same world-space labels: both score 1
