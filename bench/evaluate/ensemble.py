@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from bench.metrics import MetricSettings, case_metrics, reduce_cases
+from bench.metrics import MetricSettings, case_row, reduce_cases
 from bench.records import (
     Record,
     digest,
@@ -197,15 +197,12 @@ def ensemble_group(results: Path, group: RowGroup, *, progress: bool = False) ->
         label = first["label"].astype(np.int64)
         spacing = first["spacing"].tolist() if "spacing" in first else None
         settings = MetricSettings.from_mapping(ev)
-        metrics = case_metrics(prob, label, spacing=spacing, fov=fov, settings=settings)
-        if postprocess == "none":
-            rows.append({"case_id": cid, **metrics})
-        else:  # the members' eval.postprocess on the ensemble's argmax; ece / brier stay the probabilities'
-            pred = apply_postprocess(prob.argmax(0), prob.shape[0], postprocess)
-            post = case_metrics(
-                pred, label, spacing=spacing, fov=fov, num_classes=prob.shape[0], settings=settings
-            )
-            rows.append({"case_id": cid, **{k: post.get(k, v) for k, v in metrics.items()}, "raw": metrics})
+        # the members' eval.postprocess on the ensemble's argmax, the raw metrics kept (case_row)
+        post = None
+        if postprocess != "none":
+            post = apply_postprocess(prob.argmax(0), prob.shape[0], postprocess)
+        row = case_row(prob, label, post, spacing=spacing, fov=fov, settings=settings)
+        rows.append({"case_id": cid, **row})
         rel = prediction_ref(run_id, cid)
         arrays = prediction_arrays(
             first["label"], prob=prob, image=first.get("image"), fov=fov, spacing=first.get("spacing")

@@ -4,7 +4,7 @@ See ``docs/metrics.md`` for definitions, empty-mask rules and how to add a metri
 
 from bench.metrics import catalog  # noqa: F401  (registers every metric of catalog/)
 from bench.metrics.accumulators import DiceAccumulator
-from bench.metrics.case import case_metrics
+from bench.metrics.case import case_metrics, case_row
 from bench.metrics.context import CaseContext, ClassContext
 from bench.metrics.functional import (
     betti_errors,
@@ -45,6 +45,7 @@ __all__ = [
     "brier_score",
     "calibration_stats",
     "case_metrics",
+    "case_row",
     "cldice",
     "dice",
     "expected_calibration_error",

@@ -170,6 +170,26 @@ def case_metrics(
     return _layout(active, by_class, by_case, classes)
 
 
+def case_row(
+    prob: np.ndarray,
+    gt: ArrayLike,
+    pred: np.ndarray | None = None,
+    *,
+    spacing: float | Sequence[float] | None = None,
+    fov: ArrayLike | None = None,
+    settings: MetricSettings | None = None,
+) -> dict[str, Any]:
+    """A scored case as records keep it: :func:`case_metrics` of the probabilities ``prob
+    (C, *spatial)``; with a post-processed label map ``pred (*spatial)``, every metric of ``pred``
+    instead (calibration, which only probabilities have, stays that of ``prob``) and the
+    probabilities' own under ``raw``."""
+    metrics = case_metrics(prob, gt, spacing=spacing, fov=fov, settings=settings)
+    if pred is None:
+        return metrics
+    post = case_metrics(pred, gt, spacing=spacing, fov=fov, num_classes=prob.shape[0], settings=settings)
+    return {**{k: post.get(k, v) for k, v in metrics.items()}, "raw": metrics}
+
+
 def _call(m: MetricInfo, ctx: ClassContext | CaseContext, s: MetricSettings) -> Any:
     """``m.fn(ctx, **settings it reads)``: a value, or a waiter for a deferred metric."""
     return m.fn(ctx, **{k: s.get(k) for k in m.reads})

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from bench.faults import fault_point
-from bench.metrics import MetricSettings, case_metrics
+from bench.metrics import MetricSettings, case_row
 from bench.records.predictions import prediction_arrays, prediction_ref, write_prediction
 from bench.records.record import constant_kind, degenerate_state
 from models.inference import postprocess
@@ -223,22 +223,11 @@ class CaseMetricsCallback(L.Callback):
             spacing = list(spacing)
             how = str(getattr(pl_module, "postprocess", "none"))
             pp = None if how == "none" else torch.from_numpy(postprocess(prob.argmax(0), prob.shape[0], how))
-        metrics = case_metrics(prob, label, spacing=spacing, fov=fov_mask, settings=self.settings)
-        if pp is None:  # no post-processing: the prediction is the argmax of prob
-            pred = prob.argmax(0)
-            self.rows.append({"case_id": case_id, **metrics})
-        else:  # post-processed label map; ece / brier stay those of the probabilities
-            pred = pp.numpy()
-            post = case_metrics(
-                pred,
-                label,
-                spacing=spacing,
-                fov=fov_mask,
-                num_classes=prob.shape[0],
-                settings=self.settings,
-            )
-            row = {k: post.get(k, v) for k, v in metrics.items()}
-            self.rows.append({"case_id": case_id, **row, "raw": metrics})
+        # with post-processing, the post-processed label map's metrics and the raw ones under "raw"
+        post = None if pp is None else pp.numpy()
+        row = case_row(prob, label, post, spacing=spacing, fov=fov_mask, settings=self.settings)
+        self.rows.append({"case_id": case_id, **row})
+        pred = prob.argmax(0) if post is None else post
         self.constant[case_id] = constant_kind(pred, prob.shape[0], fov_mask)
         want_image = (self.save_dir is not None and case_id in self.save_ids) or (
             len(self.examples) < self.num_examples
