@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 ArgCheck = Callable[[type, Any, Mapping[str, Any]], "str | None"]
 BAD_CASE_POLICIES = ("skip", "raise")
 CONSENSUS = "consensus"
+TRAIN_LABELS = ("dense", "scribble")
+"""``train_labels`` values: the labels as released, or simulated scribbles (:mod:`datamodules.scribbles`)."""
 
 
 class DataArgumentError(ValueError):
@@ -89,6 +91,11 @@ def _scale(cls: type, v: Any, args: Mapping[str, Any]) -> str | None:
     return None if ok else f"must be a number > 0, got {v!r}"
 
 
+def _labelled_fraction(cls: type, v: Any, args: Mapping[str, Any]) -> str | None:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1
+    return None if ok else f"must be a number in (0, 1], got {v!r}"
+
+
 def _optional(check: ArgCheck) -> ArgCheck:
     def wrapped(cls: type, v: Any, args: Mapping[str, Any]) -> str | None:
         return None if v is None else check(cls, v, args)
@@ -122,6 +129,8 @@ ARG_CHECKS: dict[str, ArgCheck] = {
     "limit_cases": _optional(int_at_least(1)),
     "on_bad_case": _optional(one_of(BAD_CASE_POLICIES)),
     "multi_rater": _bool,
+    "labelled_fraction": _labelled_fraction,
+    "train_labels": one_of(TRAIN_LABELS),
 }
 
 

@@ -33,15 +33,24 @@ decodes as ``.npy`` files under ``<cache_dir>/cases/<key>/`` (``key``: the case'
 them back as memory maps, so the dataset is not held in RAM. ``disk_cache=False`` (or
 ``$SEGBENCH_NO_DISK_CACHE=1``) keeps every case in RAM instead; batches are identical either way.
 
+Label budgets and weak labels (docs/datasets.md, "Label budgets and scribbles"):
+``labelled_fraction < 1`` keeps the labels of a seeded subset of the training cases
+(:func:`datamodules.splits.labelled_subset`); the others are read with
+:meth:`~datamodules.cases.CaseReadingMixin.load_unlabelled` (image only, never a label file),
+cached under their own key, and feed ``image_u`` in the training items. ``train_labels="scribble"``
+trains on simulated scribbles (:mod:`datamodules.scribbles`) of the labelled training cases.
+
 Arguments are checked when the DataModule is built (:mod:`datamodules.args`, errors are
 :class:`~datamodules.args.DataArgumentError` naming the argument);
 :meth:`SegDataModule.check_kwargs` runs the same checks on a kwargs dict without building
 anything or touching the disk.
 
 Batches:
-- train: ``image (B, in_channels, *patch)`` float32, ``label (B, 1, *patch)`` int64; with
+- train: ``image (B, in_channels, *patch)`` float32, ``label (B, 1, *patch)`` int64 (with
+  ``train_labels="scribble"``: in ``{0..num_classes-1, 255}``, 255 = no scribble); with
   ``multi_rater=True`` also ``label_<rater> (B, 1, *patch)`` int64 (same crop) for each rater
-  that every training case has;
+  that every training case has; with unlabelled training cases also
+  ``image_u (B, in_channels, *patch)`` float32 (a patch of an unlabelled case);
 - val/test (one whole case): ``image (1, in_channels, *spatial)``, ``label (1, 1, *spatial)``,
   ``label_<rater> (1, 1, *spatial)`` int64 for every rater the case has,
   ``fov (1, 1, *spatial)`` bool when the dataset has field-of-view masks, ``case_id``,
@@ -87,7 +96,13 @@ from datamodules.diskcache import (
 from datamodules.download import Resource, fetch_resources
 from datamodules.loaders import RatersAndLoadersMixin
 from datamodules.readers import CaseLoadError
-from datamodules.splits import Split, load_or_make_split
+from datamodules.splits import (
+    Split,
+    labelled_subset,
+    labelled_subset_file,
+    load_or_make_split,
+    write_labelled_subset,
+)
 
 __all__ = [
     "BAD_CASE_POLICIES",
@@ -130,6 +145,8 @@ LOADER_ONLY_ARGS = frozenset(
         "on_bad_case",
         "multi_rater",
         "disk_cache",
+        "labelled_fraction",
+        "train_labels",
     }
 )
 """Constructor arguments that change only the split, the sampling or the loaders, never what
@@ -207,6 +224,12 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
         disk_cache: keep loaded cases as memory-mapped ``.npy`` files under
             ``<cache_dir>/cases`` (:mod:`datamodules.diskcache`, docs/cache.md) instead of in RAM;
             ``$SEGBENCH_NO_DISK_CACHE=1`` turns it off too. Results do not depend on it.
+        labelled_fraction: in ``(0, 1]``: the share of the training cases whose labels are used
+            (:func:`datamodules.splits.labelled_subset`, seeded by ``seed`` and ``split_seed``);
+            the rest are read without labels (:meth:`load_unlabelled`) and give ``image_u``.
+        train_labels: ``"dense"`` (the labels as released) or ``"scribble"``: the labelled
+            training cases train on simulated scribbles (:mod:`datamodules.scribbles`), 255 elsewhere;
+            validation and test labels are unchanged.
 
     Raises:
         DataArgumentError: an invalid argument (a ``ValueError`` naming it), see :meth:`check_kwargs`.
@@ -263,6 +286,8 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
         on_bad_case: str | None = None,
         multi_rater: bool = False,
         disk_cache: bool = True,
+        labelled_fraction: float = 1.0,
+        train_labels: str = "dense",
     ) -> None:
         super().__init__()
         given = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -287,6 +312,12 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
         self.limit_cases = limit_cases
         self.on_bad_case = on_bad_case or self.on_bad_case_default
         self.multi_rater = multi_rater
+        self.labelled_fraction = float(labelled_fraction)
+        self.train_labels = train_labels
+        self.labelled: list[str] = []  # training ids whose labels are used (after setup)
+        self.unlabelled: frozenset[str] = frozenset()  # training ids read without labels (after setup)
+        self.labelled_file: Path | None = None
+        self._scribbles: dict[str, Any] = {}  # case id -> its training scribble, computed once
         self.splits: dict[str, list[str]] = {}
         self.split: Split | None = None
         self.skipped: dict[str, str] = {}
@@ -324,7 +355,8 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
         ``num_workers >= 0``, ``annotator`` None / one of ``annotators`` / ``"consensus"``,
         ``augment`` keys known with probabilities in ``[0, 1]``, ``scale > 0``,
         ``limit_cases`` None or ``>= 1``, ``on_bad_case`` None / ``"skip"`` / ``"raise"``,
-        ``disk_cache`` a bool, and the dataset's own arguments (``extra_arg_checks``).
+        ``disk_cache`` a bool, ``labelled_fraction`` in ``(0, 1]``, ``train_labels`` ``"dense"`` /
+        ``"scribble"``, and the dataset's own arguments (``extra_arg_checks``).
 
         Args:
             kwargs: what would be passed to the constructor (``root`` included or not).
@@ -552,9 +584,14 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
         files its index entry does not name overrides it."""
         return source_files(ref.info)
 
-    def case_key(self, ref: CaseRef) -> str:
-        """The disk cache's entry name of ``ref`` under the current settings (:meth:`cache_settings`)."""
-        source = {"info": ref.info, "files": file_stamps(self.case_files(ref))}
+    def case_key(self, ref: CaseRef, *, unlabelled: bool = False) -> str:
+        """The disk cache's entry name of ``ref`` under the current settings (:meth:`cache_settings`).
+
+        ``unlabelled``: the key of the case read by :meth:`load_unlabelled`, a different entry, so a
+        label-less case is never read as a labelled one or the other way round."""
+        source: dict[str, Any] = {"info": ref.info, "files": file_stamps(self.case_files(ref))}
+        if unlabelled:
+            source["unlabelled"] = True
         return case_key(self.name or type(self).__name__, digest(self.cache_settings()), ref.case_id, source)
 
     # ---- shared logic --------------------------------------------------------------------
@@ -573,9 +610,28 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
         """
         if not self.disk_cache:
             if case_id not in self._cache:
-                self._cache[case_id] = self.load_case(self._refs[case_id])
+                self._cache[case_id] = self._load(self._refs[case_id])
             return self._cache[case_id]
         return read_entry(self._entry(case_id))
+
+    def _load(self, ref: CaseRef) -> Case:
+        """:meth:`load_case`, or :meth:`load_unlabelled` for a training case outside the label budget.
+
+        Raises:
+            DataArgumentError: the dataset cannot read a case without its labels.
+        """
+        if ref.case_id not in self.unlabelled:
+            return self.load_case(ref)
+        try:
+            return self.load_unlabelled(ref)
+        except NotImplementedError:
+            raise self._no_unlabelled() from None
+
+    def _no_unlabelled(self) -> DataArgumentError:
+        return DataArgumentError(
+            f"{self.name or type(self).__name__}: labelled_fraction={self.labelled_fraction:g} needs "
+            f"load_unlabelled (reading a case without its labels), which {type(self).__name__} lacks"
+        )
 
     def _entry(self, case_id: str) -> Path:
         """The cache entry of ``case_id``, decoded and written when missing.
@@ -586,8 +642,8 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
         folder = self._entries.get(case_id)
         if folder is None or not (folder / META).is_file():
             ref = self._refs[case_id]
-            key = self.case_key(ref)
-            folder = self._store.find(key) or self._store.put(key, self.load_case(ref))
+            key = self.case_key(ref, unlabelled=case_id in self.unlabelled)
+            folder = self._store.find(key) or self._store.put(key, self._load(ref))
             self._entries[case_id] = folder
         return folder
 
@@ -630,8 +686,32 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
         self.splits = {"train": self.split.train, "val": self.split.val, "test": self.split.test}
         if self.limit_cases is not None:
             self.splits = {k: v[: self.limit_cases] for k, v in self.splits.items()}
+        self._choose_labelled()
         for split in self.splits:
             self.good_case_ids(split)
+
+    def _choose_labelled(self) -> None:
+        """Draw the labelled training cases (:func:`~datamodules.splits.labelled_subset`), record
+        them next to the split file when some are left unlabelled, and check that the dataset can
+        read a case without its labels."""
+        labelled, unlabelled = labelled_subset(
+            self.splits["train"], self.labelled_fraction, self.seed, self.split_seed
+        )
+        self.labelled = labelled
+        self.unlabelled = frozenset(unlabelled)
+        if not unlabelled:
+            return
+        if not self.reads_unlabelled():
+            raise self._no_unlabelled()
+        path = labelled_subset_file(
+            self.split.file if self.split else None,
+            self.cache_dir,
+            self.name or type(self).__name__,
+            self.labelled_fraction,
+            self.seed,
+        )
+        write_labelled_subset(path, labelled, sorted(unlabelled))
+        self.labelled_file = path
 
     def split_info(self) -> dict[str, Any]:
         """What goes into a run record: the case ids per split, how they were chosen, what was skipped.
@@ -641,7 +721,10 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
         official), ``split_file``, ``annotator``, ``raters``, ``limit_cases``, ``on_bad_case``,
         ``skipped`` (``{case_id: reason}``), ``spatial_dims``, ``in_channels``,
         ``channel_names``, ``class_names`` (what the data held: a dataset declared by its files
-        states them here), ``train``, ``val``, ``test`` (the case ids used, skipped ones included).
+        states them here), ``train``, ``val``, ``test`` (the case ids used, skipped ones included),
+        ``labelled_fraction``, ``train_labels``, ``labelled`` / ``unlabelled`` (sorted training ids
+        with / without labels), ``n_labelled``, ``n_unlabelled``, ``labelled_file`` (where the subset
+        is written; None when every training case is labelled).
         """
         split = self.split
         return {
@@ -663,6 +746,13 @@ class SegDataModule(CaseReadingMixin, RatersAndLoadersMixin, L.LightningDataModu
             "channel_names": list(self.channel_names),
             "class_names": list(self.class_names),
             **{k: list(v) for k, v in self.splits.items()},
+            "labelled_fraction": self.labelled_fraction,
+            "train_labels": self.train_labels,
+            "labelled": list(self.labelled),
+            "unlabelled": sorted(self.unlabelled),
+            "n_labelled": len(self.labelled),
+            "n_unlabelled": len(self.unlabelled),
+            "labelled_file": str(self.labelled_file) if self.labelled_file else None,
         }
 
     def good_case_ids(self, split: str) -> list[str]:

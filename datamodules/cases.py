@@ -107,6 +107,44 @@ class CaseReadingMixin:
             fov = derive_fov(image)
         return self.make_case(ref.case_id, image, labels, fov=fov)
 
+    def load_unlabelled(self, ref: CaseRef) -> Case:
+        """Read one case without its labels (a training case outside the label budget): the image
+        and FOV exactly as :meth:`load_case` makes them, never a label file. The default reads the
+        file table in ``ref.info`` (``image``, optional ``fov``, ``derive_missing_fov``).
+
+        A dataset that overrides :meth:`load_case` overrides this too (:meth:`reads_unlabelled`).
+
+        Returns:
+            :meth:`make_unlabelled_case`: ``label`` all zeros, ``extras["unlabelled"] = True``.
+
+        Raises:
+            NotImplementedError: the case is not a file table.
+            CaseLoadError: unreadable image or FOV file, or a size mismatch (names the file).
+        """
+        info = ref.info
+        if "image" not in info:
+            raise NotImplementedError(f"{type(self).__name__} must implement load_unlabelled")
+        image = read_image_2d(info["image"], self.image_mode)
+        fov = None
+        if info.get("fov"):
+            fov = read_fov(info["fov"])
+            check_same_shape(image.shape[1:], fov, info["fov"])
+        elif self.derive_missing_fov:
+            fov = derive_fov(image)
+        return self.make_unlabelled_case(ref.case_id, image, fov=fov)
+
+    def reads_unlabelled(self) -> bool:
+        """True when :meth:`load_unlabelled` belongs to this dataset's :meth:`load_case`: it is
+        defined in the class that defines ``load_case`` or in a subclass of it. A dataset that
+        overrides ``load_case`` alone reads its cases its own way, which the inherited
+        ``load_unlabelled`` does not know."""
+        mro = type(self).__mro__
+
+        def owner(name: str) -> type:
+            return next(k for k in mro if name in vars(k))
+
+        return issubclass(owner("load_unlabelled"), owner("load_case"))
+
     # ---- shared per-case logic -----------------------------------------------------------
     def make_case(
         self,
@@ -139,6 +177,28 @@ class CaseReadingMixin:
         extra["annotator"] = used
         extra.update(extras or {})
         return Case(case_id, image.astype(np.float32), label, fov, spacing, extra)
+
+    def make_unlabelled_case(
+        self,
+        case_id: str,
+        image: np.ndarray,
+        *,
+        fov: np.ndarray | None = None,
+        spacing: Sequence[float] | None = None,
+        extras: dict[str, Any] | None = None,
+        normalise: bool = True,
+    ) -> Case:
+        """:meth:`make_case` of a case whose labels are not read: the same image (rescaled, z-scored
+        inside the FOV), ``label (*spatial)`` int64 all zeros, no ``label_<name>`` / ``annotator``
+        extras, ``extras["unlabelled"] = True``."""
+        zeros = np.zeros(image.shape[1:], dtype=np.int64)
+        case = self.make_case(
+            case_id, image, {"none": zeros}, fov=fov, spacing=spacing, extras=extras, normalise=normalise
+        )
+        kept = {k: v for k, v in case.extras.items() if not k.startswith("label_") and k != "annotator"}
+        kept["unlabelled"] = True
+        label = np.zeros(case.image.shape[1:], dtype=np.int64)
+        return Case(case_id, case.image, label, case.fov, case.spacing, kept)
 
     def _pick_label(self, labels: dict[str, np.ndarray]) -> tuple[str, np.ndarray]:
         names = list(labels)

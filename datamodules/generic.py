@@ -368,7 +368,28 @@ def read_volume_case(
     """
     if info.get("problem"):
         raise CaseLoadError(info["problem"])
+    image, spacing, affine = read_volume_image(
+        info, spatial_dims=spatial_dims, in_channels=in_channels, channel_names=channel_names
+    )
+    label_path = info["label"]
+    label = integer_label(read_label_map(label_path), label_path, num_classes)
+    check_same_shape(image.shape[1:], label, label_path)
+    return RawCase(image, label, spacing, affine)
+
+
+def read_volume_image(
+    info: dict[str, Any], *, spatial_dims: int, in_channels: int, channel_names: Sequence[str]
+) -> tuple[np.ndarray, tuple[float, ...] | None, np.ndarray | None]:
+    """The image files of one nnU-Net / MSD case, never its label file: image ``(C, *spatial)``
+    float32 as stored, spacing and affine (None for 2D files).
+
+    Raises:
+        CaseLoadError: a missing or unreadable channel file, sizes that differ or another number of
+            channels than declared (each names the file).
+    """
     files: list[Path] = info["images"]
+    if not files or not all(Path(f).is_file() for f in files):
+        raise CaseLoadError(info.get("problem") or f"{files[0] if files else info}: no image file")
     parts, spacing, affine = [], None, None
     for path in files:
         if spatial_dims == 2:
@@ -388,10 +409,7 @@ def read_volume_case(
         raise CaseLoadError(f"{missing}: missing channel file ({_names(names)})")
     if image.shape[0] != in_channels:
         raise CaseLoadError(f"{files[0]}: {image.shape[0]} channel(s); {_names(names)}")
-    label_path = info["label"]
-    label = integer_label(read_label_map(label_path), label_path, num_classes)
-    check_same_shape(image.shape[1:], label, label_path)
-    return RawCase(image, label, spacing, affine)
+    return image, spacing, affine
 
 
 class OriginalGrid(NamedTuple):
@@ -516,6 +534,32 @@ class VolumeDataModule(SegDataModule):
             ref.case_id, image, {"manual": label}, spacing=spacing, extras=extras, normalise=normalise
         )
 
+    def load_unlabelled(self, ref: CaseRef) -> Case:
+        """The case without its label (a training case outside the label budget): the image files
+        only, through the same intensity option, grid and z-score as :meth:`load_case`, so the
+        image is the one ``load_case`` returns; ``label`` all zeros, ``extras["unlabelled"]``."""
+        image, spacing, affine = read_volume_image(
+            ref.info,
+            spatial_dims=self.spatial_dims,
+            in_channels=self.in_channels,
+            channel_names=self.channel_names,
+        )
+        if not self.preprocessing:
+            image = self.adjust_intensities(image)
+            return self.make_unlabelled_case(ref.case_id, image, spacing=spacing)
+        where = str(ref.info.get("label") or ref.case_id)
+        image, grid = self.prepare_input(image, spacing, affine, where=where)
+        extras: dict[str, Any] = {}
+        if self.intensity == "ct":
+            extras["intensity_stats"] = self.intensity_statistics()
+        if grid is not None:
+            spacing = grid.spacing
+            extras.update(grid.to_extras())
+        normalise = self.intensity != "ct"
+        return self.make_unlabelled_case(
+            ref.case_id, image, spacing=spacing, extras=extras, normalise=normalise
+        )
+
     def prepare_input(
         self,
         image: np.ndarray,
@@ -561,6 +605,8 @@ class VolumeDataModule(SegDataModule):
                 return self._intensity_stats
             pairs = []
             for cid in self.splits["train"]:
+                if cid in self.unlabelled:
+                    continue  # outside the label budget: its label is never read
                 try:
                     raw = self.read_raw(self._refs[cid])
                 except CaseLoadError:
@@ -888,3 +934,11 @@ class ImageFolderDataModule(FileDeclaredDataModule):
     def load_case(self, ref: CaseRef) -> Case:
         raw = self.read_raw(ref)
         return self.make_case(ref.case_id, raw.image, {"manual": raw.label})
+
+    def load_unlabelled(self, ref: CaseRef) -> Case:
+        """The image only (never the mask), as :meth:`load_case` makes it; ``label`` all zeros."""
+        info = ref.info
+        if info["image"] is None or (info["problem"] and info["mask"] is not None):  # not just a lost mask
+            raise CaseLoadError(info["problem"])
+        image = read_natural_image(info["image"], self.in_channels)
+        return self.make_unlabelled_case(ref.case_id, image)

@@ -4,17 +4,28 @@ and splitting).
 - :meth:`rater_names`: every annotator of a dataset (each exposed as ``label_<name>``);
 - the loaders: random training patches in ``(epoch, index)`` order
   (:class:`~datamodules.sampling.EpochSampler`, :class:`~datamodules.sampling.PatchSampler`) and
-  whole cases for validation / test (:class:`~datamodules.sampling.CaseDataset`).
+  whole cases for validation / test (:class:`~datamodules.sampling.CaseDataset`);
+- the training labels: dense, or (``train_labels="scribble"``) :meth:`training_scribble` of each
+  labelled case, and the unlabelled cases' ``image_u`` patches.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.sampling import CaseDataset, EpochSampler, PatchSampler, build_augmentation
+from datamodules.sampling import (
+    CaseDataset,
+    EpochSampler,
+    PatchSampler,
+    ScribbledCases,
+    build_augmentation,
+)
+from datamodules.scribbles import simulate_scribbles
 
 if TYPE_CHECKING:
     from datamodules.base import Case
@@ -23,6 +34,9 @@ if TYPE_CHECKING:
 class RatersAndLoadersMixin:
     """Needs the :class:`~datamodules.base.SegDataModule` attributes (``splits``, ``case``,
     ``good_case_ids``, ``annotators``, the loader arguments)."""
+
+    ignore_index: int = 255
+    """Label value of the voxels a scribble leaves unlabelled (``train_labels="scribble"``)."""
 
     # ---- raters --------------------------------------------------------------------------
     def rater_names(self) -> list[str]:
@@ -43,6 +57,18 @@ class RatersAndLoadersMixin:
         those batches were trained on before the checkpoint; the rest are the same batches)."""
         self._skip_batches = int(n)
 
+    def training_scribble(self, case_id: str) -> np.ndarray:
+        """The scribble a labelled training case trains on (``train_labels="scribble"``):
+        :func:`~datamodules.scribbles.simulate_scribbles` of its label, seeded by
+        ``crc32("<seed>/<case id>")``; ``(*spatial)`` uint8, classes and :attr:`ignore_index`.
+        Computed once per case and kept in RAM (the same with or without the disk cache)."""
+        if case_id not in self._scribbles:
+            seed = zlib.crc32(f"{self.seed}/{case_id}".encode())
+            label = np.asarray(self.case(case_id).label)
+            scribble = simulate_scribbles(label, self.num_classes, seed=seed, ignore_index=self.ignore_index)
+            self._scribbles[case_id] = scribble.astype(np.uint8 if self.ignore_index < 256 else np.int64)
+        return self._scribbles[case_id]
+
     def train_dataloader(self) -> DataLoader:
         """Random patches (:class:`~datamodules.sampling.PatchSampler`) in ``(epoch, index)`` order.
 
@@ -50,11 +76,21 @@ class RatersAndLoadersMixin:
         (Lightning calls its ``set_epoch``); the draws depend on ``seed`` only, not on workers.
         The patches are cut from :meth:`training_cases` (memory-mapped cache entries by default):
         the loader and its workers hold the cases' folder names, not their arrays.
+
+        With unlabelled training cases (``labelled_fraction < 1``) every item also carries
+        ``image_u``; with ``train_labels="scribble"`` the labels are the cases' scribbles (in RAM,
+        :meth:`training_scribble`) and no ``label_<rater>`` is given.
         """
-        cases = self.training_cases(self.good_case_ids("train"))
+        good = self.good_case_ids("train")
+        labelled = [c for c in good if c not in self.unlabelled]
+        cases = self.training_cases(labelled)
         if not len(cases):
             raise RuntimeError(f"{self.name}: no loadable training cases (skipped: {self.skipped})")
-        raters = self._train_raters(cases)
+        scribble = self.train_labels == "scribble"
+        raters = [] if scribble else self._train_raters(cases)
+        if scribble:
+            cases = ScribbledCases(cases, [self.training_scribble(c) for c in labelled], self.ignore_index)
+        unlabelled = [c for c in good if c in self.unlabelled]
         ds = PatchSampler(
             cases,
             patch_size=self.patch_size,
@@ -65,6 +101,11 @@ class RatersAndLoadersMixin:
             ),
             seed=self.seed,
             raters=raters,
+            unlabelled=self.training_cases(unlabelled) if unlabelled else (),
+            unlabelled_transform=build_augmentation(self.augment, self.spatial_dims, ())
+            if unlabelled
+            else None,
+            ignore_index=self.ignore_index if scribble else None,
         )
         return DataLoader(
             ds,

@@ -14,6 +14,7 @@ sampler wrapper); without it, each new pass over the sampler counts as the next 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -163,6 +164,18 @@ class PatchSampler(Dataset):
     name in ``raters`` the drawn case has, ``label_<name> (1, *patch)`` int64 from the same crop
     (and the same spatial augmentation).
 
+    ``unlabelled`` cases (training cases outside the label budget) add ``image_u (in_channels,
+    *patch)`` float32 to every item: a uniformly placed patch of a random unlabelled case, drawn
+    from its own generator ``default_rng([seed, epoch, index, 1])`` (the labelled draws are the
+    same with or without it) and augmented by ``unlabelled_transform`` (the image part of the
+    pipeline). Without unlabelled cases the items are exactly as before.
+
+    ``ignore_index`` (scribble labels): out-of-image voxels of the label, from the padding of small
+    cases and from spatial augmentation (``rotate_scale``), get ``ignore_index`` instead of 0 (the
+    label is shifted by one around the transform, so the transform's zero padding becomes
+    ``ignore_index``), and foreground oversampling reads ``cases.foreground`` (scribbled voxels
+    only, :class:`ScribbledCases`).
+
     ``cases`` is a list of loaded cases or :class:`~datamodules.diskcache.CachedCases` (memory-mapped
     cache entries, labels as stored, uint8): only the crop is read and converted, and pickling the
     sampler for DataLoader workers carries folder names, not arrays.
@@ -182,6 +195,9 @@ class PatchSampler(Dataset):
         transform: Compose | None = None,
         seed: int = 0,
         raters: Sequence[str] = (),
+        unlabelled: Sequence[Case] = (),
+        unlabelled_transform: Compose | None = None,
+        ignore_index: int | None = None,
     ) -> None:
         self.cases = cases
         self.patch = tuple(patch_size)
@@ -190,6 +206,9 @@ class PatchSampler(Dataset):
         self.transform = transform
         self.seed = int(seed)
         self.raters = tuple(raters)
+        self.unlabelled = unlabelled
+        self.unlabelled_transform = unlabelled_transform
+        self.ignore_index = ignore_index
         # flat indices of each case's foreground: read from the cache entry (CachedCases.foreground),
         # or found once here
         lazy = callable(getattr(cases, "foreground", None))
@@ -214,7 +233,7 @@ class PatchSampler(Dataset):
         labels.update(
             {f"label_{r}": case.extras[f"label_{r}"] for r in self.raters if f"label_{r}" in case.extras}
         )
-        image, labels = _pad_to(case.image, labels, self.patch)
+        image, labels = _pad_to(case.image, labels, self.patch, label_value=self.ignore_index or 0)
         center = None
         if len(fg) and rng.random() < self.fg_oversample:
             offset = [(p - n) // 2 if p > n else 0 for n, p in zip(case.label.shape, self.patch, strict=True)]
@@ -229,14 +248,37 @@ class PatchSampler(Dataset):
         landmarks = case.extras.get("landmarks")
         if self.transform is not None:
             self.transform.set_random_state(seed=int(rng.integers(2**31)))
+            if self.ignore_index is not None:  # 0 = outside the image after the transform
+                item.update({k_: item[k_] + 1 for k_ in labels})
             with _plain_tensors():
                 item = self.transform(item)
             item = {k_: torch.as_tensor(np.asarray(v)).contiguous() for k_, v in item.items()}
             for key_ in labels:
                 item[key_] = item[key_].long()
+                if self.ignore_index is not None:
+                    lab = item[key_]
+                    item[key_] = torch.where(lab == 0, torch.full_like(lab, self.ignore_index), lab - 1)
         if landmarks is not None:
             item["landmarks"] = _landmarks_in_patch(landmarks, case.label.shape, padded, box)
+        if len(self.unlabelled):
+            item["image_u"] = self._unlabelled_patch(key)
         return item
+
+    def _unlabelled_patch(self, key: int | tuple[int, int]) -> torch.Tensor:
+        """``(in_channels, *patch)`` float32: a uniformly placed, augmented patch of a random
+        unlabelled case, from ``default_rng([seed, epoch, index, 1])``."""
+        epoch, i = key if isinstance(key, tuple) else (0, key)
+        rng = np.random.default_rng([self.seed % 2**63, int(epoch), int(i), 1])
+        case = self.unlabelled[int(rng.integers(len(self.unlabelled)))]
+        image, padded = _pad_to(case.image, {"label": case.label}, self.patch)
+        box = crop_box(padded["label"].shape, self.patch, rng, None)
+        crop = torch.from_numpy(np.array(image[(slice(None), *box)], dtype=np.float32, order="C"))
+        if self.unlabelled_transform is None:
+            return crop
+        self.unlabelled_transform.set_random_state(seed=int(rng.integers(2**31)))
+        with _plain_tensors():
+            out = self.unlabelled_transform({"image": crop})
+        return torch.as_tensor(np.asarray(out["image"]), dtype=torch.float32).contiguous()
 
 
 @contextlib.contextmanager
@@ -264,16 +306,48 @@ def _landmarks_in_patch(
 
 
 def _pad_to(
-    image: np.ndarray, labels: dict[str, np.ndarray], patch: Sequence[int]
+    image: np.ndarray, labels: dict[str, np.ndarray], patch: Sequence[int], label_value: int = 0
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Zero-pad ``image (C, *spatial)`` and every ``(*spatial)`` label to at least ``patch``, centred."""
+    """Pad ``image (C, *spatial)`` with zeros and every ``(*spatial)`` label with ``label_value`` to at
+    least ``patch``, centred."""
     shape = next(iter(labels.values())).shape
     pads = [
         (max(p - n, 0) // 2, max(p - n, 0) - max(p - n, 0) // 2) for n, p in zip(shape, patch, strict=True)
     ]
     if not any(a or b for a, b in pads):
         return image, labels
-    return np.pad(image, [(0, 0), *pads]), {k: np.pad(v, pads) for k, v in labels.items()}
+    padded = {k: np.pad(v, pads, constant_values=label_value) for k, v in labels.items()}
+    return np.pad(image, [(0, 0), *pads]), padded
+
+
+class ScribbledCases(Sequence["Case"]):
+    """Training cases whose ``label`` is replaced by a scribble (what :class:`PatchSampler` reads
+    with ``train_labels="scribble"``).
+
+    Item ``k`` is ``cases[k]`` with ``label = scribbles[k]`` (``(*spatial)``, classes and
+    ``ignore_index``) and no ``label_<rater>`` extras; :meth:`foreground` lists the scribbled
+    foreground voxels, so foreground oversampling centres on them.
+    """
+
+    def __init__(
+        self, cases: Sequence[Case], scribbles: Sequence[np.ndarray], ignore_index: int = 255
+    ) -> None:
+        self.cases = cases
+        self.scribbles = list(scribbles)
+        self.ignore_index = int(ignore_index)
+        self._fg = [np.flatnonzero((s > 0) & (s != self.ignore_index)) for s in self.scribbles]
+
+    def __len__(self) -> int:
+        return len(self.scribbles)
+
+    def __getitem__(self, k: int) -> Case:  # type: ignore[override]
+        case = self.cases[k]
+        extras = {key: v for key, v in case.extras.items() if not key.startswith("label_")}
+        return dataclasses.replace(case, label=self.scribbles[k], extras=extras)
+
+    def foreground(self, k: int) -> np.ndarray:
+        """``(n,)`` flat C-order indices of case ``k``'s scribbled foreground voxels."""
+        return self._fg[k]
 
 
 class CaseDataset(Dataset):

@@ -14,7 +14,9 @@ Both steps keep the cases of one group (``CaseRef.info["group"]``, e.g. both eye
 subject) together. The result is written once to
 ``<cache_dir>/splits/<name>-seed<seed>-k<folds>-<key>.json`` (``key`` hashes the case ids, their
 official splits, the groups and the held-out fraction) so every run and worker sees the same
-split. A split file that cannot be read or does not fit the index raises :class:`SplitFileError`
+split. Under a label budget (``labelled_fraction < 1``) :func:`labelled_subset` draws the labelled
+training cases and :func:`write_labelled_subset` records them next to the split file. A split
+file that cannot be read or does not fit the index raises :class:`SplitFileError`
 naming the file; segbench never deletes it.
 """
 
@@ -197,3 +199,45 @@ def load_or_make_split(
     val = sorted(folds[fold])
     train = [c for c in pool if c not in set(val)]
     return Split(train, val, list(test), source, fraction, path)
+
+
+_LABELLED_STREAM = 0x1AB3  # separates the labelled-subset draw from the split draws of the same seeds
+
+
+def labelled_subset(
+    train: Sequence[str], fraction: float, seed: int, split_seed: int
+) -> tuple[list[str], list[str]]:
+    """The labelled and unlabelled training cases under a label budget.
+
+    ``n = max(1, round(fraction * len(train)))`` cases of the sorted ``train`` ids, in the order of
+    ``np.random.default_rng([seed, split_seed, _LABELLED_STREAM]).permutation``, are labelled; with
+    ``fraction >= 1`` every case is (and nothing is drawn). Val / test ids never enter.
+
+    Returns:
+        ``(labelled, unlabelled)``, each sorted.
+    """
+    ids = sorted(train)
+    if fraction >= 1 or not ids:
+        return ids, []
+    n = max(1, round(fraction * len(ids)))
+    order = np.random.default_rng([int(seed), int(split_seed), _LABELLED_STREAM]).permutation(len(ids))
+    chosen = {ids[i] for i in order[:n]}
+    return [c for c in ids if c in chosen], [c for c in ids if c not in chosen]
+
+
+def labelled_subset_file(
+    split_file: Path | None, cache_dir: Path, name: str, fraction: float, seed: int
+) -> Path:
+    """Where the labelled subset is written: ``<split file stem>.labelled-<fraction>-s<seed>.json`` next to
+    the split file (a fixed split has none: ``<cache_dir>/splits/<name>-fixed.labelled-...``)."""
+    stem = split_file.stem if split_file is not None else f"{name}-fixed"
+    folder = split_file.parent if split_file is not None else Path(cache_dir) / "splits"
+    return folder / f"{stem}.labelled-{fraction:g}-s{seed}.json"
+
+
+def write_labelled_subset(path: Path, labelled: Sequence[str], unlabelled: Sequence[str]) -> None:
+    """Write ``{"labelled": [...], "unlabelled": [...]}`` to ``path`` atomically (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps({"labelled": list(labelled), "unlabelled": list(unlabelled)}, indent=1))
+    tmp.replace(path)

@@ -228,6 +228,20 @@ class SyntheticVesselsDataModule(SegDataModule):
             ref.case_id, image[None].copy(), label.astype(np.int64), spacing=(1.0,) * self.spatial_dims
         )
 
+    def load_unlabelled(self, ref: CaseRef) -> Case:
+        """The case without its label (``labelled_fraction < 1``): the generator draws image and
+        label together, so the label is generated and dropped; ``label`` is all zeros and
+        ``extras["unlabelled"] = True``. The image is the one :meth:`load_case` returns."""
+        image, _ = _cached_case(self.size, self.data_seed, ref.info["index"])
+        label = np.zeros(image.shape, dtype=np.int64)
+        return Case(
+            ref.case_id,
+            image[None].copy(),
+            label,
+            spacing=(1.0,) * self.spatial_dims,
+            extras={"unlabelled": True},
+        )
+
 
 @register_dataset("synthetic_vessels_3d")
 class SyntheticVessels3dDataModule(SyntheticVesselsDataModule):

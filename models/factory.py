@@ -8,15 +8,25 @@ supervision to the built network.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from models.losses.algebra import WeightedSumLoss
 from models.pretrained import load_encoder
-from models.registry import LOSSES, MODELS, check_kwargs, parse_loss_name, resolve_model_kwargs
+from models.registry import (
+    LOSSES,
+    MODELS,
+    SCHEMES,
+    check_kwargs,
+    parse_loss_name,
+    resolve_model_kwargs,
+)
 from models.slices import wrap_2p5d
+
+if TYPE_CHECKING:
+    from models.schemes.base import TrainingScheme
 
 
 class InputSizeError(ValueError):
@@ -127,3 +137,20 @@ def create_loss(name: str, **kwargs: Any) -> nn.Module:
             "give options per term, e.g. {'cldice': {'alpha': 0.3}}"
         )
     return WeightedSumLoss([(w, n, LOSSES.build(n, **kwargs.get(n, {}))) for w, n in terms])
+
+
+def create_scheme(name: str, **kwargs: Any) -> TrainingScheme:
+    """Build the registered training scheme ``name`` with its declared ``options`` in ``kwargs``.
+
+    The result goes to ``SegmentationModule(..., scheme=...)``. The registration
+    (:func:`models.registry.register_scheme`) says which options exist and what the runner must
+    provide (unlabelled patches, scribble labels, a required loss).
+
+    Raises:
+        bench.registry.UnknownNameError: an unknown name (one line listing the known ones).
+        bench.errors.UserError: an option the scheme does not declare (one line naming the scheme
+            and the option and listing the accepted ones), as ``create_model`` reports it.
+    """
+    entry = SCHEMES.get(name)
+    check_kwargs("scheme", name, entry.factory, list(kwargs))
+    return entry.factory(**kwargs)

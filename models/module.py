@@ -3,7 +3,8 @@
 The module never picks an architecture; it receives a built network, a built loss and plain
 optimiser / inference settings. Batches are dicts:
 
-- train: ``image (B, in_channels, *patch)`` float, ``label (B, 1, *patch)`` int64;
+- train: ``image (B, in_channels, *patch)`` float, ``label (B, 1, *patch)`` int64, and for a
+  semi-supervised scheme ``image_u (B_u, in_channels, *patch)`` unlabelled patches;
 - val/test: one whole case per batch, ``image (1, in_channels, *spatial)``, ``label (1, 1,
   *spatial)``, optional ``fov (1, 1, *spatial)`` bool, ``case_id`` list of str.
 
@@ -27,6 +28,8 @@ from bench.metrics import DiceAccumulator, reduce_values
 from models.deep_supervision import supervised_loss
 from models.inference import parse_postprocess, postprocess, tta_probabilities
 from models.optim import OPTIMIZERS, lr_lambda
+from models.schemes.base import TrainingScheme
+from models.schemes.supervised import SupervisedScheme
 
 
 def _logits(out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
@@ -62,6 +65,9 @@ class SegmentationModule(L.LightningModule):
             probabilities, :func:`models.inference.tta_probabilities`).
         postprocess: ``none``, ``largest_component`` or ``min_size:N`` (test only: applied per
             foreground class to the argmax, :func:`models.inference.postprocess`).
+        scheme: how the network is trained (``models.create_scheme``; :mod:`models.schemes`);
+            ``None`` is ``supervised``, the loss above. The scheme is a submodule: its teacher /
+            discriminator are in the checkpoint (a resume restores them), never in ``net``.
 
     Validation: ``val_loss`` and ``val_dice``; ``val_dice`` is the same Dice as the records
     (``bench.metrics``: per case and foreground class, field of view applied, NaN where both
@@ -90,6 +96,7 @@ class SegmentationModule(L.LightningModule):
         sw_overlap: float = 0.25,
         tta: str = "none",
         postprocess: str = "none",
+        scheme: TrainingScheme | None = None,
     ) -> None:
         super().__init__()
         self.net = net
@@ -124,6 +131,8 @@ class SegmentationModule(L.LightningModule):
         self.infer_seconds = 0.0
         self.schedule_steps: int | None = None
         self._val_dice: list[float] = []
+        self.scheme = scheme if scheme is not None else SupervisedScheme()
+        self.scheme.attach(net, num_classes=num_classes, spatial_dims=len(self.roi_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         """``x (B, in_channels, *spatial)`` -> network output (logits or dict)."""
@@ -139,7 +148,31 @@ class SegmentationModule(L.LightningModule):
         return torch.cat([batch[k] for k in keys], dim=1)
 
     def training_loss(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Training loss of one batch, the scalar ``training_step`` minimises.
+        """Training loss of one batch, the scalar ``training_step`` minimises: the scheme's
+        (``scheme.loss``; for ``supervised`` :meth:`training_loss_supervised`)."""
+        return self.scheme.loss(self, batch)
+
+    def training_outputs(self, batch: dict[str, Any]) -> Any:
+        """The network's output on ``batch["image"]`` (given the target when the net takes it)."""
+        image = batch["image"]
+        if getattr(self.net, "takes_target", False):
+            return self.net(image, self._target(batch))
+        return self.net(image)
+
+    def supervised_loss_of(self, out: Any, batch: dict[str, Any]) -> torch.Tensor:
+        """The supervised loss of a network output ``out`` on ``batch``'s labels (see
+        :meth:`training_loss_supervised`)."""
+        target = self._target(batch)
+        if self.loss_targets == "raters" and isinstance(out, dict) and "samples" in out:
+            loss = self.loss_fn(out["samples"], target)
+        else:
+            loss = supervised_loss(self.net, self.loss_fn, out, target)
+        if hasattr(self.net, "aux_loss"):
+            loss = loss + self.net.aux_loss(out, batch)
+        return loss
+
+    def training_loss_supervised(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The supervised training loss of one batch (the ``supervised`` scheme).
 
         The loss on the network's logits and, for a deeply supervised network, on its side
         outputs (:func:`models.deep_supervision.supervised_loss`) or, for a multi-rater loss and a
@@ -149,16 +182,7 @@ class SegmentationModule(L.LightningModule):
             batch: ``image (B, in_channels, *patch)`` float and ``label (B, 1, *patch)`` int64
                 (or every rater's ``label_<name>`` for a multi-rater loss).
         """
-        target = self._target(batch)
-        image = batch["image"]
-        out = self.net(image, target) if getattr(self.net, "takes_target", False) else self.net(image)
-        if self.loss_targets == "raters" and isinstance(out, dict) and "samples" in out:
-            loss = self.loss_fn(out["samples"], target)
-        else:
-            loss = supervised_loss(self.net, self.loss_fn, out, target)
-        if hasattr(self.net, "aux_loss"):
-            loss = loss + self.net.aux_loss(out, batch)
-        return loss
+        return self.supervised_loss_of(self.training_outputs(batch), batch)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """One optimiser step on ``batch`` (two passes under SAM); logs ``train_loss``."""
@@ -181,8 +205,15 @@ class SegmentationModule(L.LightningModule):
         if not torch.isfinite(loss):  # stop a diverged run here, with the step, not at evaluation
             raise FloatingPointError(f"training loss became {float(loss)} at step {self.global_step}")
         if self._logging_step():
-            self.log("train_loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
+            size = batch["image"].shape[0]
+            self.log("train_loss", loss, prog_bar=True, batch_size=size)
+            for key, value in self.scheme.log_values().items():
+                self.log(f"train_{key}", value, batch_size=size)
         return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """After every optimiser step: the scheme's update (e.g. its EMA teacher)."""
+        self.scheme.after_step(self)
 
     def _logging_step(self) -> bool:
         """Whether the loggers write at this step (``trainer.log_every_n_steps``).
@@ -212,8 +243,9 @@ class SegmentationModule(L.LightningModule):
         self._val_dice = []
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        """Sliding-window logits of one whole case: ``val_loss`` and the case's Dice."""
-        logits = self.predict_logits(batch["image"])
+        """Sliding-window logits of one whole case: ``val_loss`` and the case's Dice (the network's
+        input is the scheme's ``val_input``: the image, or for ``interactive`` image ⊕ one click)."""
+        logits = self.predict_logits(self.scheme.val_input(batch))
         label = batch["label"]
         if self.loss_targets == "label":
             self.log("val_loss", self.loss_fn(logits, label), sync_dist=True, batch_size=1)
@@ -252,9 +284,17 @@ class SegmentationModule(L.LightningModule):
             ``prob (C, *spatial)`` float32 on CPU, ``pred (*spatial)`` int64 on CPU (the
             post-processed argmax; None when ``postprocess`` is ``none``: the argmax of ``prob``
             is the prediction), ``label (*spatial)``, ``fov`` or None, ``case_id`` and ``spacing``.
+            A scheme with its own test protocol (``scheme.test_case`` not None, e.g. ``interactive``)
+            gives ``prob`` (``tta`` is not applied) and further keys, passed on as they are
+            (``protocol_metrics``: per-case metrics the callback adds to the row).
         """
         start = time.perf_counter()
-        prob = tta_probabilities(self.predict_logits, batch["image"], self.tta)[0].cpu()
+        own = self.scheme.test_case(self, batch)  # a scheme's own protocol (``interactive``: clicks)
+        extra = {} if own is None else {k: v for k, v in own.items() if k != "prob"}
+        if own is None:
+            prob = tta_probabilities(self.predict_logits, batch["image"], self.tta)[0].cpu()
+        else:
+            prob = own["prob"]
         pred = None
         if self.postprocess != "none":
             pred = torch.from_numpy(postprocess(prob.argmax(0).numpy(), prob.shape[0], self.postprocess))
@@ -267,16 +307,19 @@ class SegmentationModule(L.LightningModule):
             "fov": None if fov is None else fov[0, 0].cpu(),
             "case_id": batch["case_id"][0],
             "spacing": _first(batch.get("spacing")),
+            **extra,
         }
 
     def configure_optimizers(self) -> Any:
-        """The optimiser of ``optimizer`` (network and any learnable loss weights) and the per-step
+        """The optimiser of ``optimizer`` (network, learnable loss weights and trainable scheme
+        parameters, the last two without weight decay) and the per-step
         schedule, whose length is ``max_steps`` or, for an epoch budget, the Trainer's estimate."""
         o = self.optim
         net_params = [p for p in self.net.parameters() if p.requires_grad]
         loss_params = [p for p in self.loss_fn.parameters() if p.requires_grad]
+        loss_params += [p for p in self.scheme.parameters() if p.requires_grad]  # e.g. a discriminator
         params: list[Any] = net_params
-        if loss_params:  # learned loss weights (e.g. uncertainty weighting): no weight decay
+        if loss_params:  # learned loss weights, scheme parameters: no weight decay
             params = [{"params": net_params}, {"params": loss_params, "weight_decay": 0.0}]
         opt = OPTIMIZERS[o["optimizer"]](params, o)
         total = int(o["max_steps"])

@@ -38,9 +38,13 @@ if TYPE_CHECKING:
 
 MODELS: Registry[nn.Module] = Registry("model")
 LOSSES: Registry[nn.Module] = Registry("loss")
+SCHEMES: Registry[nn.Module] = Registry("scheme")
 
 FAMILIES = ("cnn", "transformer", "mamba", "xlstm", "gnn", "hybrid")
 LOSS_TARGETS = ("label", "raters")
+TRAIN_LABELS = ("dense", "scribble")
+"""Training labels a scheme needs: ``dense`` (every voxel labelled) or ``scribble`` (class ids on
+scribbled voxels, 255 elsewhere)."""
 
 SEGBENCH_MODEL_OPTIONS = ("input_mode", "context", "pretrained_encoder", "preset")
 """Model options every model takes, handled by :func:`models.factory.create_model` rather than by
@@ -209,8 +213,8 @@ def check_kwargs(
     (``factory`` is not inspected, and a builder taking ``**kwargs`` is checked all the same);
     for other kinds they are read from ``factory``'s signature, and ``**kwargs`` accepts anything.
     """
-    if kind == "model":
-        accepted = list(MODELS.get(name).meta["options"])
+    if kind in ("model", "scheme"):
+        accepted = list((MODELS if kind == "model" else SCHEMES).get(name).meta["options"])
     else:
         accepted, var_kw = component_kwargs(factory)
         if var_kw:
@@ -293,3 +297,67 @@ def list_losses() -> list[str]:
 def loss_entry(name: str) -> Entry[nn.Module]:
     """Registry entry of a single (non-composite) loss."""
     return LOSSES.get(name)
+
+
+# ---- training schemes ------------------------------------------------------------------------
+
+
+def register_scheme(
+    name: str | None = None,
+    *,
+    needs_unlabelled: bool = False,
+    train_labels: str = "dense",
+    loss: str | None = None,
+    options: str | Sequence[str] = (),
+    click_channels: int = 0,
+    description: str = "",
+    paper: str = "",
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a training scheme (a ``models.schemes.base.TrainingScheme`` class or builder).
+
+    What the runner needs lives here, never found by inspecting the scheme's code.
+
+    Args:
+        name: registry key (defaults to the builder's name).
+        needs_unlabelled: the scheme adds nothing to supervised training without unlabelled
+            patches (``batch["image_u"]``, present when ``labelled_fraction < 1``), so the planner
+            rejects it for a run whose every training case is labelled. Schemes whose terms also
+            apply to labelled images (mean teacher, DS6) use ``image_u`` when a batch has it and
+            leave this False.
+        train_labels: one of :data:`TRAIN_LABELS`: ``dense`` or ``scribble`` (255 = unlabelled).
+        loss: a loss name the scheme requires (``scribble`` requires ``partial_ce``); ``None``
+            when any registered loss fits.
+        options: the keyword options a user may set (``schemes: [{name: x, <option>: ...}]``),
+            as names or one string of names separated by spaces; anything else is rejected by
+            ``create_scheme`` with the list of these.
+        click_channels: extra input channels the network gets after the image's (``interactive``:
+            2, the positive and negative click maps); the runner builds the network with
+            ``in_channels + click_channels``.
+        description: one line for listings.
+        paper: link to the paper the scheme follows.
+    """
+    if train_labels not in TRAIN_LABELS:
+        raise ValueError(f"train_labels {train_labels!r} is not one of {', '.join(TRAIN_LABELS)}")
+    accepted = tuple(options.split() if isinstance(options, str) else options)
+    if click_channels < 0:
+        raise ValueError(f"click_channels must be >= 0, got {click_channels}")
+    return SCHEMES.register(
+        name,
+        description=description,
+        needs_unlabelled=bool(needs_unlabelled),
+        train_labels=train_labels,
+        loss=loss,
+        options=accepted,
+        click_channels=int(click_channels),
+        paper=paper,
+    )
+
+
+def scheme_entry(name: str) -> Entry[nn.Module]:
+    """The registry entry (class and metadata) of training scheme ``name``."""
+    return SCHEMES.get(name)
+
+
+def list_schemes() -> list[str]:
+    """Registered training scheme names."""
+    return SCHEMES.names()

@@ -28,7 +28,13 @@ from typing import Any, NoReturn
 from bench.cli.registry import COMMANDS
 from bench.errors import UserError
 
-COMMAND_MODULES = ("bench.cli.run", "bench.cli.tools", "bench.cli.listings")
+COMMAND_MODULES = (
+    "bench.cli.run",
+    "bench.cli.tools",
+    "bench.cli.listings",
+    "bench.cli.explain",
+    "bench.cli.protocols",
+)
 """The modules whose ``@register_command`` handlers make up ``segbench``."""
 
 SEGBENCH_PACKAGES = ("bench", "models", "datamodules")

@@ -168,6 +168,7 @@ _RANGES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("DataConfig", "num_workers"): (lambda v: v >= 0, "must be >= 0"),
     ("DataConfig", "num_folds"): (lambda v: v >= 1, "must be >= 1"),
     ("DataConfig", "split_seed"): (lambda v: v >= 0, "must be >= 0"),
+    ("DataConfig", "labelled_fraction"): (lambda v: _finite(v) and 0 < v <= 1, "must be in (0, 1]"),
     ("EvalConfig", "sw_batch_size"): (lambda v: v >= 1, "must be >= 1"),
     ("EvalConfig", "sw_overlap"): (lambda v: _finite(v) and 0 <= v < 1, "must be in [0, 1)"),
     ("EvalConfig", "betti_patch"): (lambda v: v >= 1, "must be >= 1 or null"),
@@ -212,7 +213,7 @@ def _check_values(obj: Any, where: str) -> None:
     if cls in ("ParamSpace", "TuneConfig"):
         _check_tune(obj, where)
     if cls == "SweepConfig":
-        for key in ("datasets", "models", "losses", "seeds", "folds"):
+        for key in ("datasets", "models", "losses", "schemes", "seeds", "folds"):
             if not getattr(obj, key):
                 _fail(key, "must list at least one entry")
         for i, seed in enumerate(obj.seeds):

@@ -1,10 +1,11 @@
 """The typed config tree: ``SweepConfig`` (a sweep file) expands into frozen ``RunConfig``s.
 
-A sweep file lists datasets, models, losses, seeds and folds plus shared settings. Every entry of
-``datasets``/``models``/``losses`` is a name or ``{name: ..., <kwargs>}``; kwargs go to the
-DataModule constructor, the model builder or the loss factory. ``expand`` takes the cartesian
-product into frozen ``RunConfig``s, each with a stable id (the hash of its normalised form,
-:func:`bench.records.identity.hash_config`). Building and validation live in :mod:`bench.config.load`.
+A sweep file lists datasets, models, losses, training schemes, seeds and folds plus shared settings.
+Every entry of ``datasets``/``models``/``losses``/``schemes`` is a name or ``{name: ..., <kwargs>}``;
+kwargs go to the DataModule constructor, the model builder, the loss factory or the scheme.
+``expand`` takes the cartesian product into frozen ``RunConfig``s, each with a stable id (the hash
+of its normalised form, :func:`bench.records.identity.hash_config`). Building and validation live
+in :mod:`bench.config.load`.
 """
 
 from __future__ import annotations
@@ -95,7 +96,16 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Loader settings shared by every dataset of the sweep (dataset kwargs override them)."""
+    """Loader settings shared by every dataset of the sweep (dataset kwargs override them).
+
+    ``labelled_fraction`` (in ``(0, 1]``): the share of the training cases whose labels training may
+    use, a subset drawn per run seed by the DataModule (``split_info``'s ``labelled`` /
+    ``unlabelled``); the other training cases are read without their labels and reach a training
+    scheme as ``image_u`` (``docs/schemes.md``). Validation and test are untouched. A dataset entry
+    may set it (``{name: chase_db1, labelled_fraction: 0.1}``), which makes label budgets a sweep
+    axis; :func:`bench.run.plan.resolve_run` moves it here, so one budget is one value wherever it
+    was written.
+    """
 
     batch_size: int = 4
     patch_size: tuple[int, ...] | None = None
@@ -105,6 +115,7 @@ class DataConfig:
     num_workers: int = 0
     num_folds: int = 5
     split_seed: int = 0
+    labelled_fraction: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -220,7 +231,12 @@ class TuneConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that defines one run; its hash is the run's identity."""
+    """Everything that defines one run; its hash is the run's identity.
+
+    ``scheme``: the training scheme (``models.schemes``: ``supervised``, ``mean_teacher``, ``ds6``,
+    ``pseudo_label``, ``scribble``) and its options; at ``supervised`` without options it is left
+    out of the hash (:data:`bench.records.identity.HASH_DEFAULTS`), so earlier run ids stay.
+    """
 
     dataset: ComponentSpec
     model: ComponentSpec
@@ -232,6 +248,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     sweep: str = "default"
+    scheme: ComponentSpec = field(default_factory=lambda: ComponentSpec("supervised"))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
@@ -257,6 +274,7 @@ class SweepConfig:
     datasets: tuple[ComponentSpec, ...] = (ComponentSpec("synthetic_vessels"),)
     models: tuple[ComponentSpec, ...] = (ComponentSpec("unet"),)
     losses: tuple[ComponentSpec, ...] = (ComponentSpec("dice_ce"),)
+    schemes: tuple[ComponentSpec, ...] = (ComponentSpec("supervised"),)
     seeds: tuple[int, ...] = (0,)
     folds: tuple[int, ...] = (0,)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -267,10 +285,10 @@ class SweepConfig:
     tune: TuneConfig = field(default_factory=TuneConfig)
 
     def expand(self) -> list[RunConfig]:
-        """All runs: datasets × models × losses × seeds × folds, in that nesting order."""
+        """All runs: datasets × models × losses × schemes × seeds × folds, in that nesting order."""
         return [
-            RunConfig(d, m, lo, s, f, self.trainer, self.optim, self.data, self.eval, self.name)
-            for d, m, lo, s, f in itertools.product(
-                self.datasets, self.models, self.losses, self.seeds, self.folds
+            RunConfig(d, m, lo, s, f, self.trainer, self.optim, self.data, self.eval, self.name, scheme=sc)
+            for d, m, lo, sc, s, f in itertools.product(
+                self.datasets, self.models, self.losses, self.schemes, self.seeds, self.folds
             )
         ]

@@ -32,6 +32,7 @@ import numpy as np
 import yaml
 
 from bench.evaluate.cases import EvalSettings
+from bench.evaluate.clicks import evaluate_clicks
 from bench.evaluate.interpret import PRED_KINDS, parse_label_map
 from bench.evaluate.plan import MISSING_POLICIES, EvaluationError, EvaluationPlan, plan_dataset, plan_folders
 from bench.evaluate.score import EvaluationOutcome, execute
@@ -97,6 +98,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="DataModule argument (repeatable)",
     )
     src.add_argument("--dataset-name", default=None, help="with --gt: table name (default: the folder name)")
+    src.add_argument(
+        "--clicks",
+        action="store_true",
+        help="interactive method: --pred holds <case_id>/click_01.<ext> ... per case; scored as NoC and "
+        "Dice after k clicks (docs/evaluate.md)",
+    )
     files = parser.add_argument_group("files and labels")
     files.add_argument("--pred-glob", default="*", help="which files of --pred are predictions (default: *)")
     files.add_argument("--gt-glob", default="*", help="which files of --gt are ground truth (default: *)")
@@ -274,6 +281,8 @@ def predict_run(args: argparse.Namespace) -> EvaluationPlan:
 def run_evaluation(args: argparse.Namespace) -> EvaluationOutcome:
     """Plan (predicting first with ``--run``) and execute what the options of ``segbench evaluate``
     describe; the record is written (or found, unless ``--force``)."""
+    if args.clicks:  # an interactive method's per-click label maps (bench/evaluate/clicks.py)
+        return evaluate_clicks(args)
     plan = predict_run(args) if args.run is not None else plan_from_args(args)
     return execute(
         plan,

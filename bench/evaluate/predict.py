@@ -126,9 +126,22 @@ class LoadedModel:
 
 
 def build_network(config: dict[str, Any]) -> torch.nn.Module:
-    """The run's network, untrained, from ``config.json`` (``model.name`` and its kwargs)."""
-    from models import create_model
+    """The run's network, untrained, from ``config.json`` (``model.name`` and its kwargs).
 
+    Raises:
+        PredictError: a run trained with click inputs (an ``interactive`` scheme): its network takes
+            click maps beside the image, which a prediction of images alone cannot give.
+    """
+    from models import create_model
+    from models.registry import scheme_entry
+
+    scheme = str((config["config"].get("scheme") or {}).get("name", "supervised"))
+    if scheme_entry(scheme).meta.get("click_channels", 0):
+        raise PredictError(
+            f"{config.get('run_id', 'the run')} was trained with click inputs (scheme {scheme!r}); "
+            "a kept model of it predicts inside the click loop only: `segbench evaluate --clicks` scores "
+            "an interactive method's per-click predictions (docs/evaluate.md)"
+        )
     model = config["config"]["model"]
     kwargs = {k: v for k, v in dict(model.get("kwargs") or {}).items() if k != "pretrained_encoder"}
     data = config["data"]

@@ -89,3 +89,17 @@ def convergence_sentence(verdicts: dict[str, Convergence]) -> str:
         f"Convergence (the last {WINDOW:.0%} of each run's validation Dice, rising by more than "
         f"{SLOPE_PER_1K:g} per 1,000 steps = not converged): " + "; ".join(parts) + "."
     )
+
+
+def early_training_line(verdicts: dict[str, Convergence], budget: str | None) -> str:
+    """The line over a table none of whose train rows is shown converged at its budget (every row
+    not converged, or without a learning curve long enough to judge): "Early training", with the
+    budget, so a reader takes the table for how fast the rows start, not where they end. Empty
+    when a row converged or the table has no train row."""
+    if not verdicts or any(v.status == "converged" for v in verdicts.values()):
+        return ""
+    at = f" at {budget}" if budget else ""
+    return (
+        f"**Early training{at}**: no row of this table is shown converged (the last {WINDOW:.0%} of a "
+        "validation curve flat); it compares how the rows start, not where training ends."
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from bench.leaderboard.format import (
     stability_of,
 )
 from bench.metrics.registry import is_metric, metric_info
+from bench.records.explain_files import explain_panels
 from bench.records.store import write_text_atomic
 
 _CSS = """
@@ -331,9 +332,12 @@ def render_html(
     problems: Sequence[tuple[Path, str]] = (),
     plots: bool = True,
     results_name: str | None = None,
+    explain: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> str:
     """The report as one HTML document (image paths relative to the results folder); ``results_name``:
-    how the header names the results folder the records came from (``None``: no folder named)."""
+    how the header names the results folder the records came from (``None``: no folder named);
+    ``explain``: per run id, the saliency figures ``segbench explain`` wrote
+    (:func:`bench.records.explain_files.explain_panels`), shown under the table of the run's row."""
     where = (
         f"the run records under <code>{_e(results_name.rstrip('/'))}/</code>"
         if results_name
@@ -348,7 +352,7 @@ def render_html(
     if not analyses:
         body.append("<p>No run records yet: <code>segbench run</code> writes them.</p>")
     for a in analyses:
-        body += _section(a, plots=plots)
+        body += _section(a, plots=plots, explain=explain or {})
     if problems:
         body.append(
             "<h2>Records left out</h2><ul>"
@@ -364,7 +368,9 @@ def render_html(
     )
 
 
-def _section(a: Analysis, *, plots: bool) -> list[str]:
+def _section(
+    a: Analysis, *, plots: bool, explain: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
+) -> list[str]:
     """One table: its settings, the summary and per-group tables, what # is, the legend, the pairs
     within noise, stability, figures with their notes, provenance."""
     t = a.table
@@ -388,6 +394,7 @@ def _section(a: Analysis, *, plots: bool) -> list[str]:
         body += _stability_html(a)
     if plots:
         body += _figures(a)
+    body += _explain_html(a, explain or {})
     body.append(
         f"<details class='provenance'><summary>Provenance of the {len(a.rows)} rows</summary>"
         "<ul class='small'>"
@@ -425,6 +432,30 @@ def _figures(a: Analysis) -> list[str]:
     return out
 
 
+def _explain_html(a: Analysis, explain: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
+    """The saliency figures of the table's runs (``segbench explain``, docs/explain.md), each with
+    its row, case, class, methods and the randomisation check's verdict when it was run."""
+    out = []
+    for row in a.rows:
+        for rec in row.done:
+            for p in explain.get(rec.run_id, ()):
+                src = _e(p["href"])
+                check = ""
+                if p.get("sanity"):
+                    verdicts = ", ".join(
+                        f"{m}: {'passed' if ok else 'FAILED'}" for m, ok in p["sanity"].items()
+                    )
+                    check = f"; randomisation check {verdicts}"
+                out.append(
+                    f"<figure><h3>{_e(row_title(row))}: saliency of case {_e(p['case_id'])}, class "
+                    f'{_e(p["class"])}</h3><a href="{src}"><img src="{src}" alt="saliency of '
+                    f'{_e(p["case_id"])}" loading="lazy"></a><figcaption class="small">'
+                    f"{_e(', '.join(p['methods']))}{_e(check)} (run <code>{_e(rec.run_id)}</code>, "
+                    "docs/explain.md)</figcaption></figure>"
+                )
+    return ["<h3>Saliency maps</h3>", *out] if out else []
+
+
 def write_report(
     analyses: Sequence[Analysis],
     results: Path,
@@ -436,5 +467,8 @@ def write_report(
     """Write ``<results>/report.html`` (atomically) and return its path; ``results_name``: how the
     header names the results folder (``None``: no folder named)."""
     path = Path(results) / "report.html"
-    write_text_atomic(path, render_html(analyses, problems=problems, plots=plots, results_name=results_name))
+    run_ids = {rec.run_id for a in analyses for row in a.rows for rec in row.done}
+    explain = {rid: panels for rid in sorted(run_ids) if (panels := explain_panels(Path(results), rid))}
+    page = render_html(analyses, problems=problems, plots=plots, results_name=results_name, explain=explain)
+    write_text_atomic(path, page)
     return path

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.leaderboard import stats
 from bench.leaderboard.analysis import Analysis, Row
-from bench.leaderboard.convergence import convergence_sentence
+from bench.leaderboard.convergence import convergence_sentence, early_training_line
 from bench.leaderboard.format import (
     ALL_PAIRS_OFF,
     LEGEND,
@@ -34,6 +34,7 @@ from bench.leaderboard.format import (
     threads_text,
 )
 from bench.leaderboard.published import published_sentence
+from bench.leaderboard.schemes import scheme_sentence
 from bench.leaderboard.transfer import TransferMatrix, render_transfer_md
 from bench.metrics.registry import metric_info
 from bench.records.supersede import Superseded
@@ -83,6 +84,9 @@ def render_table_md(a: Analysis, links: list[tuple[str, str]] | None = None) -> 
         lines += [f"Sweeps: {', '.join(t.sweeps)}.", ""]
     if t.settings:
         lines += [f"Settings: {settings_text(t.settings)}", ""]
+    early = early_training_line(a.convergence, t.settings.get("budget"))
+    if early:
+        lines += [early, ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in a.ranked:
         lines.append(_table_row(a, row, rank_text(a, row)))
@@ -97,6 +101,9 @@ def render_table_md(a: Analysis, links: list[tuple[str, str]] | None = None) -> 
     published = published_sentence(a)
     if published:
         lines += ["", published]
+    schemes = scheme_sentence(a)
+    if schemes:
+        lines += ["", schemes]
     if a.stability is not None:
         lines += ["", *_ranking_md(a)]
     noise = (

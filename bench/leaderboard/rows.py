@@ -25,7 +25,7 @@ import numpy as np
 
 from bench.leaderboard.degenerate import RowDegeneracy
 from bench.metrics.registry import METRICS, is_metric
-from bench.records.identity import ROW_EXCLUDED, row_key
+from bench.records.identity import HASH_DEFAULTS, ROW_EXCLUDED, row_key
 from bench.records.record import Record
 from datamodules import DATASETS
 
@@ -277,6 +277,45 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: d}
 
 
+def _fraction_words(v: Any) -> str:
+    return "every label" if v is None or float(v) >= 1 else f"{float(v) * 100:g} % labels"
+
+
+LABEL_WORDS: dict[str, Callable[[Any], str]] = {
+    "scheme.name": lambda v: "supervised" if v is None else value_text(v),
+    "data.labelled_fraction": _fraction_words,
+}
+"""How a config field that tells apart rows of one model reads in the row's label (a field not
+listed reads ``<last part of its path> value``): ``unet (mean_teacher, 10 % labels)``. A record
+without the field (written before it existed) holds its default (``supervised``, every label)."""
+
+
+def _label_order(key: str) -> tuple[int, str]:
+    """Fields of :data:`LABEL_WORDS` first, in its order; then the others by path."""
+    order = list(LABEL_WORDS)
+    return (order.index(key), "") if key in LABEL_WORDS else (len(order), key)
+
+
+def _with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with the :data:`~bench.records.identity.HASH_DEFAULTS` fields it lacks (a record
+    written before a field existed did what its default does), so they never tell rows apart."""
+    out = json.loads(json.dumps(config, default=str))
+    for path, default in HASH_DEFAULTS.items():
+        node = out
+        *parents, leaf = path.split(".")
+        for key in parents:
+            node = node.setdefault(key, {}) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.setdefault(leaf, json.loads(json.dumps(default)))
+    return out
+
+
+def label_words(key: str, value: Any) -> str:
+    """One config field of a row's label in words (:data:`LABEL_WORDS`)."""
+    words = LABEL_WORDS.get(key)
+    return words(value) if words is not None else f"{key.split('.')[-1]} {value_text(value)}"
+
+
 def _label_rows(table: Table) -> None:
     """Label rows that share a model name (and kind) by the config fields in which they differ."""
     skip = {*ROW_EXCLUDED, "model.name", "loss.name"}
@@ -285,15 +324,17 @@ def _label_rows(table: Table) -> None:
         groups.setdefault((row.kind, row.model), []).append(row)
     for group in groups.values():
         flats = [
-            {k: v for k, v in _flatten(r.config).items() if k not in skip and not k.startswith("dataset.")}
+            {
+                k: v
+                for k, v in _flatten(_with_defaults(r.config)).items()
+                if k not in skip and not k.startswith("dataset.")
+            }
             for r in group
         ]
-        keys = sorted({k for f in flats for k in f})
+        keys = sorted({k for f in flats for k in f}, key=_label_order)
         differ = [k for k in keys if len({value_text(f.get(k)) for f in flats}) > 1]
         for row, flat in zip(group, flats):
-            parts = [
-                f"{k.split('.')[-1]} {value_text(flat.get(k))}" for k in differ if not k.startswith("loss.")
-            ]
+            parts = [label_words(k, flat.get(k)) for k in differ if not k.startswith("loss.")]
             row.label = f"{row.model} ({', '.join(parts)})" if parts else row.model
             loss = [
                 f"{k.split('.')[-1]} {value_text(flat.get(k))}"

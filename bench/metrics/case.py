@@ -22,7 +22,7 @@ from bench.metrics._convert import (
     to_numpy,
 )
 from bench.metrics.context import CaseContext, ClassContext
-from bench.metrics.registry import METRICS, MetricInfo
+from bench.metrics.registry import CASE_PROTOCOLS, METRICS, SEGMENTATION, MetricInfo
 from bench.metrics.settings import MetricSettings
 
 _LEGACY = ("betti_patch", "nsd_tolerance")  # old keywords, folded into MetricSettings
@@ -69,10 +69,13 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def _active(info: MetricInfo, ndim: int, has_prob: bool, settings: MetricSettings) -> bool:
+def _active(
+    info: MetricInfo, ndim: int, has_prob: bool, settings: MetricSettings, protocols: Sequence[str]
+) -> bool:
     """Whether ``info`` is computed for this case."""
     return (
-        ndim in info.ndims
+        info.protocol in protocols
+        and ndim in info.ndims
         and (has_prob or not info.needs_probabilities)
         and (info.requires is None or settings.get(info.requires) is not None)
     )
@@ -88,8 +91,9 @@ def case_metrics(
     include_background: bool = False,
     settings: MetricSettings | None = None,
     parallel: bool = True,
+    protocols: Sequence[str] = (SEGMENTATION,),
 ) -> dict[str, float]:
-    """Computes every registered metric for one 2D or 3D case.
+    """Computes every registered metric of the asked protocols for one 2D or 3D case.
 
     Args:
         prob_or_pred: class probabilities ``(C, H, W[, D])`` (softmax output, C >= 2,
@@ -107,6 +111,10 @@ def case_metrics(
         parallel: let slow parts (clDice's 3D skeletons) run in a forked child process while
             the other metrics are computed; ``False`` keeps everything in this process (e.g.
             in worker processes that already use every core). The values are the same.
+        protocols: the protocols whose metrics are computed, among
+            :data:`~bench.metrics.registry.CASE_PROTOCOLS`. The default, ``("segmentation",)``,
+            is what every ordinary run computes; add ``"uncertainty"`` for ``unc_msp`` and
+            ``unc_entropy`` (with probabilities).
 
     Returns:
         Flat ``dict[str, float]`` in the registry's order (``position``): ``dice, iou, cldice, betti0_err,
@@ -119,8 +127,12 @@ def case_metrics(
         ``docs/metrics.md``.
 
     Raises:
-        ValueError: on invalid probabilities, labels, shapes, spacing, fov or settings.
+        ValueError: on invalid probabilities, labels, shapes, spacing, fov or settings, or a
+            protocol ``case_metrics`` does not compute.
     """
+    unknown = [p for p in protocols if p not in CASE_PROTOCOLS]
+    if unknown or isinstance(protocols, str):
+        raise ValueError(f"`protocols` must be a sequence of {CASE_PROTOCOLS}, got {protocols!r}.")
     s = settings if settings is not None else MetricSettings()
     g = to_numpy(gt, "gt")
     if g.ndim not in (2, 3) or g.size == 0:
@@ -130,7 +142,7 @@ def case_metrics(
     if g.dtype.kind == "f":
         g = g.astype(np.int64)
     sp = spacing_tuple(spacing, g.ndim)
-    active = [m for m in METRICS.values() if _active(m, g.ndim, prob is not None, s)]
+    active = [m for m in METRICS.values() if _active(m, g.ndim, prob is not None, s, protocols)]
     checks = {m.check: m for m in active if m.check is not None}  # each check function once
     for check, m in checks.items():  # validates before any work starts
         check(g.shape, **{k: s.get(k) for k in m.reads})
@@ -215,5 +227,3 @@ def _layout(
         else:
             out[m.name] = v[classes[0]]
     return out
-
-

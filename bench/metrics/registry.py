@@ -6,6 +6,12 @@ it for one case (see ``docs/metrics.md``, "Adding a metric"). :func:`bench.metri
 computes every registered metric; the one reduction, tuning and the leaderboard read a metric's
 direction and worst value from here. Per-class keys (``dice_1``, ``hd95_2``) share the
 information of their base metric.
+
+Each metric belongs to one evaluation protocol (:attr:`MetricInfo.protocol`). Ordinary runs
+compute the ``"segmentation"`` metrics only; ``case_metrics(protocols=...)`` adds the other
+protocols computed from one case (:data:`CASE_PROTOCOLS`). The metrics of the other protocols
+(interactive clicks, multiple raters) are registered for their direction, worst value and empty
+rule, and computed by their protocol's own code from its own inputs.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 PER_CLASS_KEY = "{key}_{c}"  # the key of class ``c``'s value of a per-class metric ``key``
 POSITION_LAST = 1000.0  # default position: after every built-in metric
+SEGMENTATION = "segmentation"  # the protocol of ordinary runs
+# protocols whose metrics ``case_metrics`` computes from one case (``fn(ctx, **settings)``)
+CASE_PROTOCOLS: tuple[str, ...] = (SEGMENTATION, "uncertainty")
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,11 @@ class MetricInfo:
         check: ``check(shape, **settings)`` validates the settings for an image of ``shape``
             before any work starts (raises ``ValueError``).
         position: place of the key in rows and tables (ascending; ties keep registration order).
+        protocol: the evaluation protocol the metric belongs to: ``"segmentation"`` (computed by
+            every ordinary run), ``"uncertainty"`` (computed by ``case_metrics`` only when asked
+            for), or a protocol outside :data:`CASE_PROTOCOLS` (``"interactive"``,
+            ``"multirater"``), whose ``fn`` takes that protocol's inputs instead of a context
+            and which ``case_metrics`` never computes.
     """
 
     name: str
@@ -67,6 +81,7 @@ class MetricInfo:
     deferred: bool = False
     check: Callable[..., None] | None = field(default=None, compare=False, repr=False)
     position: float = POSITION_LAST
+    protocol: str = SEGMENTATION
 
     @property
     def arrow(self) -> str:
@@ -100,6 +115,7 @@ def register_metric(
     deferred: bool = False,
     check: Callable[..., None] | None = None,
     position: float = POSITION_LAST,
+    protocol: str = SEGMENTATION,
 ) -> Callable[[F], F]:
     """Decorator: registers ``fn`` as the per-case metric ``name`` (each name once).
 
@@ -107,7 +123,8 @@ def register_metric(
     class of one case: masks on their joint crop, spacing, a cache shared with other metrics) or,
     with ``per_class=False``, the :class:`~bench.metrics.context.CaseContext`, plus one keyword
     argument per setting it reads. Arguments are the :class:`MetricInfo` attributes; with
-    ``per_class=True`` the keys of class ``c`` are ``PER_CLASS_KEY`` (``dice_1``).
+    ``per_class=True`` the keys of class ``c`` are ``PER_CLASS_KEY`` (``dice_1``). A metric of a
+    ``protocol`` outside :data:`CASE_PROTOCOLS` registers the function its protocol calls.
 
     Raises:
         ValueError: for a name registered twice, or a new setting another metric declares.
@@ -138,6 +155,7 @@ def register_metric(
             deferred=deferred,
             check=check,
             position=float(position),
+            protocol=protocol,
         )
         entries = sorted([*METRICS.values(), info], key=lambda m: m.position)  # stable
         METRICS.clear()

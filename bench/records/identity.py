@@ -55,6 +55,8 @@ training them again, and runs with and without external tests are one leaderboar
 HASH_DEFAULTS: dict[str, Any] = {
     "eval.tta": "none",
     "eval.postprocess": "none",
+    "scheme": {"name": "supervised", "kwargs": {}},
+    "data.labelled_fraction": 1.0,
 }
 """Dotted paths left out of ``config_hash`` and of a row's identity *only while they hold this
 value*: fields added after runs were recorded, whose default reproduces what those runs did. A

@@ -175,7 +175,7 @@ def _record_files(results: Path) -> Iterator[Path]:
         yield path
 
 
-_NOT_RECORDS = ("plots", "predictions", "perf", "studies", "models")
+_NOT_RECORDS = ("plots", "predictions", "perf", "studies", "models", "uncertainty", "multirater", "explain")
 
 
 def scan_records(results: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:

@@ -34,8 +34,8 @@ from bench.run.validation import (
 )
 from datamodules import create_datamodule, dataset_class
 from datamodules.args import DataArgumentError
-from models import SegmentationModule, create_loss, create_model
-from models.registry import loss_targets
+from models import SegmentationModule, create_loss, create_model, create_scheme
+from models.registry import loss_targets, scheme_entry
 
 # TrainerConfig fields that are segbench's own, not ``lightning.Trainer`` arguments.
 _NOT_TRAINER_ARGS = ("checkpoint_every_n_steps", "val_every_n_steps", "val_max_cases", "torch_threads")
@@ -81,11 +81,13 @@ def build_datamodule(cfg: RunConfig) -> L.LightningDataModule:
 
 
 def build_module(cfg: RunConfig, dm: Any) -> SegmentationModule:
-    """Network + loss + optimiser settings for ``dm``'s dimensions and classes (resolved config)."""
+    """Network + loss + training scheme + optimiser settings for ``dm``'s dimensions and classes
+    (resolved config); the network takes the scheme's registered ``click_channels`` after the
+    image's channels (``interactive``: positive and negative click maps)."""
     net = create_model(
         cfg.model.name,
         spatial_dims=dm.spatial_dims,
-        in_channels=dm.in_channels,
+        in_channels=dm.in_channels + int(scheme_entry(cfg.scheme.name).meta.get("click_channels", 0)),
         out_channels=dm.num_classes,
         **cfg.model.kwargs,
     )
@@ -110,6 +112,7 @@ def build_module(cfg: RunConfig, dm: Any) -> SegmentationModule:
         sw_overlap=cfg.eval.sw_overlap,
         tta=cfg.eval.tta,
         postprocess=cfg.eval.postprocess,
+        scheme=create_scheme(cfg.scheme.name, **cfg.scheme.kwargs),
     )
 
 

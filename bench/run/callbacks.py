@@ -111,6 +111,12 @@ def _middle_slice(array: np.ndarray, spatial_dims: int) -> np.ndarray:
     return array if spatial_dims == 2 else array[..., array.shape[-1] // 2]
 
 
+def _protocol_metrics(outputs: Any) -> dict[str, float]:
+    """The per-case metrics of a scheme's own test protocol (``outputs["protocol_metrics"]``,
+    e.g. ``noc85``, ``dice_at_1`` of ``interactive``), as floats; ``{}`` for an ordinary run."""
+    return {str(k): float(v) for k, v in (outputs.get("protocol_metrics") or {}).items()}
+
+
 class CaseMetricsCallback(L.Callback):
     """Computes ``bench.metrics.case_metrics`` for every test case and keeps the rows.
 
@@ -137,6 +143,12 @@ class CaseMetricsCallback(L.Callback):
     rows and the constant-prediction notes are gathered once with ``all_gather_object`` (every rank
     then holds all rows, deduplicated by ``case_id`` and sorted), so global rank 0 can write the
     one record.
+
+    A scheme with its own test protocol (``TrainingScheme.test_case``; ``interactive``) gives
+    ``protocol_metrics`` with each case (``noc85``, ``noc90``, ``dice_at_1/3/5``): they are added
+    to the case's row as they are (computed on the grid the module predicted on, before any
+    mapping back). Its ``dice_per_click`` curve is kept in ``curves`` (``{case_id: [Dice after
+    click 1, 2, ...]}``), not in the row: a row holds numbers.
 
     Args:
         settings: the metric settings (the run's ``eval`` section, :meth:`EvalConfig.metric_settings`).
@@ -167,6 +179,7 @@ class CaseMetricsCallback(L.Callback):
         self.saved: dict[str, str] = {}
         self.constant: dict[str, str | None] = {}
         self.degenerate: dict[str, Any] = {}
+        self.curves: dict[str, list[float]] = {}
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.rows = []
@@ -174,6 +187,7 @@ class CaseMetricsCallback(L.Callback):
         self.saved = {}
         self.constant = {}
         self.degenerate = {}
+        self.curves = {}
 
     def _save(
         self,
@@ -226,7 +240,10 @@ class CaseMetricsCallback(L.Callback):
         # with post-processing, the post-processed label map's metrics and the raw ones under "raw"
         post = None if pp is None else pp.numpy()
         row = case_row(prob, label, post, spacing=spacing, fov=fov_mask, settings=self.settings)
-        self.rows.append({"case_id": case_id, **row})
+        # a scheme's own test protocol (``interactive``): its per-case metrics join the row
+        self.rows.append({"case_id": case_id, **row, **_protocol_metrics(outputs)})
+        if outputs.get("dice_per_click") is not None:
+            self.curves[case_id] = [float(v) for v in outputs["dice_per_click"]]
         pred = prob.argmax(0) if post is None else post
         self.constant[case_id] = constant_kind(pred, prob.shape[0], fov_mask)
         want_image = (self.save_dir is not None and case_id in self.save_ids) or (
@@ -260,10 +277,11 @@ class CaseMetricsCallback(L.Callback):
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             gathered: list[Any] = [None] * trainer.world_size
-            torch.distributed.all_gather_object(gathered, (self.rows, self.saved, self.constant))
-            rows = [row for rank_rows, _, _ in gathered for row in rank_rows]
-            self.saved = {k: v for _, saved, _ in gathered for k, v in saved.items()}
-            self.constant = {k: v for _, _, constant in gathered for k, v in constant.items()}
+            torch.distributed.all_gather_object(gathered, (self.rows, self.saved, self.constant, self.curves))
+            rows = [row for rank_rows, *_ in gathered for row in rank_rows]
+            self.saved = {k: v for _, saved, _, _ in gathered for k, v in saved.items()}
+            self.constant = {k: v for _, _, constant, _ in gathered for k, v in constant.items()}
+            self.curves = {k: v for *_, curves in gathered for k, v in curves.items()}
         else:
             rows = self.rows
         seen: dict[str, dict[str, Any]] = {}
@@ -271,4 +289,5 @@ class CaseMetricsCallback(L.Callback):
             seen.setdefault(row["case_id"], row)
         self.rows = [seen[k] for k in sorted(seen)]
         self.saved = dict(sorted(self.saved.items()))
+        self.curves = dict(sorted(self.curves.items()))
         self.degenerate = degenerate_state({k: self.constant.get(k) for k in seen})

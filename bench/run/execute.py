@@ -72,6 +72,8 @@ def execute_run(run: BuiltRun, record: Record) -> Record:
     record.world_size = trainer.world_size
     record.split = dm.split_info()
     record.cases = run.metrics.rows
+    if run.metrics.curves:  # an interactive run's Dice after each click, per test case
+        record.extra["dice_per_click"] = run.metrics.curves
     record.aggregates = reduce_cases(run.metrics.rows)
     record.predictions = run.metrics.saved
     if run.metrics.degenerate:  # written only when more than half of the test predictions are constant

@@ -19,16 +19,24 @@ from bench.records import run_state as _record_state
 from bench.run.launch import device_count
 from bench.run.validation import resolved_val_cases
 from datamodules import dataset_class
-from models import create_loss, model_entry
-from models.registry import SEGBENCH_MODEL_OPTIONS, check_kwargs, loss_dims, loss_targets, preset_kwargs
+from models import create_loss, create_scheme, model_entry
+from models.registry import (
+    SEGBENCH_MODEL_OPTIONS,
+    check_kwargs,
+    loss_dims,
+    loss_targets,
+    preset_kwargs,
+    scheme_entry,
+)
 
 # DataModule arguments the runner sets from the run itself (not from ``data`` or dataset kwargs).
-_RUN_DATA_ARGS = ("fold", "seed", "multi_rater")
+_RUN_DATA_ARGS = ("fold", "seed", "multi_rater", "train_labels")
 
 
 def datamodule_kwargs(cfg: RunConfig) -> dict[str, Any]:
     """The DataModule's arguments: sweep-wide ``data`` settings overridden by the dataset entry's
-    kwargs, plus the run's own (fold, seed, and ``multi_rater`` for a loss on several raters)."""
+    kwargs, plus the run's own (fold, seed, ``multi_rater`` for a loss on several raters and
+    ``train_labels`` for a scheme registered to train on other labels, e.g. scribbles)."""
     d = cfg.data
     kwargs: dict[str, Any] = {
         f.name: getattr(d, f.name) for f in dataclasses.fields(DataConfig) if getattr(d, f.name) is not None
@@ -38,6 +46,9 @@ def datamodule_kwargs(cfg: RunConfig) -> dict[str, Any]:
     kwargs.update(fold=cfg.fold, seed=cfg.seed)
     if loss_targets(cfg.loss.name) == "raters":
         kwargs["multi_rater"] = True
+    train_labels = scheme_entry(cfg.scheme.name).meta.get("train_labels", "dense")
+    if train_labels != "dense":  # e.g. scribbles: what the scheme's registration says it trains on
+        kwargs["train_labels"] = train_labels
     return kwargs
 
 
@@ -45,6 +56,8 @@ def resolve_run(cfg: RunConfig) -> RunConfig:
     """The config as it will actually be used: defaults that depend on the dataset or model filled in.
 
     - ``data.patch_size``: the dataset's ``default_patch_size`` when not given;
+    - ``data.labelled_fraction``: a dataset entry's ``labelled_fraction`` moved here (one label
+      budget is one value, wherever the sweep wrote it);
     - ``model.kwargs.img_size``: the patch size, for models registered with ``fixed_input_size``;
     - ``model.kwargs``: with a ``preset``, every option it sets (options given beside it win), so
       the record states the network as built, not only the preset's name;
@@ -68,7 +81,10 @@ def resolve_run(cfg: RunConfig) -> RunConfig:
             f"{where}: {list(patch)} has {len(patch)} entries but dataset {cfg.dataset.name!r} is {dims}D; "
             f"give the patch size per dataset ({{name: {cfg.dataset.name}, patch_size: [...]}})"
         )
-    dataset_kwargs = {k: v for k, v in cfg.dataset.kwargs.items() if k != "patch_size"}
+    dataset_kwargs = {
+        k: v for k, v in cfg.dataset.kwargs.items() if k not in ("patch_size", "labelled_fraction")
+    }
+    fraction = float(cfg.dataset.kwargs.get("labelled_fraction", cfg.data.labelled_fraction))
     model_kwargs = dict(cfg.model.kwargs)
     meta = model_entry(cfg.model.name).meta
     if meta.get("fixed_input_size") and "img_size" not in model_kwargs:
@@ -87,7 +103,7 @@ def resolve_run(cfg: RunConfig) -> RunConfig:
         cfg,
         dataset=ComponentSpec(cfg.dataset.name, dataset_kwargs),
         model=ComponentSpec(cfg.model.name, model_kwargs),
-        data=dataclasses.replace(cfg.data, patch_size=patch),
+        data=dataclasses.replace(cfg.data, patch_size=patch, labelled_fraction=fraction),
         trainer=trainer,
     )
 
@@ -133,6 +149,7 @@ def check_run(cfg: RunConfig) -> None:
         raise ConfigError(f"losses: {cfg.loss.name!r}: {e}") from None
     except ValueError as e:
         raise ConfigError(f"losses: {e}") from None
+    _check_scheme(cfg)
     kwargs = datamodule_kwargs(cfg)
     try:
         check_kwargs("dataset", cfg.dataset.name, cls, [k for k in kwargs if k not in _RUN_DATA_ARGS])
@@ -140,6 +157,30 @@ def check_run(cfg: RunConfig) -> None:
             cls.check_kwargs(kwargs)
     except ValueError as e:
         raise ConfigError(f"datasets: {e}") from None
+
+
+def _check_scheme(cfg: RunConfig) -> None:
+    """The run's training scheme: a registered name, its options, the loss it trains with and the
+    labels it needs (every problem a one-line :class:`ConfigError` naming ``schemes``)."""
+    name = cfg.scheme.name
+    try:
+        meta = scheme_entry(name).meta
+        create_scheme(name, **cfg.scheme.kwargs)  # cheap; checks every option
+    except KeyError as e:
+        raise ConfigError(f"schemes: {e.args[0] if e.args else e}") from None
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"schemes: {name!r}: {str(e).splitlines()[0]}") from None
+    need = meta.get("loss")
+    if need is not None and cfg.loss.name != need:
+        raise ConfigError(
+            f"schemes: {name!r} trains with the loss {need!r} (its labels are partial); the run's loss is "
+            f"{cfg.loss.name!r}: list losses: [{need}] for it"
+        )
+    if meta.get("needs_unlabelled") and cfg.data.labelled_fraction >= 1.0:
+        raise ConfigError(
+            f"schemes: {name!r} learns from unlabelled cases, and this run labels every training case; "
+            "set labelled_fraction below 1 (data.labelled_fraction or the dataset entry's)"
+        )
 
 
 def plan_sweep(sweep: SweepConfig) -> list[RunConfig]:
@@ -159,6 +200,9 @@ def plan_sweep(sweep: SweepConfig) -> list[RunConfig]:
                 cfg.model.kwargs,
                 cfg.loss.name,
                 cfg.loss.kwargs,
+                cfg.scheme.name,
+                cfg.scheme.kwargs,
+                cfg.data.labelled_fraction,
             ],
             sort_keys=True,
             default=str,

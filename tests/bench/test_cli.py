@@ -79,7 +79,8 @@ def test_every_command_comes_from_the_one_registry():
     sub = next(a for a in parser._actions if a.dest == "command")
     assert list(sub.choices) == list(COMMANDS)
     expected = {"run", "leaderboard", "evaluate", "ensemble", "status", "models", "losses", "datasets"}
-    assert expected | {"tune", "bench", "predict", "export", "cache"} == set(COMMANDS)
+    expected |= {"tune", "bench", "predict", "export", "cache", "explain", "uncertainty", "multirater"}
+    assert expected == set(COMMANDS)
 
 
 def test_a_command_module_that_fails_to_import_stops_the_command_line(tmp_path):

@@ -120,6 +120,9 @@ def _argv(line: str, scratch: Path) -> list[str]:
     if "RUN" in argv:  # a run of the `segbench run` line above, which kept its model
         kept = sorted(p.name for p in (scratch / "runs" / "models").iterdir())
         subst["RUN"] = kept[0]
+    if "ID" in argv:  # a test case of that run
+        record = yaml.safe_load((scratch / "runs" / f"{subst['RUN']}.json").read_text())
+        subst["ID"] = sorted(c["case_id"] for c in record["cases"])[0]
     argv = [subst.get(a, a) for a in argv]
     for prefix, extra in TINY.items():
         if line.startswith(prefix) and (prefix != "segbench run" or line == "segbench run"):

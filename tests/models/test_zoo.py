@@ -26,6 +26,9 @@ _OVERFIT: dict[str, tuple[str, dict[str, Any], int, float]] = {
     "mamba": ("umamba_bot", {"features": (8, 16, 32)}, 30, 1e-2),
     "xlstm": ("xlstm_unet", {"features": (8, 16, 32)}, 25, 1e-2),
     "gnn": ("hybridgnet_dense", {}, 40, 1e-2),
+    # the first 2D hybrid by name before mask_former existed; mask_former's own overfit check is in
+    # tests/models/test_mask_former.py (it needs lr 3e-3 and 60 steps on this sample)
+    "hybrid": ("oss_net", None, 40, 1e-2),
 }
 _OVERFIT_SHAPE = (32, 32)
 _DICE_MIN = 0.9

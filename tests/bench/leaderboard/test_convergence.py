@@ -156,3 +156,16 @@ def test_a_table_states_the_published_reference_and_the_gap_by_hand() -> None:
     assert "a reference, not a comparison" in text
     (b,) = analyse_records([_record("x0", "unet", 0, [])])  # synthetic_vessels: nothing published
     assert published_sentence(b) == ""
+
+
+def test_a_table_with_no_converged_row_is_labelled_early_training_with_its_budget() -> None:
+    from bench.leaderboard import analyse_records
+    from bench.leaderboard.markdown import render_table_md
+
+    flat = _trace([0.1, 0.4, 0.6, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7])
+    rising = _trace([0.1 + 0.05 * i for i in range(10)])
+    no_flat_end = [_record("b0", "attention_unet", 0, rising), _record("c0", "segresnet", 0, [])]
+    (a,) = analyse_records(no_flat_end)
+    assert "**Early training at 1,000 steps**: no row of this table is shown converged" in render_table_md(a)
+    (a,) = analyse_records([*no_flat_end, _record("a0", "unet", 0, flat)])  # one flat curve: a real end
+    assert "Early training" not in render_table_md(a)

@@ -40,6 +40,18 @@ def _records(results: Path) -> None:
         }
         write_json_atomic(results / f"{rec['run_id']}.json", rec)
     (results / "stray.json").write_text("[1, 2]")
+    # what `segbench explain drive_unet --case c0 --sanity` writes (docs/explain.md)
+    folder = results / "explain" / "drive_unet" / "c0"
+    folder.mkdir(parents=True)
+    Image.fromarray(np.full((8, 16, 3), 200, np.uint8)).save(folder / "explain.png")
+    info = {
+        "case_id": "c0",
+        "class": 1,
+        "methods": {"integrated_gradients": {}, "gradcam": {}},
+        "figure": "explain.png",
+        "sanity": {"integrated_gradients": {"passed": True}, "gradcam": {"passed": False}},
+    }
+    (folder / "explain.json").write_text(json.dumps(info))
 
 
 def all_pairs(fn) -> dict:
@@ -86,6 +98,15 @@ def test_report_is_well_formed_and_self_contained(rendered):
     # the summary, the topology group (betti0_err) and the ranking stability
     assert text.count('<table class="sortable') == 3 and "Records left out" in text and "stray.json" in text
     assert "drive_unet" in text and "01234567" in text  # per-row provenance: record id and commit
+    assert "explain.json" not in text  # not a run record: never "left out"
+
+
+def test_the_report_shows_the_saliency_maps_of_a_rows_run_with_the_sanity_verdicts(rendered):
+    text = (rendered / "report.html").read_text()
+    assert "<h3>Saliency maps</h3>" in text
+    assert 'src="explain/drive_unet/c0/explain.png"' in text
+    assert "unet / dice_ce: saliency of case c0, class 1" in text
+    assert "randomisation check integrated_gradients: passed, gradcam: FAILED" in text
 
 
 def test_html_escapes_names():
