@@ -325,6 +325,13 @@ class _Values:
         return np.array([[v.get(c, math.nan) for c in cases] for v in maps], dtype=np.float64)
 
 
+def _protocol_metrics(present: Sequence[str]) -> list[str]:
+    """The metrics of an evaluation protocol other than plain segmentation that a table's records
+    hold (an interactive run's ``noc85``, ``dice_at_1`` ...), in display order: they join the
+    ranking set, so the tables show the numbers the protocol exists for."""
+    return [m for m in present if is_metric(m) and metric_info(m).protocol != "segmentation"]
+
+
 def analyse(
     table: Table,
     *,
@@ -361,7 +368,7 @@ def analyse(
         if k != "case_id" and isinstance(v, (int, float)) and not isinstance(v, bool)
     }
     all_metrics = metric_order(present)
-    wanted = list(metrics) if metrics else list(RANK_METRICS)
+    wanted = list(metrics) if metrics else [*RANK_METRICS, *_protocol_metrics(all_metrics)]
     rank_metrics = [m for m in wanted if m in present and is_metric(m)]
     if not rank_metrics and not metrics:
         rank_metrics = [m for m in all_metrics if is_metric(m)][:5]

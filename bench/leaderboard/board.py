@@ -33,6 +33,7 @@ from bench.leaderboard.exports import EXPORTS, render_export
 from bench.leaderboard.html import write_report
 from bench.leaderboard.markdown import render_markdown
 from bench.leaderboard.plots import remove_stale_plots, render_plots
+from bench.leaderboard.protocols import protocol_sections
 from bench.leaderboard.rows import group_records
 from bench.leaderboard.transfer import TransferMatrix, main_records, transfer_matrices
 from bench.records.record import Record
@@ -229,6 +230,10 @@ def write_leaderboard(
         results_name=results_name,
         transfer=transfer_matrices(records),
     )
+    if fmt == "md":
+        extra = protocol_sections(results, out)
+        if extra:
+            text = text.rstrip() + "\n\n" + "\n".join(extra).rstrip() + "\n"
     write_text_atomic(out, text)
     return out
 

@@ -7,8 +7,9 @@ the table's units (case groups where the dataset has them, else cases), on the t
 metric: the mean difference with its paired bootstrap interval and a two-sided Wilcoxon
 signed-rank test (:func:`bench.leaderboard.stats.paired_compare`), Holm-adjusted over the table's
 scheme comparisons. A scheme **beats** supervised training when the adjusted p-value is below
-:data:`ALPHA` and the difference favours it; otherwise the sentence says it does not, and why (the
-interval holds 0, or it is worse).
+:data:`ALPHA` and the difference favours it, is **worse** when the adjusted p-value is below
+:data:`ALPHA` and the difference goes against it; otherwise the difference is within noise (with
+few units, e.g. 4 case groups, no difference can be told apart from noise).
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def scheme_sentence(a: Analysis) -> str:
         verdict = "beats" if c.beats else "does not beat"
         why = ""
         if not c.beats:
-            why = " (worse)" if pr.diff < 0 and pr.hi < 0 else " (the difference is within noise)"
+            worse = c.p_adj < ALPHA and pr.diff < 0  # the test, not the interval alone, says worse
+            why = " (worse)" if worse else " (the difference is within noise)"
         parts.append(
             f"with {_pct(c.fraction)}, `{row_title(rows[c.row])}` {verdict} `{row_title(rows[c.reference])}`"
             f"{why}: Δ {metric} {pr.diff:+.3f} [{pr.lo:+.3f}, {pr.hi:+.3f}], Holm p {c.p_adj:.2g}, "

@@ -116,7 +116,7 @@ def test_degenerate_gathers_every_rank(monkeypatch) -> None:
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
 
     def gather(out, obj):
-        out[0], out[1] = obj, (other.rows, other.saved, other.constant)
+        out[0], out[1] = obj, (other.rows, other.saved, other.constant, other.curves)
 
     monkeypatch.setattr(torch.distributed, "all_gather_object", gather)
     cb.on_test_epoch_end(_DDP(), None)

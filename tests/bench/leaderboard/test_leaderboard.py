@@ -422,3 +422,21 @@ def test_a_registered_row_statistic_reaches_the_json_and_csv_exports():
         assert float(rows[0]["worst_unit"]) == pytest.approx(0.6)
     finally:
         del stats.ROW_STATISTICS["worst_unit"]
+
+
+def test_the_leaderboard_links_the_uncertainty_and_multirater_records_with_their_description(tmp_path):
+    """``segbench uncertainty`` / ``multirater`` records are no tables: the leaderboard links their
+    generated pages, with each page's description line; a stray JSON there is not linked."""
+    from bench.leaderboard import write_leaderboard
+    from bench.records.store import write_json_atomic
+
+    write_json_atomic(tmp_path / "r0.json", record("unet", dices=(0.5, 0.6)))
+    (tmp_path / "uncertainty").mkdir()
+    write_json_atomic(tmp_path / "uncertainty" / "row_a.json", {"kind": "uncertainty", "name": "row_a"})
+    (tmp_path / "uncertainty" / "row_a.md").write_text("# Uncertainty: row_a\n\nunet / dice_ce: 5 seeds.\n")
+    write_json_atomic(tmp_path / "uncertainty" / "stray.json", {"kind": "something else"})
+    out = write_leaderboard(tmp_path, tmp_path / "leaderboard.md", plots=False, report=False)
+    text = out.read_text()
+    assert "## Other evaluation protocols" in text
+    assert "- [row_a](uncertainty/row_a.md): unet / dice_ce: 5 seeds." in text
+    assert "stray" not in text and "multirater" not in text.split("## Other evaluation protocols")[1]

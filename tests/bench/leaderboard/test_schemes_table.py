@@ -101,3 +101,15 @@ def test_a_table_without_schemes_has_no_scheme_sentence() -> None:
     recs = [_record(f"sup_{s}", None, None, s, BASE) for s in (0, 1)]
     (a,) = analyse_records(recs)
     assert "Training schemes against supervised" not in render_table_md(a)
+
+
+def test_a_lower_mean_the_test_cannot_tell_from_noise_is_not_called_worse() -> None:
+    from bench.leaderboard import analyse_records
+    from bench.leaderboard.markdown import render_table_md
+
+    # 3 cases, all lower by 0.01: exact two-sided p = 2/2^3 = 0.25, so not "worse" however narrow
+    recs = [_record(f"sup_{s}", None, 0.25, s, BASE[:3]) for s in (0, 1)]
+    recs += [_record(f"mt_{s}", "mean_teacher", 0.25, s, [v - 0.01 for v in BASE[:3]]) for s in (0, 1)]
+    (a,) = analyse_records(recs)
+    text = render_table_md(a)
+    assert "(the difference is within noise)" in text and "(worse)" not in text
