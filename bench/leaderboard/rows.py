@@ -25,7 +25,7 @@ import numpy as np
 
 from bench.leaderboard.degenerate import RowDegeneracy
 from bench.metrics.registry import METRICS, is_metric
-from bench.records.identity import HASH_DEFAULTS, ROW_EXCLUDED, row_key
+from bench.records.identity import ROW_EXCLUDED, row_key, with_hash_defaults
 from bench.records.record import Record
 from datamodules import DATASETS
 
@@ -296,20 +296,6 @@ def _label_order(key: str) -> tuple[int, str]:
     return (order.index(key), "") if key in LABEL_WORDS else (len(order), key)
 
 
-def _with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``config`` with the :data:`~bench.records.identity.HASH_DEFAULTS` fields it lacks (a record
-    written before a field existed did what its default does), so they never tell rows apart."""
-    out = json.loads(json.dumps(config, default=str))
-    for path, default in HASH_DEFAULTS.items():
-        node = out
-        *parents, leaf = path.split(".")
-        for key in parents:
-            node = node.setdefault(key, {}) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.setdefault(leaf, json.loads(json.dumps(default)))
-    return out
-
-
 def label_words(key: str, value: Any) -> str:
     """One config field of a row's label in words (:data:`LABEL_WORDS`)."""
     words = LABEL_WORDS.get(key)
@@ -326,7 +312,7 @@ def _label_rows(table: Table) -> None:
         flats = [
             {
                 k: v
-                for k, v in _flatten(_with_defaults(r.config)).items()
+                for k, v in _flatten(with_hash_defaults(r.config)).items()
                 if k not in skip and not k.startswith("dataset.")
             }
             for r in group

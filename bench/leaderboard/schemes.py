@@ -14,10 +14,9 @@ few units, e.g. 4 case groups, no difference can be told apart from noise).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,7 +24,7 @@ from bench.leaderboard import stats
 from bench.leaderboard.format import row_title
 from bench.leaderboard.intervals import group_units
 from bench.metrics.registry import higher_is_better
-from bench.records.identity import HASH_DEFAULTS, row_key
+from bench.records.identity import HASH_DEFAULTS, row_key, with_hash_defaults
 
 if TYPE_CHECKING:
     from bench.leaderboard.analysis import Analysis
@@ -47,18 +46,6 @@ class SchemeComparison:
     beats: bool
 
 
-def scheme_of(config: dict[str, Any]) -> dict[str, Any]:
-    """A config's ``scheme`` (``{"name", "kwargs"}``); the supervised default when absent."""
-    scheme = config.get("scheme")
-    return dict(scheme) if isinstance(scheme, dict) else dict(SUPERVISED)
-
-
-def _fraction(config: dict[str, Any]) -> float:
-    data = config.get("data") or {}
-    v = data.get("labelled_fraction")
-    return 1.0 if v is None else float(v)
-
-
 def compare_schemes(a: Analysis) -> list[SchemeComparison]:
     """Every ranked train row with a non-supervised scheme that has a supervised counterpart in the
     table, compared on the primary metric (see the module docstring); table order."""
@@ -68,10 +55,9 @@ def compare_schemes(a: Analysis) -> list[SchemeComparison]:
     keys = {r.key: r for r in a.ranked if r.kind == "train"}
     found: list[tuple[Row, Row, stats.Paired]] = []
     for row in a.ranked:
-        if row.kind != "train" or scheme_of(row.config) == SUPERVISED:
+        if row.kind != "train" or with_hash_defaults(row.config)["scheme"] == SUPERVISED:
             continue
-        twin = json.loads(json.dumps(row.config))
-        twin["scheme"] = dict(SUPERVISED)
+        twin = {**row.config, "scheme": dict(SUPERVISED)}  # the row's own fields, only the scheme changed
         ref = keys.get(row_key(twin))
         if ref is None:
             continue
@@ -89,7 +75,12 @@ def compare_schemes(a: Analysis) -> list[SchemeComparison]:
     adj = stats.holm([1.0 if math.isnan(v) else v for v in p])
     return [
         SchemeComparison(
-            row.key, ref.key, _fraction(row.config), pr, float(q), bool(q < ALPHA and pr.diff > 0)
+            row.key,
+            ref.key,
+            float(with_hash_defaults(row.config)["data"]["labelled_fraction"]),
+            pr,
+            float(q),
+            bool(q < ALPHA and pr.diff > 0),
         )
         for (row, ref, pr), q in zip(found, adj)
     ]

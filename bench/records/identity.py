@@ -70,14 +70,23 @@ ROW_EXCLUDED: tuple[str, ...] = ("seed", "fold", *HASH_EXCLUDED)
 """Also left out of a leaderboard row's identity: the runs of a row differ only in seed / fold."""
 
 
+def _parent(d: Any, path: str, *, create: bool = False) -> tuple[dict[str, Any] | None, str]:
+    """The mapping that holds dotted ``path``'s last key in ``d`` and that key; ``(None, key)`` when
+    a step on the way is missing or not a mapping (``create``: missing steps become empty ones)."""
+    *parents, leaf = path.split(".")
+    node: Any = d
+    for key in parents:
+        if not isinstance(node, dict):
+            return None, leaf
+        node = node.setdefault(key, {}) if create else node.get(key)
+    return (node if isinstance(node, dict) else None), leaf
+
+
 def _drop_paths(d: dict[str, Any], paths: Sequence[str]) -> dict[str, Any]:
     d = json.loads(json.dumps(d))
     for path in paths:
-        node: Any = d
-        *parents, leaf = path.split(".")
-        for key in parents:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, dict):
+        node, leaf = _parent(d, path)
+        if node is not None:
             node.pop(leaf, None)
     return d
 
@@ -86,13 +95,22 @@ def _drop_defaults(d: dict[str, Any]) -> dict[str, Any]:
     """``d`` without the :data:`HASH_DEFAULTS` paths that hold their default value (a copy)."""
     d = json.loads(json.dumps(d))
     for path, default in HASH_DEFAULTS.items():
-        node: Any = d
-        *parents, leaf = path.split(".")
-        for key in parents:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, dict) and leaf in node and node[leaf] == default:
+        node, leaf = _parent(d, path)
+        if node is not None and leaf in node and node[leaf] == default:
             del node[leaf]
     return d
+
+
+def with_hash_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` (a copy) with every :data:`HASH_DEFAULTS` field it lacks set to its default: a
+    record written before a field existed did what the default does (``scheme`` supervised,
+    ``data.labelled_fraction`` 1.0), so readers see one value either way."""
+    out = json.loads(json.dumps(config, default=str))
+    for path, default in HASH_DEFAULTS.items():
+        node, leaf = _parent(out, path, create=True)
+        if node is not None:
+            node.setdefault(leaf, json.loads(json.dumps(default)))
+    return out
 
 
 def hash_config(d: Mapping[str, Any]) -> str:
