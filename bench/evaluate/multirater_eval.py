@@ -42,6 +42,7 @@ from bench.evaluate.uncertainty_eval import (
     record_name,
     select_members,
     use_threads,
+    write_protocol_record,
 )
 from bench.metrics import (
     consensus_dice,
@@ -53,7 +54,7 @@ from bench.metrics import (
     rater_mean,
     rater_volumes,
 )
-from bench.records import now, write_json_atomic, write_text_atomic
+from bench.records import now
 from bench.records.provenance import package_versions
 
 METRICS = (
@@ -219,12 +220,7 @@ def evaluate_multirater(
         "finished_at": now(),
         "seconds": time.perf_counter() - start,
     }
-    folder = results / "multirater"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{record['name']}.json"
-    write_json_atomic(path, record)
-    write_text_atomic(path.with_suffix(".md"), render_markdown(record))
-    return path, record
+    return write_protocol_record(results, record, render_markdown(record)), record
 
 
 def _boot() -> dict[str, Any]:

@@ -502,12 +502,19 @@ def evaluate_uncertainty(
         "finished_at": now(),
         "seconds": time.perf_counter() - start,
     }
-    folder = results / "uncertainty"
+    return write_protocol_record(results, record, render_markdown(record)), record
+
+
+def write_protocol_record(results: Path, record: dict[str, Any], page: str) -> Path:
+    """Write a protocol record (``uncertainty``, ``multirater``) as
+    ``<results>/<kind>/<name>.json`` and its generated Markdown ``page`` beside it (both atomically,
+    the leaderboard links the page: :mod:`bench.leaderboard.protocols`); returns the JSON's path."""
+    folder = Path(results) / str(record["kind"])
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{record['name']}.json"
     write_json_atomic(path, record)
-    write_text_atomic(path.with_suffix(".md"), render_markdown(record))
-    return path, record
+    write_text_atomic(path.with_suffix(".md"), page)
+    return path
 
 
 def use_threads() -> int:
