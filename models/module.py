@@ -103,6 +103,7 @@ class SegmentationModule(L.LightningModule):
         self.loss_fn = loss
         self.num_classes = num_classes
         self.roi_size = tuple(int(s) for s in roi_size)
+        self._output_keys: frozenset[str] | None = None  # the keys of the network's dict output
         self.optim = dict(
             optimizer=optimizer,
             lr=lr,
@@ -237,6 +238,27 @@ class SegmentationModule(L.LightningModule):
             overlap=self.sw_overlap,
             mode="gaussian",
         )
+
+    @torch.no_grad()
+    def predict_output(self, image: torch.Tensor, key: str) -> torch.Tensor | None:
+        """Whole-case map ``(B, *spatial)`` of the network's extra per-voxel output ``key`` (e.g.
+        MaskFormer's ``"ood"``), by the same sliding windows and Gaussian blending as
+        :meth:`predict_logits`; ``None`` when the network's forward gives no such output (read
+        from one window of zeros, once)."""
+        if self._output_keys is None:
+            out = self.net(image.new_zeros((1, image.shape[1], *self.roi_size)))
+            self._output_keys = frozenset(out) if isinstance(out, dict) else frozenset()
+        if key not in self._output_keys:
+            return None
+        blended = sliding_window_inference(
+            image,
+            roi_size=self.roi_size,
+            sw_batch_size=self.sw_batch_size,
+            predictor=lambda x: self.net(x)[key].unsqueeze(1).float(),
+            overlap=self.sw_overlap,
+            mode="gaussian",
+        )
+        return blended[:, 0]
 
     def on_validation_epoch_start(self) -> None:
         """Starts a new list of per-case validation Dice values."""

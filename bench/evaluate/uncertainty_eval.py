@@ -12,6 +12,9 @@ members' mean logits. Per case (inside the field of view when the dataset has on
 * ``unc_mi``: mutual information across the members (seed ensemble; two or more runs);
 * ``unc_mi_mc`` (``--mc-dropout N``): mutual information across N passes with only the dropout
   modules in train mode, per member, mean over members;
+* ``unc_ood``: the network's own per-voxel OOD output where its forward gives one (``"ood"``:
+  MaskFormer's RbA, :mod:`models.mask_former`), blended over the same sliding windows, mean over
+  the case, mean over members;
 * ``dice``: the ensemble argmax's Dice (foreground classes, mean; outside the field of view both
   are background), the risk being ``1 - Dice``.
 
@@ -44,13 +47,23 @@ from bench.errors import UserError
 from bench.evaluate.ensemble import group_rows
 from bench.evaluate.outside import EXTERNAL_INHERITED
 from bench.evaluate.predict import LoadedModel, find_model, load_model, make_datamodule
-from bench.metrics import aurc, auroc, dice, energy, entropy, max_softmax, mutual_information, spearman
+from bench.metrics import (
+    aurc,
+    auroc,
+    dice,
+    energy,
+    entropy,
+    max_softmax,
+    model_ood,
+    mutual_information,
+    spearman,
+)
 from bench.records import Record, digest, load_records, now, row_tag, write_json_atomic, write_text_atomic
 from bench.records.provenance import package_versions
 from bench.records.store import DEFAULT_RESULTS
 from models.inference import tta_probabilities
 
-SCORES = ("unc_msp", "unc_entropy", "unc_energy", "unc_mi", "unc_mi_mc")
+SCORES = ("unc_msp", "unc_entropy", "unc_energy", "unc_mi", "unc_mi_mc", "unc_ood")
 """Per-case score keys, in table order (each higher = more uncertain)."""
 SCORE_TEXT = {
     "unc_msp": "1 - max softmax of the ensemble mean",
@@ -58,6 +71,7 @@ SCORE_TEXT = {
     "unc_energy": "energy (T = 1) of the members' mean logits",
     "unc_mi": "mutual information across the members",
     "unc_mi_mc": "mutual information across MC-dropout passes, mean over members",
+    "unc_ood": "the network's own OOD output (MaskFormer: RbA, Nayal et al. 2023), mean over members",
 }
 
 
@@ -163,6 +177,17 @@ def member_outputs(model: LoadedModel, image: np.ndarray) -> tuple[np.ndarray, n
     with torch.inference_mode():
         prob = tta_probabilities(predict, x, module.tta)
     return prob[0].float().cpu().numpy(), seen[0][0].float().cpu().numpy()
+
+
+def member_ood(model: LoadedModel, image: np.ndarray) -> np.ndarray | None:
+    """The network's own per-voxel OOD map ``(*S)`` float32 of one prepared case ``image
+    (in_channels, *S)`` (MaskFormer's RbA; higher = more anomalous), plain pass, sliding windows as
+    the test loop; ``None`` for a network without an ``"ood"`` output."""
+    module = model.module
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
+    with torch.inference_mode():
+        ood = module.predict_output(x.to(next(module.parameters()).device), "ood")
+    return None if ood is None else ood[0].float().cpu().numpy()
 
 
 def mc_samples(model: LoadedModel, image: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -278,6 +303,9 @@ def case_scores(
     }
     if len(members) > 1:
         scores["unc_mi"] = mutual_information(probs, fov=fov)
+    oods = [member_ood(m, image) for m in members]
+    if all(o is not None for o in oods):
+        scores["unc_ood"] = float(np.mean([model_ood(o, fov=fov) for o in oods]))
     if mc:
         scores["unc_mi_mc"] = float(
             np.mean([mutual_information(mc_samples(m, image, mc, seed), fov=fov) for m in members])

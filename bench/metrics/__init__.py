@@ -53,6 +53,7 @@ from bench.metrics.uncertainty import (
     energy,
     entropy,
     max_softmax,
+    model_ood,
     mutual_information,
     spearman,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "iou",
     "is_metric",
     "max_softmax",
+    "model_ood",
     "metric_info",
     "mutual_information",
     "next_click",

@@ -89,6 +89,20 @@ def energy(logits: ArrayLike, *, T: float = 1.0, fov: ArrayLike | None = None) -
     return _voxel_mean(e, fov)
 
 
+def model_ood(ood: ArrayLike, *, fov: ArrayLike | None = None) -> float:
+    """A network's own per-voxel OOD map reduced to one case score: its mean over the voxels.
+
+    Args:
+        ood: ``(*S)`` per-voxel OOD scores, higher = more anomalous (MaskFormer's RbA,
+            ``-sum_k tanh(semantic_k)`` in ``(-K, 0]``: Nayal et al. 2023).
+        fov: optional ``(*S)`` bool field of view.
+
+    Returns:
+        The mean over the voxels (inside ``fov``); NaN when ``fov`` selects none.
+    """
+    return _voxel_mean(to_numpy(ood, "ood").astype(np.float64), fov)
+
+
 def mutual_information(samples: ArrayLike, *, fov: ArrayLike | None = None) -> float:
     """Mutual information between prediction and model (BALD; Gal et al. 2017).
 

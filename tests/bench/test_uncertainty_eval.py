@@ -193,3 +193,40 @@ def test_mc_dropout_mi_equals_numpy_over_seeded_dropout_passes(tmp_path) -> None
     assert "unc_mi" not in row  # one run: no ensemble MI
     assert not any(m.training for m in net.modules())  # back in eval mode
     assert math.isfinite(out["summary"]["unc_mi_mc"]["aurc"])
+
+
+def test_mask_former_rba_is_its_own_query_score_by_hand(tmp_path) -> None:
+    """``unc_ood`` of a MaskFormer run equals RbA computed here from its class and mask logits
+    (one window: patch = image, so the blending is the identity); a U-Net run has no ``unc_ood``."""
+    mf = {"name": "mask_former", "layers": [1, 1, 1, 1], "base_channels": 8, "pixel_channels": 16}
+    mf.update({"mask_dim": 16, "hidden_dim": 16, "num_queries": 4, "dec_layers": 1, "dim_feedforward": 32})
+    sweep = tiny_sweep_dict(
+        models=[mf], data={"batch_size": 2, "patch_size": [64, 64], "samples_per_epoch": 4}
+    )
+    (rec,) = run_sweep(sweep_from_dict(sweep), tmp_path, progress=False)
+    assert rec.done, rec.error
+    model = load_model(find_model(rec.run_id, tmp_path))
+    _, out = ue.evaluate_uncertainty(tmp_path, [model], ood=[OOD])
+    dm = make_datamodule(model)
+    dm.setup("test")
+    for row in out["cases"]:
+        case = dm.case(row["case_id"])
+        x = torch.from_numpy(np.asarray(case.image, np.float32))[None]
+        with torch.inference_mode():
+            o = model.module.net(x)
+        cls = torch.softmax(o["class_logits"][0].double(), -1)[:, :-1].numpy()  # (Q, K)
+        masks = 1 / (1 + np.exp(-o["mask_logits"][0].double().numpy()))  # (Q, H, W)
+        semantic = np.einsum("qk,qhw->khw", cls, masks)
+        rba = -np.tanh(semantic).sum(0)
+        inside = np.ones(rba.shape, bool) if case.fov is None else np.asarray(case.fov, bool)
+        assert row["unc_ood"] == pytest.approx(float(rba[inside].mean()), abs=1e-5)
+        assert -2 < row["unc_ood"] <= 0  # (-K, 0] with K = 2 classes
+    inside = [c["unc_ood"] for c in out["cases"]]
+    outside = [c["unc_ood"] for c in out["ood_cases"][OOD]]
+    assert out["summary"]["unc_ood"]["auroc"][OOD] == pytest.approx(_pairwise_auroc(inside, outside))
+    assert "unc_ood" in out["definitions"]
+
+
+def test_a_network_without_an_ood_output_has_no_unc_ood(record) -> None:
+    _, rec = record
+    assert "unc_ood" not in rec["cases"][0] and "unc_ood" not in rec["summary"]

@@ -13,7 +13,7 @@ import math
 
 from bench.metrics.context import CaseContext
 from bench.metrics.registry import register_metric
-from bench.metrics.uncertainty import energy, entropy, max_softmax, mutual_information
+from bench.metrics.uncertainty import energy, entropy, max_softmax, model_ood, mutual_information
 
 _EMPTY = "NaN when the field of view selects no voxel"
 _NOTE = "higher = more uncertain; a property of the model's output, not a quality ranking"
@@ -71,3 +71,13 @@ register_metric(
     position=103,
     protocol="uncertainty_samples",
 )(mutual_information)
+register_metric(
+    "unc_ood",
+    higher_is_better=False,
+    worst=math.inf,
+    description="mean of the network's own per-voxel OOD output (MaskFormer: RbA; higher = more OOD)",
+    empty=_EMPTY,
+    per_class=False,
+    position=104,
+    protocol="uncertainty_model",
+)(model_ood)
