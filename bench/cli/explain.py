@@ -10,7 +10,7 @@ from bench.records.store import DEFAULT_RESULTS
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``segbench explain``."""
-    from bench.evaluate.explain import DEFAULT_METHODS, METHODS
+    from bench.evaluate.explain import BASELINES, BLUR_SIGMA, DEFAULT_METHODS, METHODS
 
     parser.add_argument("run", metavar="RUN", help="a run id (of --results) or a run's kept-model folder")
     parser.add_argument("--case", required=True, help="a case id of the run's dataset (any split)")
@@ -26,6 +26,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--class", dest="target_class", type=int, default=None, help="class to explain (default: 1)"
     )
     parser.add_argument("--steps", type=int, default=32, help="integrated gradients' steps (default: 32)")
+    parser.add_argument(
+        "--baseline",
+        default=BASELINES[0],
+        choices=BASELINES,
+        help="integrated gradients' baseline: the blurred image or zeros (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--blur-sigma",
+        type=float,
+        default=BLUR_SIGMA,
+        help="sigma in voxels of the blur baseline (default: %(default)s)",
+    )
     parser.add_argument(
         "--sanity", action="store_true", help="also run the weight-randomisation check (Adebayo et al.)"
     )
@@ -51,6 +63,8 @@ def main(args: argparse.Namespace) -> int:
         methods=args.methods,
         target_class=args.target_class,
         n_steps=args.steps,
+        baseline=args.baseline,
+        blur_sigma=args.blur_sigma,
         sanity=args.sanity,
         seed=args.seed,
         device=args.device,

@@ -48,23 +48,44 @@ def _linear(spatial_dims: int, w: list[float], b: float) -> nn.Module:
 # ---- hand-computed maps ---------------------------------------------------------------------
 
 
+def _blur_by_hand(a: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian over every axis of ``a``: kernel radius ``int(4 sigma + 0.5)``, normalised,
+    edge values repeated outside (what the blur baseline promises), written out with numpy."""
+    r = int(4 * sigma + 0.5)
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    out = a.astype(np.float64)
+    for axis in range(a.ndim):
+        padded = np.pad(out, [(r, r) if i == axis else (0, 0) for i in range(a.ndim)], mode="edge")
+        out = sum(k[j] * np.take(padded, range(j, j + a.shape[axis]), axis=axis) for j in range(2 * r + 1))
+    return out
+
+
+@pytest.mark.parametrize("baseline", ["zeros", "blur"])
 @pytest.mark.parametrize("shape", [(5, 6), (3, 4, 5)])
-def test_integrated_gradients_of_a_linear_net_is_w_dot_x_in_the_region(shape) -> None:
-    w, b = [0.7, -1.3], 0.4
+def test_integrated_gradients_of_a_linear_net_is_w_dot_x_minus_baseline_in_the_region(
+    shape, baseline
+) -> None:
+    w, b, sigma = [0.7, -1.3], 0.4, 0.8
     net = _linear(len(shape), w, b)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, 2, *shape, generator=g)
     region = torch.rand(*shape, generator=g) > 0.5
-    got = saliency(net, x, target_class=1, region=region, method="integrated_gradients", n_steps=8)
+    got = saliency(
+        net, x, target_class=1, region=region, method="integrated_gradients", n_steps=8,
+        baseline=baseline, blur_sigma=sigma,
+    )  # fmt: skip
     xs = x[0].numpy().astype(np.float64)
-    wx = w[0] * xs[0] + w[1] * xs[1]
-    expected = np.where(region.numpy(), wx, 0.0)
+    base = np.zeros_like(xs) if baseline == "zeros" else np.stack([_blur_by_hand(c, sigma) for c in xs])
+    assert baseline == "zeros" or np.abs(base - xs).max() > 0.1  # the blur does change the image
+    wd = w[0] * (xs[0] - base[0]) + w[1] * (xs[1] - base[1])
+    expected = np.where(region.numpy(), wd, 0.0)
     assert got.shape == shape and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, atol=1e-5)
-    # completeness: F(x) - F(0) = sum over the region of (w·x + b) - b = sum of w·x
-    f_x = float(np.sum((wx + b)[region.numpy()]))
-    f_0 = float(b * region.sum())
-    assert got.sum() == pytest.approx(f_x - f_0, abs=1e-4)
+    # completeness: F(x) - F(base) = sum over the region of w·(x - base)
+    f_x = float(np.sum((w[0] * xs[0] + w[1] * xs[1] + b)[region.numpy()]))
+    f_b = float(np.sum((w[0] * base[0] + w[1] * base[1] + b)[region.numpy()]))
+    assert got.sum() == pytest.approx(f_x - f_b, abs=1e-4)
 
 
 def test_plain_gradients_of_a_linear_net_are_the_summed_absolute_weights() -> None:
@@ -376,3 +397,20 @@ def test_an_odd_sized_image_whose_logits_do_not_fit_is_padded_and_cropped_back()
     for method in ("integrated_gradients", "gradcam", "saliency"):
         m = saliency(net, image, target_class=1, region=region, method=method, n_steps=4)
         assert m.shape == (35, 31) and np.isfinite(m).all() and np.abs(m).sum() > 0
+
+
+def test_the_figure_image_is_not_saturated_by_a_black_border() -> None:
+    """A fundus-like image: a dark border at -3 (normalised background) around a bright disc with
+    structure; the shown image keeps the disc's contrast (few pixels clipped) and RGB stays RGB."""
+    from bench.evaluate.explain import display_image
+
+    g = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    disc = (yy - 32) ** 2 + (xx - 32) ** 2 < 28**2
+    chan = np.where(disc, 1.0 + 0.2 * g.standard_normal((64, 64)), -3.0)
+    shown = display_image(np.stack([chan, chan * 0.5, chan * 0.2]))
+    assert shown.shape == (64, 64, 3)
+    inside = shown[disc][:, 0]
+    assert np.mean((inside <= 0) | (inside >= 1)) < 0.05  # 1st-99th percentile of the disc: ~2% clipped
+    assert inside.std() > 0.1  # spread over the grey range, not white
+    assert display_image(chan[None]).shape == (64, 64)
