@@ -6,8 +6,12 @@ beside it (:mod:`bench.evaluate.uncertainty_eval`, :mod:`bench.evaluate.multirat
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
+from typing import Any
+
+from bench.metrics import aurc
 
 KINDS = {
     "uncertainty": "Uncertainty against error and out-of-distribution detection (`segbench uncertainty`)",
@@ -34,7 +38,8 @@ def protocol_sections(results: Path, out: Path) -> list[str]:
             name = record.get("name", path.stem)
             items.append(f"- [{name}]({link})" + (f": {describe}" if describe else ""))
         if items:
-            lines += [f"### {title}", "", *items, ""]
+            table = uncertainty_table(results, out) if kind == "uncertainty" else []
+            lines += [f"### {title}", "", *table, *items, ""]
     return ["## Other evaluation protocols", "", *lines] if lines else []
 
 
@@ -46,3 +51,93 @@ def _description(page: Path) -> str:
         return ""
     body = [line for line in text[1:] if line.strip()]
     return body[0].strip() if body else ""
+
+
+def _records(results: Path, kind: str) -> list[tuple[Path, dict[str, Any]]]:
+    found = []
+    for path in sorted((Path(results) / kind).glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and record.get("kind") == kind:
+            found.append((path, record))
+    return found
+
+
+def _cell(x: float | None) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{x:.3f}"
+
+
+def uncertainty_table(results: Path, out: Path) -> list[str]:
+    """Markdown lines: one row per ``uncertainty`` record (the members' row, linked to its page):
+    runs, own test cases, the ensemble's mean Dice, the AURC of the oracle (cases accepted in
+    order of their own error) and of a random order (the mean risk), the AURC of each score (the
+    lowest in bold), and per OOD dataset the best AUROC and its score. Every number is read from,
+    or computed with :func:`bench.metrics.aurc` from, the record's per-case rows."""
+    rows = [(p, r) for p, r in _records(results, "uncertainty") if {"inputs", "summary", "cases"} <= set(r)]
+    scores: list[str] = []
+    for _, rec in rows:
+        scores += [k for k in rec.get("summary", {}) if k not in scores]
+    if not rows or not scores:
+        return []
+    head = [
+        "training set",
+        "model / loss",
+        "runs",
+        "cases",
+        "Dice",
+        "oracle",
+        "random",
+        *scores,
+        "best OOD AUROC",
+    ]
+    lines = [
+        "AURC (risk 1 − Dice over the own test cases; lower is better) of each score next to the "
+        "oracle's (cases accepted in order of their own error) and a random order's (the mean "
+        "risk); a score is worth reading where it sits well below random. Best OOD AUROC: own test "
+        "cases against another dataset's, 1 separates them perfectly, 0.5 is chance.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * 2 + "---:|" * (len(head) - 3) + "---|",
+    ]
+    for path, rec in rows:
+        inp, summary = rec["inputs"], rec.get("summary", {})
+        risk = [1.0 - c["dice"] for c in rec.get("cases", []) if math.isfinite(c.get("dice", math.nan))]
+        oracle = aurc(risk, risk) if risk else None
+        random = float(sum(risk) / len(risk)) if risk else None
+        values = {k: summary[k].get("aurc") if k in summary else None for k in scores}
+        finite = [v for v in values.values() if v is not None]
+        low = min(finite) if finite else None
+        cells = [f"**{_cell(v)}**" if v is not None and v == low else _cell(v) for v in values.values()]
+        best = []
+        for o in inp.get("ood", []):
+            label = o["label"]
+            by = {
+                k: s["auroc"].get(label)
+                for k, s in summary.items()
+                if s.get("auroc", {}).get(label) is not None
+            }
+            if by:
+                top = max(by, key=lambda k: by[k])
+                best.append(f"{label} {by[top]:.3f} ({top})")
+        link = Path(os.path.relpath(path.with_suffix(".md").resolve(), Path(out).parent.resolve())).as_posix()
+        dice = [c["dice"] for c in rec.get("cases", []) if math.isfinite(c.get("dice", math.nan))]
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    inp["dataset"]["name"],
+                    f"[{inp['model']} / {inp['loss']}]({link})",
+                    str(len(inp["members"])),
+                    str(len(rec.get("cases", []))),
+                    _cell(sum(dice) / len(dice) if dice else None),
+                    _cell(oracle),
+                    _cell(random),
+                    *cells,
+                    "; ".join(best) or "–",
+                ]
+            )
+            + " |"
+        )
+    return [*lines, ""]

@@ -440,3 +440,41 @@ def test_the_leaderboard_links_the_uncertainty_and_multirater_records_with_their
     assert "## Other evaluation protocols" in text
     assert "- [row_a](uncertainty/row_a.md): unet / dice_ce: 5 seeds." in text
     assert "stray" not in text and "multirater" not in text.split("## Other evaluation protocols")[1]
+
+
+def test_the_uncertainty_table_reads_oracle_random_and_each_scores_aurc_from_the_records(tmp_path):
+    """One row per uncertainty record: the oracle's AURC by hand (cases accepted by their own risk),
+    random = the mean risk, each score's AURC from the record with the lowest in bold, the best
+    OOD AUROC and its score; a score a record lacks is '–'."""
+    from bench.leaderboard import write_leaderboard
+    from bench.records.store import write_json_atomic
+
+    write_json_atomic(tmp_path / "r0.json", record("unet", dices=(0.5, 0.6)))
+    (tmp_path / "uncertainty").mkdir()
+    dice = [0.9, 0.5, 0.7]  # risks 0.1, 0.5, 0.3 -> oracle accepts 0.1, 0.3, 0.5
+    oracle = (0.1 + (0.1 + 0.3) / 2 + (0.1 + 0.3 + 0.5) / 3) / 3
+    rec = {
+        "kind": "uncertainty",
+        "name": "row_b",
+        "inputs": {
+            "model": "mask_former",
+            "loss": "dice_ce",
+            "dataset": {"name": "chase_db1"},
+            "members": [{"run_id": "a"}, {"run_id": "b"}],
+            "ood": [{"label": "drive"}],
+        },
+        "cases": [{"case_id": str(i), "dice": d} for i, d in enumerate(dice)],
+        "summary": {
+            "unc_msp": {"aurc": 0.31, "auroc": {"drive": 0.7}},
+            "unc_ood": {"aurc": 0.25, "auroc": {"drive": 0.95}},
+        },
+    }
+    write_json_atomic(tmp_path / "uncertainty" / "row_b.json", rec)
+    (tmp_path / "uncertainty" / "row_b.md").write_text("# Uncertainty: row_b\n\nmask_former / dice_ce.\n")
+    text = write_leaderboard(tmp_path, tmp_path / "leaderboard.md", plots=False, report=False).read_text()
+    (line,) = [x for x in text.splitlines() if x.startswith("| chase_db1 |")]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[1] == "[mask_former / dice_ce](uncertainty/row_b.md)" and cells[2:5] == ["2", "3", "0.700"]
+    assert cells[5] == f"{oracle:.3f}" and cells[6] == f"{(0.1 + 0.5 + 0.3) / 3:.3f}"
+    assert cells[7:9] == ["0.310", "**0.250**"]
+    assert cells[9] == "drive 0.950 (unc_ood)"
