@@ -141,3 +141,17 @@ def test_the_shipped_label_budget_sweeps_plan_every_run(sweep: str, n_runs: int)
     cells = {(r.data.labelled_fraction, r.scheme.name) for r in resolved}
     assert cells == {(f, s) for f in (0.1, 0.25, 1.0) for s in ("supervised", "mean_teacher", "ds6")}
     assert len({r.run_id for r in runs}) == n_runs
+
+
+@pytest.mark.parametrize(
+    "sweep", sorted(p.name for p in (Path(__file__).parents[2] / "bench" / "sweeps").glob("*.yaml"))
+)
+def test_every_shipped_sweep_loads_and_plans(sweep: str) -> None:
+    """Each sweep file of bench/sweeps loads, plans into distinct runs and resolves every run's
+    config (an unknown model option, preset or scheme would stop here, not in a week-long sweep)."""
+    from bench.config import load_sweep
+
+    runs = plan_sweep(load_sweep(Path(__file__).parents[2] / "bench" / "sweeps" / sweep))
+    assert runs and len({r.run_id for r in runs}) == len(runs)
+    for run in runs:
+        resolve_run(run)
