@@ -73,8 +73,9 @@ def uncertainty_table(results: Path, out: Path) -> list[str]:
     """Markdown lines: one row per ``uncertainty`` record (the members' row, linked to its page):
     runs, own test cases, the ensemble's mean Dice, the AURC of the oracle (cases accepted in
     order of their own error) and of a random order (the mean risk), the AURC of each score (the
-    lowest in bold), and per OOD dataset the best AUROC and its score. Every number is read from,
-    or computed with :func:`bench.metrics.aurc` from, the record's per-case rows."""
+    lowest as shown in bold, ties too), and per OOD dataset the best AUROC and its score. Every
+    number is read from, or computed with :func:`bench.metrics.aurc` from, the record's per-case
+    rows."""
     rows = [(p, r) for p, r in _records(results, "uncertainty") if {"inputs", "summary", "cases"} <= set(r)]
     scores: list[str] = []
     for _, rec in rows:
@@ -109,7 +110,10 @@ def uncertainty_table(results: Path, out: Path) -> list[str]:
         values = {k: summary[k].get("aurc") if k in summary else None for k in scores}
         finite = [v for v in values.values() if v is not None]
         low = min(finite) if finite else None
-        cells = [f"**{_cell(v)}**" if v is not None and v == low else _cell(v) for v in values.values()]
+        cells = [
+            f"**{_cell(v)}**" if v is not None and _cell(v) == _cell(low) else _cell(v)
+            for v in values.values()
+        ]
         best = []
         for o in inp.get("ood", []):
             label = o["label"]
