@@ -63,7 +63,10 @@ def _range(p: PublishedResult) -> str:
 def published_sentence(a: Analysis) -> str:
     """The sentence under a table on its dataset's published results (empty without any): per
     entry, the table's best ranked train row on that metric (collapsed rows left out) with its
-    interval, and the gap to the published range (0 inside it)."""
+    interval, and the gap to the published range (0 inside it). None under a table of another test
+    protocol (an interactive table's Dice is after the clicks)."""
+    if a.table.settings.get("protocol"):  # e.g. Dice after 20 clicks: not what the papers report
+        return ""
     parts = []
     for p in PUBLISHED:
         if p.dataset != a.table.dataset:

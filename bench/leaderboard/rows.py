@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from bench.leaderboard.degenerate import RowDegeneracy
-from bench.metrics.registry import METRICS, is_metric
+from bench.metrics.registry import CASE_PROTOCOLS, METRICS, is_metric, metric_info
 from bench.records.identity import ROW_EXCLUDED, row_key, with_hash_defaults
 from bench.records.record import Record
 from datamodules import DATASETS
@@ -126,7 +126,21 @@ def _table_settings(rec: Record) -> tuple[str, dict[str, Any]]:
     budget = train_budget(rec.config.get("trainer"))
     if budget is not None:  # a train run: its budget, so one table never mixes budgets
         settings["budget"] = budget
+    protocol = test_protocol(rec)
+    if protocol is not None:  # e.g. a click loop: its Dice is after the clicks, never beside plain runs
+        settings["protocol"] = protocol
     return str(ds.get("name", "?")), settings
+
+
+def test_protocol(rec: Record) -> str | None:
+    """The evaluation protocol a record's test ran under when it is not the plain one: the protocols
+    (``bench.metrics`` registry, other than :data:`~bench.metrics.registry.CASE_PROTOCOLS`) of the
+    metrics in its aggregates or case rows, joined by ``+`` (``interactive`` for a click loop);
+    None for a plain test. Records of different protocols never share a table."""
+    keys = set(rec.aggregates) | {k for case in rec.cases[:1] if isinstance(case, Mapping) for k in case}
+    protocols = {metric_info(k).protocol for k in keys if is_metric(k)}
+    found = protocols - set(CASE_PROTOCOLS)
+    return "+".join(sorted(found)) or None
 
 
 def train_budget(trainer: Any) -> str | None:
@@ -225,6 +239,7 @@ SETTING_WORDS: dict[str, Callable[[Any], str]] = {
     "multi_rater": lambda v: "every rater" if v else "one rater",
     "check_val_every_n_epoch": _every_n_epochs,
     "budget": lambda v: "default budget" if v is None else f"budget {v}",
+    "protocol": lambda v: "plain test" if v is None else f"{v} test protocol",
 }
 """How a table setting reads in a title or a settings line (``num_test 32`` -> ``32 test cases``); a
 setting not listed reads ``name value``. One entry per setting: add one for a new dataset argument."""

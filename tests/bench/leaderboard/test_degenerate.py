@@ -134,6 +134,11 @@ def test_all_foreground_against_the_constant_baseline() -> None:
 
 _FLAGGED = {
     "msd_hippocampus__swin_unetr__dice_ce__s0f0__6cd65d7e7f3f": ("all-background", False),
+    # MaskFormer in the 300-step CHASE_DB1 grid (AdamW at the grid's lr 0.003): 4 of 6 runs
+    "chase_db1__mask_former__dice_ce__s2f0__064ff700ac38": ("all-background", False),
+    "chase_db1__mask_former__dice_ce+cldice__s0f0__72da6cfc76dc": ("all-background", False),
+    "chase_db1__mask_former__dice_ce+cldice__s1f0__5e489a03a7b7": ("all-background", False),
+    "chase_db1__mask_former__dice_ce+cldice__s2f0__1f2fb2f2c7bc": ("all-background", False),
     **{
         f"synthetic_vessels__{name}": ("all-foreground", near)
         for name, near in {
@@ -164,14 +169,18 @@ _FLAGGED = {
 
 def test_the_committed_records() -> None:
     """The audit of issue 23: 20 synthetic-grid runs predict (nearly) all foreground, one MSD
-    Swin UNETR run all background; every other train run is not degenerate. The constant
+    Swin UNETR run and 4 CHASE_DB1 MaskFormer runs all background; every other train run is not
+    degenerate. The constant
     baselines themselves state what they are."""
     records = load_records(_RESULTS)[0]
     refs = load_references(records)
     found = {r.run_id: run_degeneracy(r, refs) for r in records if r.kind == "train"}
     flagged = {k: (v.kind, v.near) for k, v in found.items() if v is not None}
     assert flagged == _FLAGGED
-    assert all(found[k].derived and len(found[k].cases) == 52 - 20 * k.startswith("synth") for k in flagged)
+    n_cases = {"msd_hippocampus": 52, "synthetic_vessels": 32, "chase_db1": 8}
+    assert all(len(found[k].cases) == n_cases[k.split("__")[0]] for k in flagged)
+    # derived from the case metrics for the records written before the runner stored the flag
+    assert all(found[k].derived == (not k.startswith("chase_db1")) for k in flagged)
     constants = [r for r in records if r.baseline == "constant"]
     assert len(constants) >= 4 and all(run_degeneracy(r, refs).cases for r in constants)
 

@@ -478,3 +478,24 @@ def test_the_uncertainty_table_reads_oracle_random_and_each_scores_aurc_from_the
     assert cells[5] == f"{oracle:.3f}" and cells[6] == f"{(0.1 + 0.5 + 0.3) / 3:.3f}"
     assert cells[7:9] == ["0.310", "**0.250**"]
     assert cells[9] == "drive 0.950 (unc_ood)"
+
+
+def test_an_interactive_protocol_never_shares_a_table_with_plain_runs_of_the_same_settings():
+    """Two records with the same dataset and settings, one with click-loop metrics (noc85 ...): two
+    tables, the interactive one titled by its protocol in the settings and without the published
+    reference sentence (its Dice is after the clicks)."""
+    clicks = [{"noc85": 3.0, "noc90": 20.0, "dice_at_1": 0.6, "dice_at_3": 0.8, "dice_at_5": 0.86}] * 2
+    recs = [record("unet", dataset="chase_db1"), record("resenc_unet", dataset="chase_db1", extra=clicks)]
+    tables = lb.group_records(typed(recs))
+    assert len(tables) == 2
+    by_model = {t.rows[0].model: t for t in tables}
+    assert by_model["resenc_unet"].settings["protocol"] == "interactive"
+    assert "protocol" not in by_model["unet"].settings
+    text = lb.render(typed(recs), fmt="md", plots=False)
+    (section,) = [
+        part
+        for part in text.split("\n## ")
+        if part.startswith("default on chase_db1 (interactive test protocol)")
+    ]
+    assert "Published reference" not in section and "noc85" in section
+    assert "Published reference" in text  # the plain table keeps it
