@@ -69,11 +69,27 @@ def _cell(x: float | None) -> str:
     return "–" if x is None or not math.isfinite(x) else f"{x:.3f}"
 
 
+def _collapsed_members(results: Path, members: list[dict[str, Any]]) -> str:
+    """``"k of n runs collapsed (kind: run ids)"`` for the members whose own record under ``results``
+    states a degenerate prediction (``degenerate``), ``""`` when none does."""
+    bad = []
+    for m in members:
+        try:
+            rec = json.loads((Path(results) / f"{m['run_id']}.json").read_text())
+        except (OSError, ValueError):
+            continue
+        flag = rec.get("degenerate") if isinstance(rec, dict) else None
+        if isinstance(flag, dict) and flag.get("kind"):
+            bad.append(f"{flag['kind']}: `{m['run_id']}`")
+    return f"{len(bad)} of {len(members)} runs collapsed ({'; '.join(bad)})" if bad else ""
+
+
 def uncertainty_table(results: Path, out: Path) -> list[str]:
     """Markdown lines: one row per ``uncertainty`` record (the members' row, linked to its page):
     runs, own test cases, the ensemble's mean Dice, the AURC of the oracle (cases accepted in
     order of their own error) and of a random order (the mean risk), the AURC of each score (the
-    lowest as shown in bold, ties too), and per OOD dataset the best AUROC and its score. Every
+    lowest as shown in bold, ties too), per OOD dataset the best AUROC and its score, and the
+    members whose own records say they collapsed (:func:`_collapsed_members`). Every
     number is read from, or computed with :func:`bench.metrics.aurc` from, the record's per-case
     rows."""
     rows = [(p, r) for p, r in _records(results, "uncertainty") if {"inputs", "summary", "cases"} <= set(r)]
@@ -92,6 +108,7 @@ def uncertainty_table(results: Path, out: Path) -> list[str]:
         "random",
         *scores,
         "best OOD AUROC",
+        "notes",
     ]
     lines = [
         "AURC (risk 1 − Dice over the own test cases; lower is better) of each score next to the "
@@ -100,7 +117,7 @@ def uncertainty_table(results: Path, out: Path) -> list[str]:
         "cases against another dataset's, 1 separates them perfectly, 0.5 is chance.",
         "",
         "| " + " | ".join(head) + " |",
-        "|" + "---|" * 2 + "---:|" * (len(head) - 3) + "---|",
+        "|" + "---|" * 2 + "---:|" * (len(head) - 4) + "---|" * 2,
     ]
     for path, rec in rows:
         inp, summary = rec["inputs"], rec.get("summary", {})
@@ -140,6 +157,7 @@ def uncertainty_table(results: Path, out: Path) -> list[str]:
                     _cell(random),
                     *cells,
                     "; ".join(best) or "–",
+                    _collapsed_members(results, inp["members"]),
                 ]
             )
             + " |"

@@ -445,7 +445,7 @@ def test_the_leaderboard_links_the_uncertainty_and_multirater_records_with_their
 def test_the_uncertainty_table_reads_oracle_random_and_each_scores_aurc_from_the_records(tmp_path):
     """One row per uncertainty record: the oracle's AURC by hand (cases accepted by their own risk),
     random = the mean risk, each score's AURC from the record with the lowest in bold, the best
-    OOD AUROC and its score; a score a record lacks is '–'."""
+    OOD AUROC and its score, a member whose own record says it collapsed; a score a record lacks is '–'."""
     from bench.leaderboard import write_leaderboard
     from bench.records.store import write_json_atomic
 
@@ -470,6 +470,9 @@ def test_the_uncertainty_table_reads_oracle_random_and_each_scores_aurc_from_the
         },
     }
     write_json_atomic(tmp_path / "uncertainty" / "row_b.json", rec)
+    collapsed = record("mask_former", dataset="chase_db1", seed=1)
+    collapsed["run_id"], collapsed["degenerate"] = "b", {"kind": "all-background", "cases": ["0", "1"]}
+    write_json_atomic(tmp_path / "b.json", collapsed)  # member b's own record says it collapsed
     (tmp_path / "uncertainty" / "row_b.md").write_text("# Uncertainty: row_b\n\nmask_former / dice_ce.\n")
     text = write_leaderboard(tmp_path, tmp_path / "leaderboard.md", plots=False, report=False).read_text()
     (line,) = [x for x in text.splitlines() if x.startswith("| chase_db1 |")]
@@ -478,6 +481,7 @@ def test_the_uncertainty_table_reads_oracle_random_and_each_scores_aurc_from_the
     assert cells[5] == f"{oracle:.3f}" and cells[6] == f"{(0.1 + 0.5 + 0.3) / 3:.3f}"
     assert cells[7:9] == ["0.310", "**0.250**"]
     assert cells[9] == "drive 0.950 (unc_ood)"
+    assert cells[10] == "1 of 2 runs collapsed (all-background: `b`)"
 
 
 def test_an_interactive_protocol_never_shares_a_table_with_plain_runs_of_the_same_settings():
