@@ -134,11 +134,15 @@ class Analysis:
 
     def is_best(self, metric: str, key: str) -> bool:
         """True when row ``key`` has the best mean of ``metric`` (ties: every row with that mean) and is
-        neither collapsed (every run degenerate) nor a baseline."""
+        neither collapsed (every run degenerate) nor a baseline, nor, on a topology metric, a row
+        with any collapsed run."""
         best = self.best.get(metric)
         if best is None or key not in self.row_stats or key not in self._ranked_keys():
             return False
         if key in self.collapsed or key in self.baseline:
+            return False
+        deg = self.degeneracy.get(key)
+        if is_topology(metric) and deg is not None and deg.any_degenerate:
             return False
         if key == best:
             return True
@@ -345,7 +349,7 @@ def analyse(
     """All statistics of one table (see ``docs/leaderboard.md`` for what each means).
 
     Rows are ordered by the rank of the primary metric's mean (``rank_metrics[0]``; ``min`` ties,
-    then by label); a collapsed row ranks last when that metric is a topology metric.
+    then by label); a row with any collapsed run ranks last when that metric is a topology metric.
 
     ``equivalence_margin``: the margin of the TOST against the best (metric units); None: no
     equivalence claim is made. ``references``: the constant baselines that tell collapsed runs of
@@ -384,11 +388,14 @@ def analyse(
         references = load_references(rec for r in table.rows for rec in r.records)
     degeneracy = {r.key: row_degeneracy(r.done, references) for r in ranked + unranked + human}
     collapsed = {k for k, d in degeneracy.items() if d.all_degenerate}
+    # a topology value of a row with any collapsed run is partly a constant mask's (an empty mask has
+    # few components): such a row ranks last and is never best on topology metrics
+    partly = {k for k, d in degeneracy.items() if d.any_degenerate}
     baseline = {r.key for r in ranked + human if any(rec.baseline for rec in r.records)}
     mats = {r.key: {m: vals.matrix(r, m, cases) for m in rank_metrics} for r in ranked}
     case_values = {r.key: {m: case_means(mats[r.key][m]) for m in rank_metrics} for r in ranked}
     up = {m: metric_info(m).higher_is_better for m in rank_metrics}
-    agg_rank, case_rank, combined = rank_rows(ranked, rank_metrics, row_stats, case_values, up, collapsed)
+    agg_rank, case_rank, combined = rank_rows(ranked, rank_metrics, row_stats, case_values, up, partly)
     order = agg_rank.get(primary, {}) if primary else {}
     ranked = sorted(ranked, key=lambda r: (order.get(r.key, 0), r.label))
     metric_stability = {}
@@ -402,7 +409,16 @@ def analyse(
             ranked, rank_metrics, row_stats, case_values, up, n_resamples=n_resamples, seed=seed
         )[0]
     best, vs_best = _with_best(
-        ranked, rank_metrics, row_stats, mats, up, cases, groups, collapsed | baseline, equivalence_margin
+        ranked,
+        rank_metrics,
+        row_stats,
+        mats,
+        up,
+        cases,
+        groups,
+        collapsed | baseline,
+        equivalence_margin,
+        partly,
     )
     notes = row_notes(ranked + unranked + human, cases)
     for row in ranked + unranked + human:
@@ -457,12 +473,15 @@ def _with_best(
     groups: dict[str, str],
     never_best: set[str],
     margin: float | None,
+    never_best_topology: set[str] = frozenset(),
 ) -> tuple[dict[str, str], dict[str, dict[str, BestComparison]]]:
-    """Per metric the best row (best mean among the ranked rows not in ``never_best``; ties: the
-    first in table order) and every ranked row's comparison with it (:func:`compare_with_best`)."""
+    """Per metric the best row (best mean among the ranked rows not in ``never_best``, nor on a
+    topology metric in ``never_best_topology``; ties: the first in table order) and every ranked
+    row's comparison with it (:func:`compare_with_best`)."""
     best, vs_best = {}, {}
     for m in rank_metrics:
-        eligible = [r.key for r in ranked if r.key not in never_best]
+        excluded = never_best | (set(never_best_topology) if is_topology(m) else set())
+        eligible = [r.key for r in ranked if r.key not in excluded]
         means = {k: row_stats[k][m].reduction["mean"] for k in eligible}
         defined = [k for k in eligible if not math.isnan(means[k])]
         if defined:

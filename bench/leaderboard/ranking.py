@@ -73,8 +73,9 @@ def rank_rows(
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]], dict[str, float]]:
     """Per metric the rank of each row's mean and its mean rank over cases; the combined rank.
 
-    Rows in ``collapsed`` (every run degenerate) rank last on topology metrics (:func:`is_topology`):
-    their values there are those of a constant mask, not of a segmentation."""
+    Rows in ``collapsed`` (the analysis passes every row with a degenerate run) rank last on
+    topology metrics (:func:`is_topology`): their values there are, wholly or partly, those of a
+    constant mask, not of a segmentation."""
     keys = [r.key for r in ranked]
     agg_rank: dict[str, dict[str, float]] = {}
     case_rank: dict[str, dict[str, float]] = {}

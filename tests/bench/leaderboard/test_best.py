@@ -269,3 +269,20 @@ def test_interval_floor_keeps_a_paired_difference_finite():
     )
     iv = mean_interval(d)
     assert iv.df >= 2 and iv.hi - iv.lo < 0.2 and not math.isnan(iv.lo)
+
+
+def test_a_partly_collapsed_row_is_never_best_on_a_topology_metric():
+    """1 of 3 runs all background: its few-component empty masks give the row the lowest Betti-0
+    error, which is a constant mask's value. The row stays a candidate on Dice but is not bold and
+    ranks last on betti0_err; the intact row is the topology best."""
+    low = {"betti0_err": np.full(12, 0.2)}
+    recs = [record("unet", BASE + 0.01 * s, seed=s, extra=low) for s in range(3)]
+    recs[1]["degenerate"] = {"kind": "all-background", "cases": CASES12}
+    recs.append(record("swin_unetr", BASE - 0.1, extra={"betti0_err": np.full(12, 3.0)}))
+    a = analyse(recs, metrics=["dice", "betti0_err"])
+    k = keys(a)
+    assert a.is_best("dice", k["unet"]) and not a.is_best("betti0_err", k["unet"])
+    assert a.best["betti0_err"] == k["swin_unetr"]
+    assert a.agg_rank["betti0_err"][k["unet"]] == 2 and a.agg_rank["betti0_err"][k["swin_unetr"]] == 1
+    rows, _ = table_lines(a)
+    assert "**0.200" not in rows["unet"] and "†" in rows["unet"]
