@@ -160,11 +160,15 @@ def family_claim_text(claim: FamilyClaim, records: Sequence[Record]) -> list[str
 
 
 def seed_claim_text(claim: SeedClaim, records: Sequence[Record]) -> list[str]:
-    """One line per sweep of a :class:`SeedClaim`: seed standard deviations against neighbour gaps."""
+    """One line per sweep of a :class:`SeedClaim`: seed standard deviations against neighbour gaps,
+    degenerate runs left out (as the loss claims leave them out)."""
     out = []
     m = claim.metric
+    refs = load_references(records)
     for sweep in claim.sweeps:
-        rows = runs_by_model(train_runs(records, sweep, claim.loss))
+        runs = train_runs(records, sweep, claim.loss)
+        dropped = {d.run_id for d in row_degeneracy(runs, refs).runs}  # a collapse is no seed's spread
+        rows = runs_by_model([r for r in runs if r.run_id not in dropped])
         sds = {k: float(np.std([run_mean(r, m) for r in v], ddof=1)) for k, v in rows.items() if len(v) > 1}
         if len(sds) < 2:
             continue
@@ -173,10 +177,11 @@ def seed_claim_text(claim: SeedClaim, records: Sequence[Record]) -> list[str]:
         sd = float(np.median(list(sds.values())))
         lo, hi = min(sds, key=sds.get), max(sds, key=sds.get)
         word = "agree" if sd >= gap else "disagree"
+        left_out = f", {_plural(len(dropped), 'degenerate run')} left out" if dropped else ""
         out.append(
-            f"  - {sweep} (`{claim.loss}`, {len(sds)} rows): the seed standard deviation of a row's mean "
-            f"{NAMES[m]} has a median of {_q(sd, m)} ({_q(sds[lo], m)} for {lo} to {_q(sds[hi], m)} for "
-            f"{hi}); neighbouring rows differ by a median of {_q(gap, m)}: **{word}**."
+            f"  - {sweep} (`{claim.loss}`, {len(sds)} rows{left_out}): the seed standard deviation of a "
+            f"row's mean {NAMES[m]} has a median of {_q(sd, m)} ({_q(sds[lo], m)} for {lo} to "
+            f"{_q(sds[hi], m)} for {hi}); neighbouring rows differ by a median of {_q(gap, m)}: **{word}**."
         )
     return out
 

@@ -59,6 +59,8 @@ def test_every_claim_and_table_has_its_line(records: list[Record], section: str)
     assert ones == threads
     # the collapsed runs the audit found: 20 all-foreground synthetic-grid runs, 1 all-background MSD run
     assert "| 20 of 276 (all-foreground ×20) |" in section and "| 1 of 30 (all-background) |" in section
+    # the seed-spread claim leaves the collapsed MSD Swin UNETR run out, as the loss claims do
+    assert "msd_hippocampus (`dice_ce`, 5 rows, 1 degenerate run left out): the seed standard" in section
 
 
 def test_a_changed_case_value_changes_the_text(records: list[Record], section: str):
