@@ -332,6 +332,10 @@ def _label_rows(table: Table) -> None:
             }
             for r in group
         ]
+        present = {k for f in flats for k in f}
+        for f in flats:  # an empty dict beside another row's entries under it is not a difference
+            for k in [k for k, v in f.items() if v == {} and any(p.startswith(f"{k}.") for p in present)]:
+                del f[k]
         keys = sorted({k for f in flats for k in f}, key=_label_order)
         differ = [k for k in keys if len({value_text(f.get(k)) for f in flats}) > 1]
         for row, flat in zip(group, flats):

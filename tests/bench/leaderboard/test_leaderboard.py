@@ -503,3 +503,11 @@ def test_an_interactive_protocol_never_shares_a_table_with_plain_runs_of_the_sam
     ]
     assert "Published reference" not in section and "noc85" in section
     assert "Published reference" in text  # the plain table keeps it
+
+
+def test_rows_whose_only_difference_is_an_added_option_are_labelled_by_that_option():
+    """A U-Net with no model options beside one with ``dropout: 0.1``: the labels name the option,
+    not the empty options dict (``kwargs`` is no difference of its own)."""
+    recs = [record("unet"), record("unet", model_kwargs={"dropout": 0.1})]
+    (table,) = lb.group_records(typed(recs))
+    assert sorted(r.label for r in table.rows) == ["unet (dropout 0.1)", "unet (dropout none)"]
