@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench.leaderboard.rows import train_budget, value_text
 from bench.metrics import aurc
 
 KINDS = {
@@ -69,6 +70,28 @@ def _cell(x: float | None) -> str:
     return "–" if x is None or not math.isfinite(x) else f"{x:.3f}"
 
 
+def _member_setting(results: Path, members: list[dict[str, Any]]) -> str:
+    """``sweep, budget`` of the first member's own record under ``results`` (with its model options,
+    e.g. ``dropout 0.1``), so that rows of one model from different sweeps tell apart; ``–``
+    without a readable record."""
+    for m in members:
+        try:
+            rec = json.loads((Path(results) / f"{m['run_id']}.json").read_text())
+        except (OSError, ValueError):
+            continue
+        cfg = rec.get("config") if isinstance(rec, dict) else None
+        if not isinstance(cfg, dict):
+            continue
+        parts = [str(cfg.get("sweep") or "–")]
+        budget = train_budget(cfg.get("trainer"))
+        if budget:
+            parts.append(budget)
+        options = (cfg.get("model") or {}).get("kwargs") or {}
+        parts += [f"{k} {value_text(v)}" for k, v in sorted(options.items())]
+        return ", ".join(parts)
+    return "–"
+
+
 def _collapsed_members(results: Path, members: list[dict[str, Any]]) -> str:
     """``"k of n runs collapsed (kind: run ids)"`` for the members whose own record under ``results``
     states a degenerate prediction (``degenerate``), ``""`` when none does."""
@@ -86,12 +109,12 @@ def _collapsed_members(results: Path, members: list[dict[str, Any]]) -> str:
 
 def uncertainty_table(results: Path, out: Path) -> list[str]:
     """Markdown lines: one row per ``uncertainty`` record (the members' row, linked to its page):
-    runs, own test cases, the ensemble's mean Dice, the AURC of the oracle (cases accepted in
-    order of their own error) and of a random order (the mean risk), the AURC of each score (the
-    lowest as shown in bold, ties too), per OOD dataset the best AUROC and its score, and the
-    members whose own records say they collapsed (:func:`_collapsed_members`). Every
-    number is read from, or computed with :func:`bench.metrics.aurc` from, the record's per-case
-    rows."""
+    the members' sweep, budget and model options (:func:`_member_setting`), runs, own test cases,
+    the ensemble's mean Dice, the AURC of the oracle (cases accepted in order of their own error)
+    and of a random order (the mean risk), the AURC of each score (the lowest as shown in bold,
+    ties too), per OOD dataset the best AUROC and its score, and the members whose own records
+    say they collapsed (:func:`_collapsed_members`). Every number is read from, or computed with
+    :func:`bench.metrics.aurc` from, the record's per-case rows."""
     rows = [(p, r) for p, r in _records(results, "uncertainty") if {"inputs", "summary", "cases"} <= set(r)]
     scores: list[str] = []
     for _, rec in rows:
@@ -101,6 +124,7 @@ def uncertainty_table(results: Path, out: Path) -> list[str]:
     head = [
         "training set",
         "model / loss",
+        "sweep, budget",
         "runs",
         "cases",
         "Dice",
@@ -117,7 +141,7 @@ def uncertainty_table(results: Path, out: Path) -> list[str]:
         "cases against another dataset's, 1 separates them perfectly, 0.5 is chance.",
         "",
         "| " + " | ".join(head) + " |",
-        "|" + "---|" * 2 + "---:|" * (len(head) - 4) + "---|" * 2,
+        "|" + "---|" * 3 + "---:|" * (len(head) - 5) + "---|" * 2,
     ]
     for path, rec in rows:
         inp, summary = rec["inputs"], rec.get("summary", {})
@@ -150,6 +174,7 @@ def uncertainty_table(results: Path, out: Path) -> list[str]:
                 [
                     inp["dataset"]["name"],
                     f"[{inp['model']} / {inp['loss']}]({link})",
+                    _member_setting(results, inp["members"]),
                     str(len(inp["members"])),
                     str(len(rec.get("cases", []))),
                     _cell(sum(dice) / len(dice) if dice else None),

@@ -477,11 +477,12 @@ def test_the_uncertainty_table_reads_oracle_random_and_each_scores_aurc_from_the
     text = write_leaderboard(tmp_path, tmp_path / "leaderboard.md", plots=False, report=False).read_text()
     (line,) = [x for x in text.splitlines() if x.startswith("| chase_db1 |")]
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[1] == "[mask_former / dice_ce](uncertainty/row_b.md)" and cells[2:5] == ["2", "3", "0.700"]
-    assert cells[5] == f"{oracle:.3f}" and cells[6] == f"{(0.1 + 0.5 + 0.3) / 3:.3f}"
-    assert cells[7:9] == ["0.310", "**0.250**"]
-    assert cells[9] == "drive 0.950 (unc_ood)"
-    assert cells[10] == "1 of 2 runs collapsed (all-background: `b`)"
+    assert cells[1] == "[mask_former / dice_ce](uncertainty/row_b.md)" and cells[3:6] == ["2", "3", "0.700"]
+    assert cells[2] == "default, 100 steps"  # member a has no record here; b's gives sweep and budget
+    assert cells[6] == f"{oracle:.3f}" and cells[7] == f"{(0.1 + 0.5 + 0.3) / 3:.3f}"
+    assert cells[8:10] == ["0.310", "**0.250**"]
+    assert cells[10] == "drive 0.950 (unc_ood)"
+    assert cells[11] == "1 of 2 runs collapsed (all-background: `b`)"
 
 
 def test_an_interactive_protocol_never_shares_a_table_with_plain_runs_of_the_same_settings():
