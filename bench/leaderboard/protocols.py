@@ -25,21 +25,14 @@ def protocol_sections(results: Path, out: Path) -> list[str]:
     linking its Markdown (relative to ``out``'s folder) with the record's own description line."""
     lines: list[str] = []
     for kind, title in KINDS.items():
+        records = _records(results, kind)
         items = []
-        for path in sorted((Path(results) / kind).glob("*.json")):
-            try:
-                record = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            if not isinstance(record, dict) or record.get("kind") != kind:
-                continue
-            page = path.with_suffix(".md")
-            describe = _description(page)
-            link = Path(os.path.relpath(page.resolve(), Path(out).parent.resolve())).as_posix()
+        for path, record in records:
+            describe = _description(path.with_suffix(".md"))
             name = record.get("name", path.stem)
-            items.append(f"- [{name}]({link})" + (f": {describe}" if describe else ""))
+            items.append(f"- [{name}]({_page_link(path, out)})" + (f": {describe}" if describe else ""))
         if items:
-            table = uncertainty_table(results, out) if kind == "uncertainty" else []
+            table = uncertainty_table(results, out, records) if kind == "uncertainty" else []
             lines += [f"### {title}", "", *table, *items, ""]
     return ["## Other evaluation protocols", "", *lines] if lines else []
 
@@ -54,7 +47,13 @@ def _description(page: Path) -> str:
     return body[0].strip() if body else ""
 
 
+def _page_link(path: Path, out: Path) -> str:
+    """The Markdown page beside the record ``path``, relative to ``out``'s folder."""
+    return Path(os.path.relpath(path.with_suffix(".md").resolve(), Path(out).parent.resolve())).as_posix()
+
+
 def _records(results: Path, kind: str) -> list[tuple[Path, dict[str, Any]]]:
+    """``(path, record)`` of the readable records of ``kind`` under ``<results>/<kind>/``, sorted."""
     found = []
     for path in sorted((Path(results) / kind).glob("*.json")):
         try:
@@ -70,16 +69,24 @@ def _cell(x: float | None) -> str:
     return "–" if x is None or not math.isfinite(x) else f"{x:.3f}"
 
 
-def _member_setting(results: Path, members: list[dict[str, Any]]) -> str:
-    """``sweep, budget`` of the first member's own record under ``results`` (with its model options,
-    e.g. ``dropout 0.1``), so that rows of one model from different sweeps tell apart; ``–``
-    without a readable record."""
+def _member_records(results: Path, members: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """``(run id, record)`` of the members whose own run record under ``results`` is readable."""
+    found = []
     for m in members:
         try:
             rec = json.loads((Path(results) / f"{m['run_id']}.json").read_text())
         except (OSError, ValueError):
             continue
-        cfg = rec.get("config") if isinstance(rec, dict) else None
+        if isinstance(rec, dict):
+            found.append((str(m["run_id"]), rec))
+    return found
+
+
+def _member_setting(members: list[tuple[str, dict[str, Any]]]) -> str:
+    """``sweep, budget`` of the first member record (with its model options, e.g. ``dropout 0.1``),
+    so that rows of one model from different sweeps tell apart; ``–`` without one."""
+    for _, rec in members:
+        cfg = rec.get("config")
         if not isinstance(cfg, dict):
             continue
         parts = [str(cfg.get("sweep") or "–")]
@@ -92,30 +99,30 @@ def _member_setting(results: Path, members: list[dict[str, Any]]) -> str:
     return "–"
 
 
-def _collapsed_members(results: Path, members: list[dict[str, Any]]) -> str:
-    """``"k of n runs collapsed (kind: run ids)"`` for the members whose own record under ``results``
-    states a degenerate prediction (``degenerate``), ``""`` when none does."""
+def _collapsed_members(members: list[tuple[str, dict[str, Any]]], n: int) -> str:
+    """``"k of n runs collapsed (kind: run ids)"`` for the member records that state a degenerate
+    prediction (``degenerate``), ``""`` when none does."""
     bad = []
-    for m in members:
-        try:
-            rec = json.loads((Path(results) / f"{m['run_id']}.json").read_text())
-        except (OSError, ValueError):
-            continue
-        flag = rec.get("degenerate") if isinstance(rec, dict) else None
+    for run_id, rec in members:
+        flag = rec.get("degenerate")
         if isinstance(flag, dict) and flag.get("kind"):
-            bad.append(f"{flag['kind']}: `{m['run_id']}`")
-    return f"{len(bad)} of {len(members)} runs collapsed ({'; '.join(bad)})" if bad else ""
+            bad.append(f"{flag['kind']}: `{run_id}`")
+    return f"{len(bad)} of {n} runs collapsed ({'; '.join(bad)})" if bad else ""
 
 
-def uncertainty_table(results: Path, out: Path) -> list[str]:
+def uncertainty_table(
+    results: Path, out: Path, records: list[tuple[Path, dict[str, Any]]] | None = None
+) -> list[str]:
     """Markdown lines: one row per ``uncertainty`` record (the members' row, linked to its page):
     the members' sweep, budget and model options (:func:`_member_setting`), runs, own test cases,
     the ensemble's mean Dice, the AURC of the oracle (cases accepted in order of their own error)
     and of a random order (the mean risk), the AURC of each score (the lowest as shown in bold,
     ties too), per OOD dataset the best AUROC and its score, and the members whose own records
     say they collapsed (:func:`_collapsed_members`). Every number is read from, or computed with
-    :func:`bench.metrics.aurc` from, the record's per-case rows."""
-    rows = [(p, r) for p, r in _records(results, "uncertainty") if {"inputs", "summary", "cases"} <= set(r)]
+    :func:`bench.metrics.aurc` from, the record's per-case rows. ``records``: the ``uncertainty``
+    records already read (:func:`_records`), read here when None."""
+    found = _records(results, "uncertainty") if records is None else records
+    rows = [(p, r) for p, r in found if {"inputs", "summary", "cases"} <= set(r)]
     scores: list[str] = []
     for _, rec in rows:
         scores += [k for k in rec.get("summary", {}) if k not in scores]
@@ -145,7 +152,8 @@ def uncertainty_table(results: Path, out: Path) -> list[str]:
     ]
     for path, rec in rows:
         inp, summary = rec["inputs"], rec.get("summary", {})
-        risk = [1.0 - c["dice"] for c in rec.get("cases", []) if math.isfinite(c.get("dice", math.nan))]
+        dice = [c["dice"] for c in rec.get("cases", []) if math.isfinite(c.get("dice", math.nan))]
+        risk = [1.0 - d for d in dice]
         oracle = aurc(risk, risk) if risk else None
         random = float(sum(risk) / len(risk)) if risk else None
         values = {k: summary[k].get("aurc") if k in summary else None for k in scores}
@@ -166,15 +174,14 @@ def uncertainty_table(results: Path, out: Path) -> list[str]:
             if by:
                 top = max(by, key=lambda k: by[k])
                 best.append(f"{label} {by[top]:.3f} ({top})")
-        link = Path(os.path.relpath(path.with_suffix(".md").resolve(), Path(out).parent.resolve())).as_posix()
-        dice = [c["dice"] for c in rec.get("cases", []) if math.isfinite(c.get("dice", math.nan))]
+        members = _member_records(results, inp["members"])
         lines.append(
             "| "
             + " | ".join(
                 [
                     inp["dataset"]["name"],
-                    f"[{inp['model']} / {inp['loss']}]({link})",
-                    _member_setting(results, inp["members"]),
+                    f"[{inp['model']} / {inp['loss']}]({_page_link(path, out)})",
+                    _member_setting(members),
                     str(len(inp["members"])),
                     str(len(rec.get("cases", []))),
                     _cell(sum(dice) / len(dice) if dice else None),
@@ -182,7 +189,7 @@ def uncertainty_table(results: Path, out: Path) -> list[str]:
                     _cell(random),
                     *cells,
                     "; ".join(best) or "–",
-                    _collapsed_members(results, inp["members"]),
+                    _collapsed_members(members, len(inp["members"])),
                 ]
             )
             + " |"
