@@ -149,6 +149,15 @@ def fit_input(
     return x, mask, size
 
 
+def check_baseline(kind: str, sigma: float = BLUR_SIGMA) -> None:
+    """Raises :class:`ExplainError` for a ``kind`` not in :data:`BASELINES`, or a ``blur`` whose
+    ``sigma`` is not positive."""
+    if kind not in BASELINES:
+        raise ExplainError(f"--baseline {kind!r}: not one of {', '.join(BASELINES)}")
+    if kind == "blur" and not sigma > 0:
+        raise ExplainError(f"--blur-sigma: must be > 0, got {sigma}")
+
+
 def ig_baseline(x: torch.Tensor, kind: str = BASELINES[0], sigma: float = BLUR_SIGMA) -> torch.Tensor:
     """Integrated gradients' baseline for ``x (1, C_in, *S)``: ``zeros``, or ``blur``: each channel
     Gaussian-filtered over the spatial axes (``scipy.ndimage.gaussian_filter``, ``sigma`` voxels,
@@ -157,12 +166,9 @@ def ig_baseline(x: torch.Tensor, kind: str = BASELINES[0], sigma: float = BLUR_S
     Raises:
         ExplainError: an unknown ``kind`` or a ``sigma`` that is not positive.
     """
+    check_baseline(kind, sigma)
     if kind == "zeros":
         return torch.zeros_like(x)
-    if kind != "blur":
-        raise ExplainError(f"--baseline {kind!r}: not one of {', '.join(BASELINES)}")
-    if not sigma > 0:
-        raise ExplainError(f"--blur-sigma: must be > 0, got {sigma}")
     from scipy.ndimage import gaussian_filter
 
     arr = x.detach().float().cpu().numpy()
@@ -446,7 +452,7 @@ def explain(
     chosen = parse_methods(methods)
     if n_steps < 1:
         raise ExplainError(f"--steps: must be >= 1, got {n_steps}")
-    ig_baseline(torch.zeros(1, 1, 1, 1), baseline, blur_sigma)  # a bad baseline stops here, not after loading
+    check_baseline(baseline, blur_sigma)  # a bad baseline stops here, not after loading the model
     model = load_model(find_model(run, results), device)
     num_classes = int(model.data["num_classes"])
     cls = 1 if target_class is None else int(target_class)
