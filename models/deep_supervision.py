@@ -101,6 +101,11 @@ def resize_labels(label: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(label.float(), size=tuple(size), mode="nearest").long()
 
 
+#: the attribute :func:`models.factory.create_model` sets on a deeply supervised net; a name of
+#: segbench's own, since networks keep their own ``deep_supervision`` flag (MONAI's DynUNet: a bool)
+ATTRIBUTE = "segbench_deep_supervision"
+
+
 def supervised_loss(
     net: nn.Module,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -109,10 +114,11 @@ def supervised_loss(
 ) -> torch.Tensor:
     """The run's loss on ``net``'s output: with the side outputs when ``net`` is deeply supervised.
 
-    ``net.deep_supervision`` is set by :func:`models.factory.create_model` from the registration;
-    without it only ``out["logits"]`` (or the tensor ``out``) is scored.
+    ``net.segbench_deep_supervision`` (:data:`ATTRIBUTE`) is set by
+    :func:`models.factory.create_model` from the registration; without it only ``out["logits"]``
+    (or the tensor ``out``) is scored.
     """
-    spec: DeepSupervision | None = getattr(net, "deep_supervision", None)
+    spec: DeepSupervision | None = getattr(net, ATTRIBUTE, None)
     if spec is None:
         return loss_fn(out["logits"] if isinstance(out, dict) else out, target)
     return spec.loss(loss_fn, out, target)

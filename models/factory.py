@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from models.deep_supervision import ATTRIBUTE as DEEP_SUPERVISION_ATTRIBUTE
 from models.losses.algebra import WeightedSumLoss
 from models.pretrained import load_encoder
 from models.registry import (
@@ -67,7 +68,7 @@ def create_model(
     for any other input size. ``input_mode="2.5d"`` builds a 2D model for 3D data
     (:func:`models.slices.wrap_2p5d`); ``pretrained_encoder=PATH`` loads a safetensors / torch /
     Lightning checkpoint into the encoder the registration names (:func:`models.pretrained.load_encoder`).
-    A model registered with ``deep_supervision`` gets it as ``net.deep_supervision`` (native mode).
+    A model registered with ``deep_supervision`` gets it as ``net.segbench_deep_supervision`` (native mode).
     ``preset=NAME`` starts from the options of a preset the registration declares
     (:func:`models.registry.preset_kwargs`); the other ``kwargs`` override it. Without ``preset``
     the builder's defaults apply.
@@ -107,7 +108,7 @@ def create_model(
         if img_size is not None:
             _guard_input_size(net, name, img_size)
         if meta["deep_supervision"] is not None:
-            net.deep_supervision = meta["deep_supervision"]  # type: ignore[assignment]
+            setattr(net, DEEP_SUPERVISION_ATTRIBUTE, meta["deep_supervision"])
     if pretrained is not None:
         encoder = meta["encoder"]
         if two_half and encoder:

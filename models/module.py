@@ -41,7 +41,7 @@ class SegmentationModule(L.LightningModule):
 
     Args:
         net: maps ``(B, in_channels, *spatial)`` to logits ``(B, num_classes, *spatial)`` (or a
-            dict with ``"logits"``). A deeply supervised net (``net.deep_supervision``, set by
+            dict with ``"logits"``). A deeply supervised net (``net.segbench_deep_supervision``, set by
             ``create_model`` from the registration) has ``loss`` applied to its side outputs
             too (:func:`models.deep_supervision.supervised_loss`). If it defines
             ``aux_loss(outputs, batch)``, that term is added to the training loss (e.g. a

@@ -63,8 +63,9 @@ def _train_step(
 ) -> tuple[nn.Module, dict[str, Any], dict, torch.Tensor]:
     """The small ``name`` in training mode, one batch, its output and ``training_loss`` with ``loss``."""
     torch.manual_seed(0)
-    net = small_model(name, dims).train()
     shape = _SHAPE[dims]
+    fixed = {"img_size": shape} if model_entry(name).meta["fixed_input_size"] else {}
+    net = small_model(name, dims, **fixed).train()
     batch = {"image": torch.randn(1, 1, *shape), "label": (torch.rand(1, 1, *shape) > 0.7).long()}
     seen: dict[str, Any] = {}
     net.register_forward_hook(lambda _m, _a, out: seen.update(out=out))
@@ -143,3 +144,20 @@ def test_labels_are_downsampled_by_nearest_neighbour() -> None:
     label = torch.arange(16).view(1, 1, 4, 4)
     assert resize_labels(label, (4, 4)) is label
     assert resize_labels(label, (2, 2)).tolist() == [[[[0, 2], [8, 10]]]]
+
+
+def _not_deeply_supervised() -> list[Any]:
+    names = [n for n in list_models() if model_entry(n).meta["deep_supervision"] is None]
+    return [pytest.param(n, min(model_entry(n).meta["dims"]), id=n) for n in names]
+
+
+@pytest.mark.parametrize(("name", "dims"), _not_deeply_supervised())
+def test_a_model_without_deep_supervision_is_scored_on_its_logits_once(name: str, dims: int) -> None:
+    """The bug this fixed: MONAI's DynUNet (resenc_unet) keeps a ``deep_supervision`` bool of its
+    own, which the loss read as segbench's registration and failed on ('bool' has no 'loss')."""
+    spy = SpyLoss()
+    net, batch, out, total = _train_step(name, dims, spy)
+    logits = out["logits"] if isinstance(out, dict) else out
+    assert len(spy.calls) == 1 and spy.calls[0][0] is logits
+    own = net.aux_loss(out, batch) if hasattr(net, "aux_loss") else 0.0
+    torch.testing.assert_close(total, torch.as_tensor(1.0 + own, dtype=total.dtype))
