@@ -168,11 +168,16 @@ class Analysis:
         shown = ", ".join(names[:2]) + (", …" if len(names) > 2 else "")
         return f"{len(names)} case groups ({shown}) of {len(self.cases)} cases"
 
+    def train_threads(self) -> set[int]:
+        """The torch thread counts of the table's trained rows (the rows with a ``train s`` cell;
+        a baseline's or a human row's evaluation time is not a training time)."""
+        trained = [r for r in self.ranked + self.human if r.kind == "train" and r.key not in self.baseline]
+        return {t for r in trained for t in self.info[r.key].torch_threads}
+
     def legend_text(self) -> str:
         """The per-table legend (:func:`bench.leaderboard.format.legend`): units, family, the smallest
         reachable p, the margin, thread counts, the ranking's metric set."""
         m0 = self.rank_metrics[0] if self.rank_metrics else None
-        threads = [t for r in self.ranked + self.human for t in self.info[r.key].torch_threads]
         return legend(
             self.n_resamples,
             self.seed,
@@ -181,7 +186,7 @@ class Analysis:
             n_compared=len(self.vs_best.get(m0, {})) if m0 else 0,
             n_pairs=len({self.groups.get(c, c) for c in self.cases}) if self.cases else None,
             margin=self.equivalence_margin,
-            threads=threads,
+            threads=sorted(self.train_threads()),
         )
 
     def example_cases(self) -> list[str]:

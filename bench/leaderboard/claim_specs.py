@@ -6,19 +6,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.leaderboard.claim_stats import ALPHA, MARGIN
+from bench.leaderboard.claim_stats import ALPHA, MARGIN, Table
 
 
 @dataclass(frozen=True)
 class LossClaim:
     """A loss ``other`` changes ``metrics`` against ``base`` in the claimed ``direction`` (``lower``,
     ``higher`` or ``similar``: not worse by more than :data:`MARGIN`), paired across models, on
-    each ``(sweep, base, other)``."""
+    each ``(sweep, base, other)``; and on each ``converged`` ``(table, model, base, other)``: one
+    model's two rows of a converged table, paired over its test units (cases or case groups)."""
 
     title: str
     source: str
     expects: tuple[tuple[str, str], ...]
     comparisons: tuple[tuple[str, str, str], ...]
+    converged: tuple[tuple[Table, str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class FamilyClaim:
     loss: str
     family: tuple[str, ...]
     others: tuple[str, ...]
-    sweeps: tuple[str, ...]
+    sweeps: tuple[Table, ...]  # a tuple entry: a converged table (its line says its budget and sizes)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,9 @@ class HumanClaim:
     metrics: tuple[str, ...]
 
 
+CHASE_LONG = ("chase_db1_long", "chase_db1_long_claims")
+"""CHASE_DB1's converged table: 10,000 steps, 5 seeds (the two sweeps share its settings)."""
+
 CLAIMS = (
     LossClaim(
         "clDice loss lowers Betti errors at similar Dice",
@@ -68,6 +73,7 @@ CLAIMS = (
             ("chase_db1", "dice_ce", "dice_ce+cldice"),
             ("msd_hippocampus", "dice_ce", "dice_ce+cldice"),
         ),
+        converged=((CHASE_LONG, "unet", "dice_ce", "dice_ce+cldice"),),
     ),
     FamilyClaim(
         "CNN U-Nets (residual encoder or plain) match or beat transformer, Mamba and xLSTM models "
@@ -77,7 +83,7 @@ CLAIMS = (
         "dice_ce",
         ("resenc_unet", "unet"),
         ("swin_unetr", "umamba_bot", "xlstm_unet"),
-        ("synthetic_vessels", "chase_db1", "msd_hippocampus"),
+        ("synthetic_vessels", "chase_db1", "msd_hippocampus", CHASE_LONG),
     ),
     SeedClaim(
         "The seed spread is of the order of the differences between models",
@@ -108,6 +114,9 @@ RULES = (
     "case (Wilcoxon over the cases, Holm over the table's pairs); a table agrees when no pair goes "
     "against the claim and at least one is significant for it, disagrees when any pair goes against "
     "it. The seed-spread claim agrees when the median seed standard deviation of the rows' means is at "
-    "least the median gap between neighbouring rows. Intervals are "
+    "least the median gap between neighbouring rows. On a converged table one model's two loss rows "
+    "are paired per test unit (the seed-mean per case, or per case group), Holm over the claim's "
+    "metrics, as the model-family pairs are; each converged line ends with its budget, sizes and "
+    "learning curves and what they allow one to conclude. Intervals are "
     "`bench.leaderboard.intervals.mean_interval` (crossed seed × case)."
 )

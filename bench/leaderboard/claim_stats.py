@@ -42,15 +42,27 @@ def run_mean(r: Record, metric: str) -> float:
     return float((r.aggregates.get(metric) or {}).get("mean", math.nan))
 
 
-def train_runs(records: Iterable[Record], sweep: str, loss: str | None = None) -> list[Record]:
-    """The finished training runs of ``sweep`` (trained with ``loss`` when given), by run id."""
+Table = str | tuple[str, ...]
+"""A sweep's name, or the names of the sweeps whose runs share one leaderboard table (a converged
+table: ``("chase_db1_long", "chase_db1_long_claims")``)."""
+
+
+def table_name(table: Table) -> str:
+    """``table`` as the leaderboard titles it: the sweeps joined by `` + ``."""
+    return table if isinstance(table, str) else " + ".join(table)
+
+
+def train_runs(records: Iterable[Record], sweep: Table, loss: str | None = None) -> list[Record]:
+    """The finished training runs of ``sweep`` (a :data:`Table`; trained with ``loss`` when given),
+    by run id."""
+    sweeps = {sweep} if isinstance(sweep, str) else set(sweep)
     return sorted(
         (
             r
             for r in records
             if r.kind == "train"
             and r.done
-            and r.config.get("sweep") == sweep
+            and r.config.get("sweep") in sweeps
             and (loss is None or r.loss_name == loss)
         ),
         key=lambda r: r.run_id,

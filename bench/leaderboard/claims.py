@@ -34,12 +34,15 @@ from bench.leaderboard.claim_stats import (
     paired_losses,
     run_mean,
     runs_by_model,
+    table_name,
     train_runs,
     unit_means,
     units_text,
     verdict,
 )
+from bench.leaderboard.convergence import SLOPE_PER_1K, row_convergence
 from bench.leaderboard.degenerate import load_references, row_degeneracy
+from bench.leaderboard.format import fmt_params
 from bench.leaderboard.stats import holm
 from bench.leaderboard.wilcoxon import signed_rank_p
 from bench.metrics.registry import higher_is_better, is_metric
@@ -111,7 +114,106 @@ def loss_claim_text(claim: LossClaim, records: Sequence[Record]) -> list[str]:
             )
         left_out = f" ({_plural(len(dropped), 'degenerate run')} left out)" if dropped else ""
         out.append(f"  - {sweep}, `{other}` vs `{base}`{left_out}: " + "; ".join(parts) + ".")
+    out += [line for c in claim.converged for line in converged_loss_text(claim, c, records)]
     return out
+
+
+def converged_loss_text(
+    claim: LossClaim, comparison: tuple[Any, str, str, str], records: Sequence[Record]
+) -> list[str]:
+    """The line of one converged comparison ``(table, model, base, other)`` of a :class:`LossClaim`:
+    the two rows' means per metric, the paired test over the table's test units (seed means per
+    unit, degenerate runs left out), and what the budget and sizes allow one to conclude."""
+    table, model, base, other = comparison
+    refs = load_references(records)
+    runs = [r for r in train_runs(records, table) if r.model_name == model]
+    dropped = {d.run_id for d in row_degeneracy(runs, refs).runs}
+    rows = {
+        loss: [r for r in runs if r.loss_name == loss and r.run_id not in dropped] for loss in (base, other)
+    }
+    if not rows[base] or not rows[other]:
+        return []
+    tests = []
+    for m, direction in claim.expects:
+        ub, uo = unit_means(rows[base], m), unit_means(rows[other], m)
+        common = sorted(set(ub) & set(uo))
+        d = np.array([uo[c] - ub[c] for c in common])
+        if direction == "similar":
+            good = d if higher_is_better(m) else -d  # > 0: the other loss is better
+            tests.append((one_sided_p(good + MARGIN), one_sided_p(-(good + MARGIN)), len(common)))
+        else:  # two-sided; the direction is read from the means
+            p = signed_rank_p(d)
+            tests.append((p, p, len(common)))
+    adj_for, adj_against = holm([t[0] for t in tests]), holm([t[1] for t in tests])
+    parts, verdicts = [], []
+    for (m, direction), pf, pa, (_, _, n) in zip(claim.expects, adj_for, adj_against, tests, strict=True):
+        mb = float(np.mean([run_mean(r, m) for r in rows[base]]))
+        mo = float(np.mean([run_mean(r, m) for r in rows[other]]))
+        if direction == "similar":
+            good = (mo - mb) if higher_is_better(m) else (mb - mo)
+            towards = pf < ALPHA or (pa >= ALPHA and good > -MARGIN)
+            p_adj = pf if pf < ALPHA or pa >= ALPHA else pa
+        else:
+            towards = (mo < mb) == (direction == "lower")
+            p_adj = pf
+        v = verdict(p_adj, towards, n, len(claim.expects))
+        word = "lower" if mo < mb else "higher"
+        if direction == "similar":
+            word = f"{_q(mo - mb, m, True)}, {'within' if good > -MARGIN else 'beyond'} the margin"
+        verdicts.append((m, word, towards, v))
+        parts.append(f"{NAMES[m]} {_q(mo, m)} vs {_q(mb, m)} ({word}, Holm p = {_p(p_adj)}): **{v}**")
+    n = min(t[2] for t in tests)
+    unit = units_text(rows[base], n)
+    left_out = f", {_plural(len(dropped), 'degenerate run')} left out" if dropped else ""
+    seeds = f"{len(rows[other])} + {len(rows[base])} seeds"
+    return [
+        f"  - {table_name(table)} (long-budget table), `{model}` `{other}` vs `{base}` ({seeds}{left_out}), "
+        f"paired over {unit}: "
+        + "; ".join(parts)
+        + ". "
+        + scope_text(rows, n, unit, len(claim.expects))
+        + " "
+        + _conclusion(verdicts)
+    ]
+
+
+def scope_text(rows: dict[str, list[Record]], n: int, unit: str, m: int) -> str:
+    """What a converged comparison stands on, from its runs: the budget, each row's size and
+    learning-curve verdict, and how small a Holm-adjusted p its ``n`` units can reach over ``m`` tests
+    (``m / 2^n``: the exact signed-rank test's one-sided floor; a two-sided test's is twice that)."""
+    runs = [r for v in rows.values() for r in v]
+    budget = (
+        f"{_join(r.config['trainer'].get('max_steps') for r in runs)} steps × "
+        f"{_join(r.config['data'].get('batch_size') for r in runs)} patches of "
+        f"{_join(_square(r.config['data'].get('patch_size')) for r in runs)}"
+    )
+    sizes = ", ".join(f"{k} {fmt_params(v[0].params)}" for k, v in rows.items())
+    curves = []
+    for k, v in rows.items():
+        c = row_convergence([r.val_trace for r in v])
+        curves.append(f"{k} {c.status} ({c.slope:+.4f} per 1,000 steps)" if c.judged else f"{k} unknown")
+    floor = min(1.0, m / 2.0**n)  # Holm's first step times the exact one-sided floor 1 / 2^n
+    reach = f"with {unit} no Holm-adjusted p over {_plural(m, 'test')} can fall below {floor:.3g}" + (
+        f" (≥ α = {ALPHA}: no test on this table can be significant)" if floor >= ALPHA else ""
+    )
+    return (
+        f"Scope: {budget}; sizes {sizes} (the trained networks, not the papers' configurations); "
+        f"validation curves (threshold {SLOPE_PER_1K:g} per 1,000 steps): {', '.join(curves)}; {reach}."
+    )
+
+
+def _conclusion(verdicts: list[tuple[str, str, bool, str]]) -> str:
+    """The sentence a long-budget comparison allows from its ``(what, change, towards the claim,
+    verdict)`` tests: the significant findings, else the directions only."""
+    sig = [(what, v) for what, _, _, v in verdicts if v in ("agree", "disagree")]
+    if sig:
+        said = "; ".join(f"{NAMES.get(what, what)}: {v}s with the claim" for what, v in sig)
+        return f"What it allows: at this budget and these sizes, {said}."
+    dirs = ", ".join(
+        f"{NAMES.get(what, what)} {word} ({'as claimed' if towards else 'against the claim'})"
+        for what, word, towards, _ in verdicts
+    )
+    return f"What it allows: directions at this budget and these sizes, not a significant difference: {dirs}."
 
 
 def family_claim_text(claim: FamilyClaim, records: Sequence[Record]) -> list[str]:
@@ -152,10 +254,19 @@ def family_claim_text(claim: FamilyClaim, records: Sequence[Record]) -> list[str
             for (a, b), (diff, _, _), p, v in zip(pairs, tests, adj, verdicts, strict=True)
         )
         units = units_text(rows[pairs[0][0]], tests[0][2])
-        out.append(
-            f"  - {sweep} ({NAMES[m]}, `{claim.loss}`): **{table}**. Means: {means}. Pairs over {units}: "
-            f"{detail}."
+        line = (
+            f"  - {table_name(sweep)} ({NAMES[m]}, `{claim.loss}`): **{table}**. Means: {means}. Pairs over "
+            f"{units}: {detail}."
         )
+        if not isinstance(sweep, str):  # a long-budget table: what its budget and sizes allow
+            n = min(t[2] for t in tests)
+            said = [
+                (f"{a} − {b}", f"{_q(diff, m, True)}", diff > 0, v)
+                for (a, b), (diff, _, _), v in zip(pairs, tests, verdicts, strict=True)
+            ]
+            scope = scope_text({x: rows[x] for x in names}, n, units_text(rows[pairs[0][0]], n), len(pairs))
+            line += " " + scope + " " + _conclusion(said)
+        out.append(line)
     return out
 
 

@@ -149,7 +149,7 @@ def _table_row(a: Analysis, row: Row, rank: str) -> str:
         cells.append(f"{fmt_diff(comp.diff)} {comp.mark}" if comp is not None else best)
         cells.append(fmt_spread(s0.ci) if s0 is not None else "–")
     info = a.info[row.key]
-    threads = {t for r in a.ranked + a.human for t in a.info[r.key].torch_threads}
+    threads = a.train_threads()
     secs = f"{info.train_seconds:.0f}" if info.train_seconds is not None else "–"
     if info.train_seconds is not None and len(threads) > 1:
         secs += f" ({threads_text(info.torch_threads)})"

@@ -251,6 +251,10 @@ def test_time_column_says_thread_counts_when_rows_differ_and_provenance_names_di
     assert "(dirty: `drive-unet-s0`)" in text
     same = analyse([record("unet", BASE), record("swin_unetr", BASE - 0.1)])
     assert "thr)" not in lb.render_analyses([same])
+    # a baseline's evaluation ran with 1 thread: no training time differs, so no sentence
+    one = {"device": {"accelerator": "cpu", "cpu_count": 1}}
+    base = analyse([record("unet", BASE), record("swin_unetr", BASE - 0.3, baseline="constant", **one)])
+    assert "torch threads" not in lb.render_analyses([base])
 
 
 def test_superseded_records_are_listed_with_their_reason():
