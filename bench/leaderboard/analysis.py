@@ -265,6 +265,7 @@ class Analysis:
             "seeds": info.seeds,
             "folds": info.folds,
             "params": info.params,
+            "preset": info.preset,
             "torch_threads": info.torch_threads,
             "records": info.records,
             "notes": self.notes.get(row.key, []),

@@ -56,9 +56,10 @@ _CSV_COLUMNS = [
     "folds",
     "budget",
     "params",
+    "preset",
     "records",
 ]
-_CSV_ROW_FIELDS = ("loss", "kind", "role", "combined_rank", "seeds", "folds", "budget", "params")
+_CSV_ROW_FIELDS = ("loss", "kind", "role", "combined_rank", "seeds", "folds", "budget", "params", "preset")
 
 
 def render_export(

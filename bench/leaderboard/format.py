@@ -60,11 +60,13 @@ def fmt_cell(s: RowStats) -> str:
     return text + (f" ({', '.join(extra)})" if extra else "")
 
 
-def fmt_params(params: int | None) -> str:
-    """Parameter count as ``0.40 M`` (``12.3 k`` below 10 000)."""
+def fmt_params(params: int | None, preset: str | None = None) -> str:
+    """Parameter count as ``0.40 M`` (``12.3 k`` below 10 000), with the size ``preset`` the
+    network was built at when given: ``0.35 M (small)``."""
     if not params:
         return "–"
-    return f"{params / 1e3:.1f} k" if params < 10_000 else f"{params / 1e6:.2f} M"
+    text = f"{params / 1e3:.1f} k" if params < 10_000 else f"{params / 1e6:.2f} M"
+    return f"{text} ({preset})" if preset else text
 
 
 def settings_text(settings: Mapping[str, Any]) -> str:

@@ -202,7 +202,7 @@ def _summary_table(a: Analysis) -> list[str]:
         info = a.info[row.key]
         secs = info.train_seconds
         cells += [
-            f'<td data-sort="{info.params or 0}">{_e(fmt_params(info.params))}</td>',
+            f'<td data-sort="{info.params or 0}">{_e(fmt_params(info.params, info.preset))}</td>',
             f"<td>{_e(info.budget)}</td>",
             f"<td>{_e(info.seeds)}</td>",
             f"<td>{_e(info.folds)}</td>",

@@ -154,7 +154,7 @@ def _table_row(a: Analysis, row: Row, rank: str) -> str:
     if info.train_seconds is not None and len(threads) > 1:
         secs += f" ({threads_text(info.torch_threads)})"
     cells += [
-        fmt_params(info.params),
+        fmt_params(info.params, info.preset),
         info.budget,
         info.seeds if row.kind == "train" else "–",
         secs,

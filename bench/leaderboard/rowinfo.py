@@ -10,6 +10,7 @@ import numpy as np
 
 from bench.leaderboard.format import budget, provenance, runs_text
 from bench.leaderboard.rows import Row
+from models.registry import MODELS
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class RowInfo:
     """What a row's records state besides the metric values, as the outputs show it."""
 
     params: int | None
+    preset: str | None  # the size preset the runs were built at (:func:`preset_name`); None: no model
     train_seconds: float | None  # mean over the done runs
     torch_threads: list[int]  # distinct torch thread counts of the done runs (known ones)
     budget: str
@@ -36,6 +38,43 @@ class RowInfo:
     saved_probabilities: bool  # a done run saved predictions with probabilities
     predictions: list[Prediction]  # of the done runs, in run-id order
     save_predictions: int | None = None  # eval.save_predictions of the done runs (None: not stated)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with tuples as lists (a record's JSON holds lists where a registration has tuples)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def preset_name(model: str, kwargs: dict[str, Any]) -> str:
+    """Which size preset of ``model``'s registration a record's ``model.kwargs`` built.
+
+    The ``preset`` the kwargs name, else the preset they differ from in the fewest options
+    (registration order breaks ties; ``{}`` is the builder's defaults: the ``small`` preset of a
+    model registered without ``small``, the ``paper`` one otherwise), followed by ``+ option, ...``
+    for the options in which they differ; ``?`` for a model segbench no longer registers.
+    """
+    if model not in MODELS:
+        return "?"
+    presets = {n: _plain(dict(o)) for n, o in MODELS.get(model).meta["presets"].items()}
+    rest = _plain({k: v for k, v in kwargs.items() if k not in ("preset", "img_size")})
+    missing = object()
+
+    def differ(opts: dict[str, Any]) -> list[str]:
+        return sorted(k for k in {*opts, *rest} if opts.get(k, missing) != rest.get(k, missing))
+
+    named = kwargs.get("preset")
+    if named is not None:  # options the preset does not set are changes beside it
+        name, left = (
+            str(named),
+            sorted(k for k, v in rest.items() if presets.get(named, {}).get(k, missing) != v),
+        )
+    else:
+        name, left = min(((n, differ(o)) for n, o in presets.items()), key=lambda f: len(f[1]))
+    return name + (f" + {', '.join(left)}" if left else "")
 
 
 def row_info(row: Row) -> RowInfo:
@@ -49,6 +88,11 @@ def row_info(row: Row) -> RowInfo:
         ]
     return RowInfo(
         params=next((r.params for r in row.done if r.params), None),
+        preset=(
+            preset_name(row.model, dict(row.config.get("model", {}).get("kwargs") or {}))
+            if row.kind == "train" and row.config.get("model")
+            else None
+        ),
         train_seconds=float(np.mean(secs)) if secs else None,
         torch_threads=sorted({r.torch_threads for r in row.done if r.torch_threads is not None}),
         budget=budget(row),
