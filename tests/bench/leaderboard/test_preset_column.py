@@ -10,6 +10,10 @@ from bench.leaderboard.exports import render_export
 from bench.leaderboard.rowinfo import preset_name
 from tests.bench.leaderboard.test_best import BASE, record
 
+# basnet's registered small size, as a record's JSON holds it (lists where the registration has tuples)
+BASNET_SMALL = {"features": [8, 16, 32], "blocks": [1, 1, 1], "extra_stages": 1, "extra_blocks": 1}
+BASNET_SMALL |= {"rrm_width": 8, "rrm_levels": 3}
+
 
 @pytest.mark.parametrize(
     ("model", "kwargs", "expected"),
@@ -20,26 +24,12 @@ from tests.bench.leaderboard.test_best import BASE, record
         # a record's JSON lists match the registration's tuples
         (
             "basnet",
-            {
-                "features": [8, 16, 32],
-                "blocks": [1, 1, 1],
-                "extra_stages": 1,
-                "extra_blocks": 1,
-                "rrm_width": 8,
-                "rrm_levels": 3,
-            },
+            BASNET_SMALL,
             "small",
         ),
         (
             "basnet",
-            {
-                "features": [8, 16, 32],
-                "blocks": [1, 1, 1],
-                "extra_stages": 1,
-                "extra_blocks": 1,
-                "rrm_width": 8,
-                "rrm_levels": 4,
-            },
+            {**BASNET_SMALL, "rrm_levels": 4},
             "small + rrm_levels",
         ),
         # a named preset, as the runner records it (its options expanded), and one option changed
