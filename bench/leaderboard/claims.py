@@ -290,38 +290,46 @@ def seed_claim_text(claim: SeedClaim, records: Sequence[Record]) -> list[str]:
         word = "agree" if sd >= gap else "disagree"
         left_out = f", {_plural(len(dropped), 'degenerate run')} left out" if dropped else ""
         out.append(
-            f"  - {sweep} (`{claim.loss}`, {len(sds)} rows{left_out}): the seed standard deviation of a "
-            f"row's mean {NAMES[m]} has a median of {_q(sd, m)} ({_q(sds[lo], m)} for {lo} to "
+            f"  - {table_name(sweep)} (`{claim.loss}`, {len(sds)} rows{left_out}): the seed standard "
+            f"deviation of a row's mean {NAMES[m]} has a median of {_q(sd, m)} ({_q(sds[lo], m)} for {lo} to "
             f"{_q(sds[hi], m)} for {hi}); neighbouring rows differ by a median of {_q(gap, m)}: **{word}**."
         )
     return out
 
 
 def human_claim_text(claim: HumanClaim, records: Sequence[Record]) -> list[str]:
-    """The line of a :class:`HumanClaim`: the human baseline against the best trained row."""
+    """The lines of a :class:`HumanClaim`: the human baseline against the best trained row of its
+    sweep and of each of its tables."""
     human = [r for r in records if r.baseline == "human" and r.dataset.get("name") == claim.sweep]
-    rows: dict[tuple[str, str], list[Record]] = defaultdict(list)
-    for r in train_runs(records, claim.sweep):
-        rows[(r.model_name, r.loss_name)].append(r)
-    if not human or not rows:
+    if not human:
         return []
-    key = claim.metrics[0]
-    best, loss = max(rows, key=lambda k: np.mean([run_mean(r, key) for r in rows[k]]))
-    runs = rows[(best, loss)]
-    hm = {m: run_mean(human[0], m) for m in claim.metrics}
-    bm = {m: float(np.mean([run_mean(r, m) for r in runs])) for m in claim.metrics}
-    hc, bc = unit_means(human, key), unit_means(runs, key)
-    common = sorted(set(hc) & set(bc))
-    d = np.array([hc[c] - bc[c] for c in common])
-    p = signed_rank_p(d if higher_is_better(key) else -d)
-    v = verdict(p, float(np.mean(d)) * (1 if higher_is_better(key) else -1) > 0, len(common), 1)
-    scores = ", ".join(f"{NAMES[m]} {hm[m]:.3g} vs {bm[m]:.3g}" for m in claim.metrics)
-    return [
-        f"  - {claim.sweep}: `{human[0].method}` against the first annotator vs the best row by mean "
-        f"{NAMES[key]} ({best}, `{loss}`): {scores}; {NAMES[key]} paired over "
-        f"{units_text(runs, len(common))}, "
-        f"p = {_p(p)}: **{v}**."
-    ]
+    out = []
+    for table in (claim.sweep, *claim.tables):
+        rows: dict[tuple[str, str], list[Record]] = defaultdict(list)
+        for r in train_runs(records, table):
+            if r.dataset.get("name") == claim.sweep:
+                rows[(r.model_name, r.loss_name)].append(r)
+        if not rows:
+            continue
+        key = claim.metrics[0]
+        best, loss = max(rows, key=lambda k: np.mean([run_mean(r, key) for r in rows[k]]))
+        runs = rows[(best, loss)]
+        hm = {m: run_mean(human[0], m) for m in claim.metrics}
+        bm = {m: float(np.mean([run_mean(r, m) for r in runs])) for m in claim.metrics}
+        hc, bc = unit_means(human, key), unit_means(runs, key)
+        common = sorted(set(hc) & set(bc))
+        d = np.array([hc[c] - bc[c] for c in common])
+        p = signed_rank_p(d if higher_is_better(key) else -d)
+        v = verdict(p, float(np.mean(d)) * (1 if higher_is_better(key) else -1) > 0, len(common), 1)
+        scores = ", ".join(f"{NAMES[m]} {hm[m]:.3g} vs {bm[m]:.3g}" for m in claim.metrics)
+        where = claim.sweep if table == claim.sweep else f"{claim.sweep} ({table_name(table)})"
+        steps = _join(r.config["trainer"].get("max_steps") for r in runs)
+        out.append(
+            f"  - {where}: `{human[0].method}` against the first annotator vs the best row by mean "
+            f"{NAMES[key]} ({best}, `{loss}`, {len(runs)} runs of {steps} steps): {scores}; {NAMES[key]} "
+            f"paired over {units_text(runs, len(common))}, p = {_p(p)}: **{v}**."
+        )
+    return out
 
 
 def _plural(n: int, word: str) -> str:

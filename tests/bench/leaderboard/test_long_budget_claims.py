@@ -148,3 +148,35 @@ def test_a_family_line_on_a_long_table_says_its_scope(shift: float, word: str):
     assert f"unet − umamba_bot {shift * 100:+.1f} points" in line
     assert ("agrees with the claim" if shift > 0 else "disagrees with the claim") in line
     assert word in line or "with the claim" in line
+
+
+def test_the_human_line_reads_the_long_table_beside_the_short_sweep():
+    from bench.leaderboard.claim_specs import HumanClaim
+
+    human = Record.from_dict(
+        {
+            "schema": 3,
+            "kind": "evaluation",
+            "run_id": "eval__drive__2nd",
+            "status": "done",
+            "config": {"dataset": {"name": "drive", "kwargs": {}}, "method": "second annotator (2nd)"},
+            "method": "second annotator (2nd)",
+            "baseline": "human",
+            "cases": [{"case_id": c, "dice": 0.8, "betti0_err": 1.0} for c in CASES],
+        }
+    )
+    short = [record("unet", "dice_ce", s, np.full(8, 0.6), np.full(8, 50.0), sweep="drive") for s in range(2)]
+    long = [record("unet", "dice_ce", s, np.full(8, 0.81), np.full(8, 90.0)) for s in range(3)]
+    long += [record("umamba_bot", "dice_ce", 0, np.full(8, 0.7), np.full(8, 9.0), sweep="long_b")]
+    claim = HumanClaim("below the annotator", "test", "drive", ("dice", "betti0_err"), tables=(TABLE,))
+    first, second = claims.human_claim_text(claim, [human, *short, *long])
+    assert (
+        first.startswith("  - drive: `second annotator (2nd)`")
+        and "(unet, `dice_ce`, 2 runs of 10000" in first
+    )
+    assert "Dice 0.8 vs 0.6, Betti-0 error 1 vs 50" in first
+    # the long table's best row by Dice (unet 0.81, not umamba_bot 0.70) is above the annotator
+    assert second.startswith("  - drive (long_a + long_b): `second annotator (2nd)`")
+    assert "(unet, `dice_ce`, 3 runs of 10000 steps): Dice 0.8 vs 0.81, Betti-0 error 1 vs 90" in second
+    # 8 cases all 1 point above the human: two-sided p = 2/2^8, against the claim
+    assert "Dice paired over 8 cases, p = 0.008: **disagree**." in second
