@@ -120,6 +120,8 @@ RULES = (
     "least the median gap between neighbouring rows. On a converged table one model's two loss rows "
     "are paired per test unit (the seed-mean per case, or per case group), Holm over the claim's "
     "metrics, as the model-family pairs are; each converged line ends with its budget, sizes and "
-    "learning curves and what they allow one to conclude. Intervals are "
+    "learning curves and what they allow one to conclude: the significant findings, else each test's "
+    f"direction (a model-family pair less than the {MARGIN * 100:g}-point margin behind counts as a "
+    "match). Intervals are "
     "`bench.leaderboard.intervals.mean_interval` (crossed seed × case)."
 )

@@ -260,8 +260,15 @@ def family_claim_text(claim: FamilyClaim, records: Sequence[Record]) -> list[str
         )
         if not isinstance(sweep, str):  # a long-budget table: what its budget and sizes allow
             n = min(t[2] for t in tests)
+            # "match or beat": a pair less than the margin behind is a match, as the loss claims'
+            # "similar" reads it
             said = [
-                (f"{a} − {b}", f"{_q(diff, m, True)}", diff > 0, v)
+                (
+                    f"{a} − {b}",
+                    _q(diff, m, True) + ("" if diff > 0 else ", within the margin" if diff > -MARGIN else ""),
+                    diff > -MARGIN,
+                    v,
+                )
                 for (a, b), (diff, _, _), v in zip(pairs, tests, verdicts, strict=True)
             ]
             scope = scope_text({x: rows[x] for x in names}, n, units_text(rows[pairs[0][0]], n), len(pairs))

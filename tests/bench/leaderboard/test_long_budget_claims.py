@@ -134,8 +134,8 @@ def test_a_rising_curve_is_named_and_too_few_units_say_so():
     assert "Betti-0 error lower (as claimed)" in short
 
 
-@pytest.mark.parametrize(("shift", "word"), [(0.05, "as claimed"), (-0.05, "against the claim")])
-def test_a_family_line_on_a_long_table_says_its_scope(shift: float, word: str):
+@pytest.mark.parametrize(("shift", "verdict"), [(0.05, "agrees"), (-0.05, "disagrees")])
+def test_a_family_line_on_a_long_table_says_its_scope(shift: float, verdict: str):
     claim = FamilyClaim("CNNs match", "test", "dice", "dice_ce", ("unet",), ("umamba_bot",), (TABLE,))
     dice = np.linspace(0.7, 0.8, 8)
     recs = [record("unet", "dice_ce", s, dice + shift, np.ones(8)) for s in range(2)]
@@ -146,8 +146,35 @@ def test_a_family_line_on_a_long_table_says_its_scope(shift: float, word: str):
     assert line.startswith("  - long_a + long_b (Dice, `dice_ce`)")
     assert "sizes umamba_bot 0.62 M, unet 0.40 M" in line
     assert f"unet − umamba_bot {shift * 100:+.1f} points" in line
-    assert ("agrees with the claim" if shift > 0 else "disagrees with the claim") in line
-    assert word in line or "with the claim" in line
+    # 8 cases, each 5 points apart: p = 2/2^8, significant either way
+    assert (
+        f"What it allows: at this budget and these sizes, unet − umamba_bot: {verdict} with the claim."
+        in line
+    )
+
+
+@pytest.mark.parametrize(
+    ("shift", "words"),
+    [
+        (0.02, "+2.0 points (as claimed)"),
+        (-0.005, "-0.5 points, within the margin (as claimed)"),  # less than 1 point behind: a match
+        (-0.03, "-3.0 points (against the claim)"),
+    ],
+)
+def test_a_family_line_without_significance_gives_directions_with_the_margin(shift: float, words: str):
+    claim = FamilyClaim("CNNs match", "test", "dice", "dice_ce", ("unet",), ("umamba_bot",), (TABLE,))
+    four = CASES[:4]
+    dice = np.linspace(0.7, 0.8, 4)
+
+    def cut(r: Record) -> Record:
+        return Record.from_dict(
+            {**r.to_dict(), "cases": [c for c in r.to_dict()["cases"] if c["case_id"] in four]}
+        )
+
+    recs = [cut(record("unet", "dice_ce", 0, np.r_[dice + shift, dice], np.ones(8)))]
+    recs += [cut(record("umamba_bot", "dice_ce", 0, np.r_[dice, dice], np.ones(8), sweep="long_b"))]
+    (line,) = claims.family_claim_text(claim, recs)
+    assert "not a significant difference: unet − umamba_bot " + words in line
 
 
 def test_the_human_line_reads_the_long_table_beside_the_short_sweep():
