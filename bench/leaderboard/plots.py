@@ -119,8 +119,12 @@ def _title(ax: plt.Axes, text: str, size: float) -> None:
 
 def _suptitle(fig: plt.Figure, text: str, size: float) -> None:
     """The figure's title, its top 0.08 inch below the figure's top edge whatever the figure's height
-    (matplotlib's default ``y=0.98`` is a fraction: on a tall figure it lands on the first panel)."""
-    fig.suptitle(text, fontsize=size, y=1 - 0.08 / fig.get_size_inches()[1], va="top")
+    (matplotlib's default ``y=0.98`` is a fraction: on a tall figure it lands on the first panel),
+    wrapped to the figure's width (a character taken as 0.6 of the font size wide), so that a long
+    table label is not cut at both edges."""
+    width, height = fig.get_size_inches()
+    chars = max(20, int(width * 72 / (0.6 * size)))
+    fig.suptitle(textwrap.fill(text, chars), fontsize=size, y=1 - 0.08 / height, va="top")
 
 
 def _label_room(labels: list[str]) -> float:

@@ -418,3 +418,18 @@ def test_figures_of_tables_that_are_gone_are_removed_but_not_foreign_files(tmp_p
             (plots / name / f).write_bytes(b"x")
     assert remove_stale_plots(tmp_path, {"kept"}) == [plots / "old-title"]
     assert sorted(p.name for p in plots.iterdir()) == ["kept", "mine"]
+
+
+def test_a_long_table_label_is_wrapped_inside_the_learning_curve_figure(tmp_path, captured):
+    """The bug this fixed: "chase_db1_long + chase_db1_long_claims on chase_db1: learning curves
+    (...)" ran past both edges of the figure."""
+    recs = make_results(tmp_path)
+    for i, rec in enumerate(recs):
+        rec["config"]["sweep"] = ["a_rather_long_sweep_name", "another_rather_long_sweep_name"][i % 2]
+        rec["val_trace"] = [[s, 0.5 + 0.01 * k, 0.3] for k, s in enumerate(range(100, 1100, 100))]
+    (a,) = lb.analyse_records(recs, n_resamples=50)
+    assert len(a.table.label) > 60  # + ": learning curves (...)": about 125 characters
+    plots.render_plots([a], tmp_path)
+    fig = captured["curves.png"]
+    assert not _collisions(fig)
+    assert "\n" in fig._suptitle.get_text()  # wrapped, not shrunk
