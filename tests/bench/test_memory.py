@@ -1,3 +1,4 @@
+import mmap
 import time
 
 import numpy as np
@@ -5,12 +6,21 @@ import numpy as np
 from bench.run.memory import PeakMemory
 
 
+def _fresh_pages(mib: int) -> mmap.mmap:
+    """``mib`` MiB of new resident pages: an anonymous map of its own, every page written (an
+    allocator could serve a numpy array from pages the process holds already)."""
+    block = mmap.mmap(-1, mib * 2**20)
+    np.frombuffer(block, dtype=np.uint8)[:] = 1
+    return block
+
+
 def test_peak_memory_sees_a_short_lived_allocation():
     with PeakMemory(interval=0.01) as mem:
-        block = np.ones(200 * 2**20 // 8)  # 200 MiB, touched
-        block.sum()
-        time.sleep(0.1)
-        del block
+        block = _fresh_pages(200)
+        deadline = time.monotonic() + 10.0  # on a loaded machine the sampler may run late
+        while mem.peak_rss - mem.baseline_rss < 150 * 2**20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        block.close()  # gone before the run ends: only the sampler can have seen it
     result = mem.result()
     assert result["cpu_rss_increase_mb"] > 150
     assert result["cpu_peak_rss_mb"] >= result["cpu_rss_increase_mb"]
