@@ -41,7 +41,7 @@ from bench.leaderboard.claim_stats import (
     verdict,
 )
 from bench.leaderboard.convergence import SLOPE_PER_1K, row_convergence
-from bench.leaderboard.degenerate import load_references, row_degeneracy
+from bench.leaderboard.degenerate import ConstantReferences, load_references, row_degeneracy
 from bench.leaderboard.format import fmt_params
 from bench.leaderboard.stats import holm
 from bench.leaderboard.wilcoxon import signed_rank_p
@@ -114,18 +114,22 @@ def loss_claim_text(claim: LossClaim, records: Sequence[Record]) -> list[str]:
             )
         left_out = f" ({_plural(len(dropped), 'degenerate run')} left out)" if dropped else ""
         out.append(f"  - {sweep}, `{other}` vs `{base}`{left_out}: " + "; ".join(parts) + ".")
-    out += [line for c in claim.converged for line in converged_loss_text(claim, c, records)]
+    out += [line for c in claim.converged for line in converged_loss_text(claim, c, records, refs)]
     return out
 
 
 def converged_loss_text(
-    claim: LossClaim, comparison: tuple[Any, str, str, str], records: Sequence[Record]
+    claim: LossClaim,
+    comparison: tuple[Any, str, str, str],
+    records: Sequence[Record],
+    refs: ConstantReferences | None = None,
 ) -> list[str]:
     """The line of one converged comparison ``(table, model, base, other)`` of a :class:`LossClaim`:
     the two rows' means per metric, the paired test over the table's test units (seed means per
-    unit, degenerate runs left out), and what the budget and sizes allow one to conclude."""
+    unit, degenerate runs left out), and what the budget and sizes allow one to conclude. ``refs``:
+    the constant baselines of ``records`` when the caller has them (:func:`load_references`)."""
     table, model, base, other = comparison
-    refs = load_references(records)
+    refs = load_references(records) if refs is None else refs
     runs = [r for r in train_runs(records, table) if r.model_name == model]
     dropped = {d.run_id for d in row_degeneracy(runs, refs).runs}
     rows = {
@@ -181,12 +185,7 @@ def scope_text(rows: dict[str, list[Record]], n: int, unit: str, m: int) -> str:
     """What a converged comparison stands on, from its runs: the budget, each row's size and
     learning-curve verdict, and how small a Holm-adjusted p its ``n`` units can reach over ``m`` tests
     (``m / 2^n``: the exact signed-rank test's one-sided floor; a two-sided test's is twice that)."""
-    runs = [r for v in rows.values() for r in v]
-    budget = (
-        f"{_join(r.config['trainer'].get('max_steps') for r in runs)} steps × "
-        f"{_join(r.config['data'].get('batch_size') for r in runs)} patches of "
-        f"{_join(_square(r.config['data'].get('patch_size')) for r in runs)}"
-    )
+    budget = _steps_text([r for v in rows.values() for r in v])
     sizes = ", ".join(f"{k} {fmt_params(v[0].params)}" for k, v in rows.items())
     curves = []
     for k, v in rows.items():
@@ -310,6 +309,9 @@ def human_claim_text(claim: HumanClaim, records: Sequence[Record]) -> list[str]:
     human = [r for r in records if r.baseline == "human" and r.dataset.get("name") == claim.sweep]
     if not human:
         return []
+    key = claim.metrics[0]
+    hm = {m: run_mean(human[0], m) for m in claim.metrics}
+    hc = unit_means(human, key)
     out = []
     for table in (claim.sweep, *claim.tables):
         rows: dict[tuple[str, str], list[Record]] = defaultdict(list)
@@ -318,12 +320,10 @@ def human_claim_text(claim: HumanClaim, records: Sequence[Record]) -> list[str]:
                 rows[(r.model_name, r.loss_name)].append(r)
         if not rows:
             continue
-        key = claim.metrics[0]
         best, loss = max(rows, key=lambda k: np.mean([run_mean(r, key) for r in rows[k]]))
         runs = rows[(best, loss)]
-        hm = {m: run_mean(human[0], m) for m in claim.metrics}
         bm = {m: float(np.mean([run_mean(r, m) for r in runs])) for m in claim.metrics}
-        hc, bc = unit_means(human, key), unit_means(runs, key)
+        bc = unit_means(runs, key)
         common = sorted(set(hc) & set(bc))
         d = np.array([hc[c] - bc[c] for c in common])
         p = signed_rank_p(d if higher_is_better(key) else -d)
@@ -353,6 +353,15 @@ def _join(values: Iterable[Any]) -> str:
     return " / ".join(sorted({str(v) for v in values}))
 
 
+def _steps_text(runs: Sequence[Record]) -> str:
+    """The runs' training budget: ``10000 steps × 4 patches of 96²`` (values that differ joined by ``/``)."""
+    return (
+        f"{_join(r.config['trainer'].get('max_steps') for r in runs)} steps × "
+        f"{_join(r.config['data'].get('batch_size') for r in runs)} patches of "
+        f"{_join(_square(r.config['data'].get('patch_size')) for r in runs)}"
+    )
+
+
 def tables_text(records: Sequence[Record]) -> list[str]:
     """The table facts: one line per sweep and dataset (a sweep over several datasets gets a line
     for each) with its runs, budget, seeds, test set, threads and degenerate runs
@@ -373,9 +382,7 @@ def tables_text(records: Sequence[Record]) -> list[str]:
         models, losses = {r.model_name for r in runs}, {r.loss_name for r in runs}
         budget = ", ".join(
             (
-                f"{_join(r.config['trainer'].get('max_steps') for r in runs)} steps × "
-                f"{_join(r.config['data'].get('batch_size') for r in runs)} patches of "
-                f"{_join(_square(r.config['data'].get('patch_size')) for r in runs)}",
+                _steps_text(runs),
                 f"{_join(r.config['optim'].get('optimizer') for r in runs)} "
                 f"{_join(r.config['optim'].get('lr') for r in runs)} "
                 f"{_join(r.config['optim'].get('scheduler') for r in runs)}",
