@@ -305,6 +305,10 @@ class NnUNetNet(nn.Module):
             net.decoder.seg_layers = nn.ModuleList(net.decoder.seg_layers[-1:])
         self.mixers = nn.ModuleDict({str(k): m for k, m in (mixers or {}).items()})
         self.net.apply(self.net.initialize)  # nnU-Net's He init (and zeroed last norm of residual blocks)
+        if len(plan.strides[0]) == 3 and not self.mixers:
+            # oneDNN's 3D convolution backward on CPU runs ~1.4x faster in channels-last (same
+            # float32 accuracy against a float64 reference); sequence mixers expect contiguous input
+            self.net.to(memory_format=torch.channels_last_3d)
 
     def _encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         encoder = self.net.encoder
