@@ -86,7 +86,7 @@ register_command(
     arguments=cache.add_arguments,
 )(cache.main)
 
-BENCHMARKS = ("metrics", "models", "suite", "leaderboard", "data_memory", "gpu")
+BENCHMARKS = ("metrics", "models", "layout", "suite", "leaderboard", "data_memory", "gpu")
 """The speed benchmarks under ``bench/perf/`` that ``segbench bench`` runs."""
 
 
@@ -97,7 +97,7 @@ def _bench_arguments(b: argparse.ArgumentParser) -> None:
 
 @register_command(
     "bench",
-    help="speed benchmarks: `segbench bench metrics|models|suite|leaderboard|data_memory|gpu [args]`",
+    help="speed benchmarks: `segbench bench metrics|models|layout|suite|leaderboard|data_memory|gpu [args]`",
     arguments=_bench_arguments,
 )
 def bench_command(args: argparse.Namespace) -> int:

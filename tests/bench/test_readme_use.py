@@ -47,6 +47,7 @@ TINY: dict[str, list[str]] = {
     "segbench bench metrics": ["--sizes", "16", "--drive-case", "", "--repeat", "1"],
     "segbench bench models": ["--models", "unet", "--dims", "2", "--size2d", "32", "--repeats", "1"],
     "segbench bench leaderboard": ["--sizes", "4", "8", "--out", "perf/leaderboard.json"],
+    "segbench bench layout": ["--nets", "nnunet_plain", "--patch", "16", "16", "16", "--repeats", "1"],
     "segbench bench suite": ["--reps", "1", "--sweep-reps", "0", "--out", "perf/suite.json"],
     "segbench tune my_sweep.yaml": ["--n-trials", "1"],
     "segbench evaluate --dataset chase_db1": ["--results", "eval-runs"],
