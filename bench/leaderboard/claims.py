@@ -219,6 +219,7 @@ def family_claim_text(claim: FamilyClaim, records: Sequence[Record]) -> list[str
     """One line per sweep of a :class:`FamilyClaim`: the table's verdict, each row's interval, each pair."""
     out = []
     m = claim.metric
+    refs = load_references(records)
     for sweep in claim.sweeps:
         rows = runs_by_model(train_runs(records, sweep, claim.loss))
         pairs = [(a, b) for a in claim.family for b in claim.others if a in rows and b in rows]
@@ -244,7 +245,6 @@ def family_claim_text(claim: FamilyClaim, records: Sequence[Record]) -> list[str
         )
         names = sorted({x for p in pairs for x in p})
         means = ", ".join(f"{x} {interval_text(rows[x], m)}" for x in names)
-        refs = load_references(records)
         deg = [f"{x} {degenerate_text(rows[x], refs)}" for x in names if row_degeneracy(rows[x], refs).runs]
         if deg:
             means += f" (degenerate runs: {', '.join(deg)})"
