@@ -39,6 +39,7 @@ from bench.errors import UserError
 from bench.evaluate.plan import collect_cases
 from bench.records.record import MODEL_CONFIG, WEIGHTS_FILE, Record
 from bench.records.store import DEFAULT_RESULTS, load_record, record_path
+from bench.records.weights import load_weights
 from datamodules.download import file_digest
 from datamodules.readers import (
     CaseLoadError,
@@ -160,8 +161,6 @@ def load_model(source: ModelSource, device: str = "cpu") -> LoadedModel:
     Raises:
         PredictError: the weights' sha256 differs from the stated one, or they do not fit the network.
     """
-    from safetensors.torch import load_model as load_weights
-
     from models import SegmentationModule
 
     weights = source.folder / WEIGHTS_FILE

@@ -39,6 +39,7 @@ from bench.records import (
 )
 from bench.records.provenance import device_info
 from bench.records.record import MODEL_CONFIG, MODELS, WEIGHTS_FILE
+from bench.records.weights import save_weights
 from bench.run.build import BuiltRun, build_run, launched_by_cluster
 from bench.run.launch import SPAWN_STRATEGIES, global_rank, needs_launch, run_launched
 from bench.run.memory import PeakMemory
@@ -88,15 +89,13 @@ def keep_model(run: BuiltRun, results: Path, record: Record) -> None:
     dimensions, channels and classes), each written atomically; ``record.weights`` names the file
     (relative to ``results``), its sha256 and size. Does nothing with ``eval.keep_model: none``.
     """
-    from safetensors.torch import save_model
-
     if run.resolved.eval.keep_model != "final":
         return
     folder = results / MODELS / run.cfg.run_id
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / WEIGHTS_FILE
     tmp = folder / f".{WEIGHTS_FILE}.{os.getpid()}.tmp"
-    save_model(run.module.net, str(tmp), metadata={"run_id": run.cfg.run_id, "format": "pt"})
+    save_weights(run.module.net, tmp, metadata={"run_id": run.cfg.run_id, "format": "pt"})
     os.replace(tmp, path)
     dm = run.datamodule
     data = {k: record.split.get(k) for k in ("spatial_dims", "in_channels", "channel_names", "class_names")}
