@@ -32,6 +32,16 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
 
 
+TINY_3D_DATASET: dict[str, Any] = {
+    "name": "synthetic_vessels_3d",
+    "size": [16, 16, 16],
+    "num_train": 2,
+    "num_val": 1,
+    "num_test": 1,
+}
+"""A 16³ synthetic 3D dataset of 2 training, 1 validation and 1 test case (a sweep's ``datasets`` entry)."""
+
+
 def tiny_sweep_dict(**updates: Any) -> dict[str, Any]:
     """A sweep that trains a 3-level U-Net for a few steps on 64×64 synthetic vessels."""
     sweep: dict[str, Any] = {

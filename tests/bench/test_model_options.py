@@ -9,7 +9,7 @@ import torch
 from bench.config import ConfigError, sweep_from_dict
 from bench.run import check_run, resolve_run, run_sweep
 from models import create_model
-from tests.conftest import tiny_sweep_dict
+from tests.conftest import TINY_3D_DATASET, tiny_sweep_dict
 
 
 def test_sam_runs_the_step_budget(tmp_path) -> None:
@@ -24,15 +24,7 @@ def test_sam_runs_the_step_budget(tmp_path) -> None:
 
 def test_a_2d_model_runs_on_3d_data_in_2p5d_mode(tmp_path) -> None:
     sweep = tiny_sweep_dict(
-        datasets=[
-            {
-                "name": "synthetic_vessels_3d",
-                "size": [16, 16, 16],
-                "num_train": 2,
-                "num_val": 1,
-                "num_test": 1,
-            }
-        ],
+        datasets=[dict(TINY_3D_DATASET)],
         models=[{"name": "hybridgnet_dense", "input_mode": "2.5d", "context": 1}],
         data={"batch_size": 1, "patch_size": [16, 16, 16], "samples_per_epoch": 2},
         eval={"sw_batch_size": 1},

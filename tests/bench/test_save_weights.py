@@ -43,18 +43,10 @@ def test_a_3d_nnunet_run_keeps_its_model_and_predict_reloads_it(tmp_path) -> Non
     from bench.config import sweep_from_dict
     from bench.evaluate.predict import find_model, load_model
     from bench.run import run_sweep
-    from tests.conftest import tiny_sweep_dict
+    from tests.conftest import TINY_3D_DATASET, tiny_sweep_dict
 
     sweep = tiny_sweep_dict(
-        datasets=[
-            {
-                "name": "synthetic_vessels_3d",
-                "size": [16, 16, 16],
-                "num_train": 2,
-                "num_val": 1,
-                "num_test": 1,
-            }
-        ],
+        datasets=[dict(TINY_3D_DATASET)],
         models=[{"name": "nnunet_plain", "preset": "small", "plan": "hippocampus"}],
         data={"batch_size": 1, "patch_size": [16, 16, 16], "samples_per_epoch": 2},
         eval={"sw_batch_size": 1, "betti_patch": 16},
