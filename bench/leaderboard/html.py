@@ -200,13 +200,12 @@ def _summary_table(a: Analysis) -> list[str]:
             cells.append(f'<td class="metric" data-sort="{sort}">{_e(diff)}</td>')
             cells.append(f"<td>{_e(fmt_spread(s0.ci) if s0 is not None else '–')}</td>")
         info = a.info[row.key]
-        secs = info.train_seconds
         cells += [
             f'<td data-sort="{info.params or 0}">{_e(fmt_params(info.params, info.preset))}</td>',
             f"<td>{_e(info.budget)}</td>",
             f"<td>{_e(info.seeds)}</td>",
             f"<td>{_e(info.folds)}</td>",
-            f"<td>{_e(f'{secs:.0f}' if secs is not None else '–')}</td>",
+            f"<td>{_e(info.train_seconds_text)}</td>",
             f'<td class="notes">{_e("; ".join(a.notes.get(row.key, [])))}</td>',
         ]
         out.append(f'<tr class="{a.role(row)}">' + "".join(cells) + "</tr>")

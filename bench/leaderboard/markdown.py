@@ -150,7 +150,7 @@ def _table_row(a: Analysis, row: Row, rank: str) -> str:
         cells.append(fmt_spread(s0.ci) if s0 is not None else "–")
     info = a.info[row.key]
     threads = a.train_threads()
-    secs = f"{info.train_seconds:.0f}" if info.train_seconds is not None else "–"
+    secs = info.train_seconds_text
     if info.train_seconds is not None and len(threads) > 1:
         secs += f" ({threads_text(info.torch_threads)})"
     cells += [

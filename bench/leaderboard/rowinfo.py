@@ -28,7 +28,8 @@ class RowInfo:
 
     params: int | None
     preset: str | None  # the size preset the runs were built at (:func:`preset_name`); None: no model
-    train_seconds: float | None  # mean over the done runs
+    train_seconds: float | None  # mean over the done runs that state it
+    train_seconds_text: str  # that mean as the tables show it; "(k of n runs)" when some do not state it
     torch_threads: list[int]  # distinct torch thread counts of the done runs (known ones)
     budget: str
     seeds: str
@@ -94,6 +95,12 @@ def row_info(row: Row) -> RowInfo:
             else None
         ),
         train_seconds=float(np.mean(secs)) if secs else None,
+        train_seconds_text=(
+            "–"
+            if not secs
+            else f"{np.mean(secs):.0f}"
+            + (f" ({len(secs)} of {len(row.done)} runs)" if len(secs) < len(row.done) else "")
+        ),
         torch_threads=sorted({r.torch_threads for r in row.done if r.torch_threads is not None}),
         budget=budget(row),
         seeds=runs_text(row, "seed"),

@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from bench.config import RunConfig, TrackingConfig, TrainerConfig
 from bench.records.predictions import PREDICTIONS
-from bench.run.callbacks import CaseMetricsCallback, LRTraceCallback, ResumeCheckpoint
+from bench.run.callbacks import CaseMetricsCallback, LRTraceCallback, ResumeCheckpoint, TrainClock
 from bench.run.curves import ValTraceCallback
 from bench.run.launch import global_rank
 from bench.run.plan import FILES_DIGEST, datamodule_kwargs, resolve_run
@@ -58,6 +58,7 @@ class BuiltRun:
     resume_step: int | None
     wandb_logger: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    clock: TrainClock = field(default_factory=TrainClock)
 
 
 def build_datamodule(cfg: RunConfig) -> L.LightningDataModule:
@@ -246,10 +247,12 @@ def build_run(
     )
     lr_cb = LRTraceCallback()
     val_cb = ValTraceCallback()
+    clock = TrainClock()
     callbacks: list[L.Callback] = [
         metrics_cb,
         lr_cb,
         val_cb,
+        clock,
         ResumeCheckpoint(ckpt, every_n_steps=resolved.trainer.checkpoint_every_n_steps),
     ]
     loggers: list[Any] = [CSVLogger(work_dir, name="csv", version="")]
@@ -273,6 +276,7 @@ def build_run(
         ckpt,
         resume_step,
         wandb_logger,
+        clock=clock,
     )
 
 

@@ -1,11 +1,13 @@
 """Lightning callbacks of the runner: per-case test metrics (gathered once under DDP), the
-learning-rate trace, the resume checkpoint, and the fault-injection points used by the tests."""
+learning-rate trace, the training clock, the resume checkpoint, and the fault-injection points
+used by the tests."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,39 @@ class LRTraceCallback(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.trace = [list(x) for x in state_dict.get("trace", [])]
+
+
+class TrainClock(L.Callback):
+    """Wall seconds of training over every attempt of a run, kept across resume in the checkpoint.
+
+    Each checkpoint stores the seconds spent in ``fit`` up to it (the earlier attempts' stored
+    seconds plus this attempt's so far), so a resumed run counts the training that produced its
+    weights, and not the work a killed attempt lost after its last checkpoint. :meth:`total` is
+    ``None`` for a run resumed from a checkpoint that carries no clock (written before segbench
+    kept one): its earlier seconds are unknown.
+    """
+
+    def __init__(self) -> None:
+        self.before = 0.0  # seconds of the earlier attempts, up to the checkpoint resumed from
+        self.loaded = False
+        self._start: float | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def state_dict(self) -> dict[str, Any]:
+        now = time.perf_counter() - self._start if self._start is not None else 0.0
+        return {"seconds": self.before + now}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.before = float(state_dict["seconds"])
+        self.loaded = True
+
+    def total(self, this_attempt: float, resumed: bool) -> float | None:
+        """Seconds of training over every attempt, given this attempt's ``fit`` seconds."""
+        if resumed and not self.loaded:
+            return None
+        return self.before + this_attempt
 
 
 class ResumeCheckpoint(L.Callback):

@@ -59,7 +59,7 @@ def execute_run(run: BuiltRun, record: Record) -> Record:
     record.resumed_from_step = run.resume_step
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=str(run.checkpoint) if run.resume_step is not None else None)
-    record.train_seconds = time.perf_counter() - start
+    record.train_seconds = run.clock.total(time.perf_counter() - start, resumed=run.resume_step is not None)
     record.steps = trainer.global_step
     record.epochs = trainer.current_epoch
     record.lr_trace = run.lr_trace.trace

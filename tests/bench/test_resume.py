@@ -70,3 +70,35 @@ def test_killed_run_resumes_to_identical_metrics(tmp_path: Path, uninterrupted: 
     assert [p[0] for p in rec["val_trace"]] == [s for s, _ in rec["lr_trace"]]
     assert uninterrupted["resumed_from_step"] is None and uninterrupted["attempt"] == 1
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def _clock_seconds(ckpt: Path) -> float | None:
+    import torch
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["callbacks"]
+    return state["TrainClock"]["seconds"] if "TrainClock" in state else None
+
+
+def test_a_resumed_run_counts_the_training_time_its_checkpoint_stored(tmp_path: Path) -> None:
+    """Killed before the test (all 10 steps trained), the second attempt trains nothing: its record's
+    train_seconds is the first attempt's training up to the checkpoint plus the second's fit."""
+    assert _run(tmp_path, "before_test") == -9
+    stored = _clock_seconds(next(tmp_path.glob(".work/*/checkpoints/last.ckpt")))
+    assert stored is not None and stored > 0
+    assert _run(tmp_path, None) == 0
+    rec = _record(tmp_path)
+    assert rec["resumed_from_step"] == 10 and stored <= rec["train_seconds"] < stored + 60
+
+
+def test_a_checkpoint_without_a_clock_leaves_train_seconds_unknown(tmp_path: Path) -> None:
+    import torch
+
+    assert _run(tmp_path, "before_test") == -9
+    ckpt = next(tmp_path.glob(".work/*/checkpoints/last.ckpt"))
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    del state["callbacks"]["TrainClock"]  # as a checkpoint written before segbench kept the clock
+    torch.save(state, ckpt)
+    assert _run(tmp_path, None) == 0
+    rec = _record(tmp_path)
+    assert rec["status"] == "done" and rec["resumed_from_step"] == 10
+    assert rec.get("train_seconds", "absent") is None, rec.get("train_seconds")

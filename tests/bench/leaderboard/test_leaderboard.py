@@ -512,3 +512,21 @@ def test_rows_whose_only_difference_is_an_added_option_are_labelled_by_that_opti
     recs = [record("unet"), record("unet", model_kwargs={"dropout": 0.1})]
     (table,) = lb.group_records(typed(recs))
     assert sorted(r.label for r in table.rows) == ["unet (dropout 0.1)", "unet (dropout none)"]
+
+
+def test_train_seconds_name_how_many_runs_state_them():
+    """A run resumed from a checkpoint without a clock has no train_seconds: the row's mean is over
+    the runs that state it, and the cell says how many those are (Markdown and HTML)."""
+    recs = [record(seed=s, dices=BASE + 0.01 * s) for s in range(3)]
+    recs[1]["train_seconds"], recs[2]["train_seconds"] = 30.0, None
+    (row,) = body_rows(
+        lb.render(typed(recs), plots=False, n_resamples=200), only(analyses_of(recs)).table.label
+    )
+    assert "| 21 (2 of 3 runs) |" in row  # (12 + 30) / 2
+    html = report.render_html(analyses_of(recs), plots=False)
+    assert "<td>21 (2 of 3 runs)</td>" in html
+    recs[2]["train_seconds"] = 18.0
+    (row,) = body_rows(
+        lb.render(typed(recs), plots=False, n_resamples=200), only(analyses_of(recs)).table.label
+    )
+    assert "| 20 |" in row and "of 3 runs" not in row
