@@ -89,8 +89,10 @@ class ResumeCheckpoint(L.Callback):
         self.every_n_steps = int(every_n_steps)
         self._last_saved = -1
 
-    def _save(self, trainer: L.Trainer) -> None:
-        if trainer.global_step == self._last_saved or trainer.sanity_checking:
+    def _save(self, trainer: L.Trainer, *, again: bool = False) -> None:
+        """Write the checkpoint, once per step unless ``again`` (a validation that ran after the
+        step's checkpoint: its point of the learning curve must be in the checkpoint too)."""
+        if (trainer.global_step == self._last_saved and not again) or trainer.sanity_checking:
             return
         self._last_saved = trainer.global_step
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
@@ -108,7 +110,7 @@ class ResumeCheckpoint(L.Callback):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == "fit":
-            self._save(trainer)
+            self._save(trainer, again=True)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._save(trainer)  # a run killed during the test resumes with nothing left to train

@@ -18,7 +18,7 @@ from bench.config import sweep_from_dict
 from bench.run import run_sweep
 sweep = sweep_from_dict({
     "models": [{"name": "unet", "channels": [4, 8]}],
-    "trainer": {"max_steps": 10, "checkpoint_every_n_steps": 3, "check_val_every_n_epoch": 1},
+    "trainer": {"max_steps": 10, "checkpoint_every_n_steps": int(sys.argv[2]), "check_val_every_n_epoch": 1},
     "optim": {"warmup_steps": 2},
     "data": {"patch_size": [32, 32], "samples_per_epoch": 8, "batch_size": 2},
     "eval": {"save_predictions": 0},
@@ -27,14 +27,18 @@ run_sweep(sweep, sys.argv[1], progress=False)
 """
 
 
-def _run(results: Path, fault: str | None) -> int:
+def _run(results: Path, fault: str | None, every: int = 3) -> int:
     env = {k: v for k, v in os.environ.items() if k != "SEGBENCH_FAULT"}
     if fault:
         env["SEGBENCH_FAULT"] = fault
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
     proc = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, str(results)], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", _SCRIPT, str(results), str(every)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     return proc.returncode
 
@@ -102,3 +106,17 @@ def test_a_checkpoint_without_a_clock_leaves_train_seconds_unknown(tmp_path: Pat
     rec = _record(tmp_path)
     assert rec["status"] == "done" and rec["resumed_from_step"] == 10
     assert rec.get("train_seconds", "absent") is None, rec.get("train_seconds")
+
+
+def test_a_validation_after_its_steps_checkpoint_is_kept_across_resume(tmp_path: Path) -> None:
+    """Checkpoints every 4 steps and validation every epoch of 4 steps: step 8's checkpoint is
+    written before step 8's validation. Killed at step 9, the run resumes from 8 with that
+    validation's point of the learning curve (the checkpoint is written again after it)."""
+    clean = tmp_path / "clean"
+    assert _run(clean, None, every=4) == 0
+    killed = tmp_path / "killed"
+    assert _run(killed, "step:9", every=4) == -9
+    assert _run(killed, None, every=4) == 0
+    rec, ref = _record(killed), _record(clean)
+    assert rec["resumed_from_step"] == 8 and [p[0] for p in ref["val_trace"]] == [4, 8]
+    assert rec["val_trace"] == ref["val_trace"] and rec["lr_trace"] == ref["lr_trace"]
