@@ -54,6 +54,8 @@ def export_command(args: argparse.Namespace) -> int:
         found = row_of_run(records, source.record.run_id)
         row = dataclasses.asdict(found) if found is not None else None
     return export.main(args, row=row)
+
+
 register_command(
     "status",
     help="per run: done / running (job, node) / failed (error) / to run",

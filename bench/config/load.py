@@ -175,8 +175,10 @@ _RANGES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("EvalConfig", "nsd_tolerance"): (lambda v: _finite(v) and v >= 0, "must be finite and >= 0"),
     ("EvalConfig", "save_predictions"): (lambda v: v >= -1, "must be >= 0, or -1 for every case"),
     ("EvalConfig", "postprocess"): (
-        lambda v: v in ("none", "largest_component")
-        or (v.startswith("min_size:") and v[9:].isdigit() and int(v[9:]) >= 1),
+        lambda v: (
+            v in ("none", "largest_component")
+            or (v.startswith("min_size:") and v[9:].isdigit() and int(v[9:]) >= 1)
+        ),
         "must be none, largest_component or min_size:N with N >= 1",
     ),
     ("RunConfig", "seed"): (lambda v: v >= 0, "must be >= 0"),
