@@ -47,7 +47,7 @@ from bench.leaderboard.rows import (
     values_of,
 )
 from bench.leaderboard.stats import RowStats
-from bench.metrics.registry import is_metric, metric_info
+from bench.metrics.registry import is_metric, metric_bounds, metric_info
 
 RANK_METRICS: tuple[str, ...] = ("dice", "cldice", "betti0_err", "betti1_err", "ece")
 """Default metric set of the combined rank (and the default Markdown columns)."""
@@ -387,7 +387,9 @@ def analyse(
     vals = _Values(all_metrics)
     row_stats: dict[str, dict[str, RowStats]] = {r.key: {} for r in shown}
     for m in all_metrics:
-        summaries = stats.row_stats_many([[vals(rec, m) for rec in r.done] for r in shown], groups=groups)
+        summaries = stats.row_stats_many(
+            [[vals(rec, m) for rec in r.done] for r in shown], groups=groups, bounds=metric_bounds(m)
+        )
         for r, summary in zip(shown, summaries, strict=True):
             row_stats[r.key][m] = summary
     if references is None:

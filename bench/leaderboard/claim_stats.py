@@ -25,7 +25,7 @@ from bench.leaderboard.intervals import group_units, mean_interval
 from bench.leaderboard.rows import case_groups
 from bench.leaderboard.wilcoxon import signed_rank_p, smallest_p
 from bench.metrics.reduction import reduce_values
-from bench.metrics.registry import higher_is_better
+from bench.metrics.registry import higher_is_better, metric_bounds
 from bench.records.identity import row_key
 from bench.records.record import Record
 
@@ -106,10 +106,11 @@ def units_text(runs: Sequence[Record], n: int) -> str:
 
 
 def interval_text(runs: Sequence[Record], metric: str) -> str:
-    """``mean [lo, hi]`` of the runs' ``(runs, units)`` matrix by :func:`mean_interval`."""
+    """``mean [lo, hi]`` of the runs' ``(runs, units)`` matrix by :func:`mean_interval`, cut to the
+    metric's bounds (as a table's cell)."""
     cases = sorted({c for r in runs for c in r.case_values(metric)})
     m = np.array([[r.case_values(metric).get(c, math.nan) for c in cases] for r in runs], float)
-    iv = mean_interval(group_units(m, cases, unit_groups(runs))[0])
+    iv = mean_interval(group_units(m, cases, unit_groups(runs))[0]).within(metric_bounds(metric))
     return f"{iv.mean:.3f} [{iv.lo:.3f}, {iv.hi:.3f}]"
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import special as _special
@@ -68,6 +68,19 @@ class MeanInterval:
     def ignores_training_noise(self) -> bool:
         """True when the interval has no seed term (a single run)."""
         return self.design == "units"
+
+    def within(self, bounds: tuple[float, float]) -> MeanInterval:
+        """The interval cut to ``bounds`` ``(lo, hi)``, the values a metric can take
+        (:func:`bench.metrics.registry.metric_bounds`): a t interval of a non-negative count can
+        reach below 0, of a Dice above 1. Cutting keeps the coverage: a mean of such values lies
+        in the bounds, so it lies in the cut interval whenever it lies in the uncut one. NaN ends
+        stay NaN."""
+        lo, hi = bounds
+        cut_lo = self.lo if math.isnan(self.lo) else min(max(self.lo, lo), hi)
+        cut_hi = self.hi if math.isnan(self.hi) else max(min(self.hi, hi), lo)
+        if cut_lo == self.lo and cut_hi == self.hi:
+            return self
+        return replace(self, lo=cut_lo, hi=cut_hi)
 
 
 def group_units(

@@ -31,6 +31,7 @@ from bench.leaderboard.intervals import (
 )
 from bench.leaderboard.wilcoxon import signed_rank_p_inf
 from bench.metrics.reduction import Reduction, reduce_values
+from bench.metrics.registry import UNBOUNDED
 
 N_RESAMPLES = 2000
 CONFIDENCE = 0.95
@@ -118,19 +119,25 @@ def row_statistic(name: str) -> Callable[[RowStatistic], RowStatistic]:
     return deco
 
 
-def row_stats(per_run: Sequence[Mapping[str, float]], *, groups: Mapping[str, str] | None = None) -> RowStats:
+def row_stats(
+    per_run: Sequence[Mapping[str, float]],
+    *,
+    groups: Mapping[str, str] | None = None,
+    bounds: tuple[float, float] = UNBOUNDED,
+) -> RowStats:
     """Summary of one row and metric from its runs' ``case id -> value`` maps (NaN: no value).
 
     The reduction pools every value of every run; the interval is :func:`mean_interval` of the
     ``(runs, units)`` matrix, cases averaged within their ``groups`` first (none: each case is a
-    unit); the seed spread is over the per-run means, the shares by :func:`variance_shares`.
+    unit), cut to the metric's ``bounds`` (:meth:`MeanInterval.within`); the seed spread is over
+    the per-run means, the shares by :func:`variance_shares`.
     """
     cases = sorted({c for v in per_run for c in v})
     matrix = np.array([[v.get(c, math.nan) for c in cases] for v in per_run], dtype=np.float64)
     kept = [np.array([x for x in v.values() if not math.isnan(x)]) for v in per_run]
     red = reduce_values([x for v in per_run for x in v.values()])
     units = group_units(matrix, cases, dict(groups or {}))[0] if matrix.size else matrix
-    ci = mean_interval(units)
+    ci = mean_interval(units).within(bounds)
     means = [_run_mean(v) for v in kept if v.size]
     seed_sd = float(np.std(means, ddof=1)) if len(means) > 1 and np.isfinite(means).all() else math.nan
     seed_share, case_share = variance_shares(kept)
@@ -139,7 +146,10 @@ def row_stats(per_run: Sequence[Mapping[str, float]], *, groups: Mapping[str, st
 
 
 def row_stats_many(
-    per_row: Sequence[Sequence[Mapping[str, float]]], *, groups: Mapping[str, str] | None = None
+    per_row: Sequence[Sequence[Mapping[str, float]]],
+    *,
+    groups: Mapping[str, str] | None = None,
+    bounds: tuple[float, float] = UNBOUNDED,
 ) -> list[RowStats]:
     """:func:`row_stats` of several rows, equal to it field for field (tested) and several times
     faster on a large table: rows whose runs (two or more) share one case list with a finite value
@@ -154,7 +164,7 @@ def row_stats_many(
         if len(per_run) > 1 and len(keys) > 1 and all(tuple(v) == keys for v in per_run[1:]):
             values = np.array([list(v.values()) for v in per_run], dtype=np.float64)
         if values is None or not np.isfinite(values).all():
-            out[i] = row_stats(per_run, groups=groups)
+            out[i] = row_stats(per_run, groups=groups, bounds=bounds)
             continue
         if keys not in orders:
             orders[keys] = sorted(range(len(keys)), key=keys.__getitem__)
@@ -162,12 +172,14 @@ def row_stats_many(
     for block in blocks.values():
         pooled = np.stack([v for _, v, _ in block])  # (rows, runs, cases) in each run's case order
         matrix = np.stack([v[:, order].T for _, v, order in block])  # (rows, cases sorted, runs)
-        for (i, _, _), stat in zip(block, _complete_row_stats(pooled, matrix), strict=True):
+        for (i, _, _), stat in zip(block, _complete_row_stats(pooled, matrix, bounds), strict=True):
             out[i] = stat
     return out  # type: ignore[return-value]
 
 
-def _complete_row_stats(pooled: np.ndarray, matrix: np.ndarray) -> list[RowStats]:
+def _complete_row_stats(
+    pooled: np.ndarray, matrix: np.ndarray, bounds: tuple[float, float] = UNBOUNDED
+) -> list[RowStats]:
     """:func:`row_stats` of rows with ``S >= 2`` runs on the same ``U >= 2`` cases, every value
     finite: ``pooled`` ``(rows, S, U)`` in the runs' case order, ``matrix`` ``(rows, U, S)`` the
     units (cases sorted) by run, transposed (:func:`~bench.leaderboard.intervals.crossed_components_many`)."""
@@ -193,7 +205,7 @@ def _complete_row_stats(pooled: np.ndarray, matrix: np.ndarray) -> list[RowStats
         )
         ci = crossed_from_components(
             float(ms_seed[i]), float(ms_unit[i]), float(ms_res[i]), float(m[i]), s, u
-        )
+        ).within(bounds)
         s2_b = max(0.0, float((msb[i] - msw[i]) / n0))
         total = s2_b + float(msw[i])
         shares = (s2_b / total, float(msw[i]) / total) if total > 0 else (math.nan, math.nan)

@@ -34,7 +34,7 @@ from bench.leaderboard import stats
 from bench.leaderboard.analysis import RANK_METRICS
 from bench.leaderboard.format import fmt_num, row_title
 from bench.leaderboard.rows import Row, Table, case_groups, group_records, slug, values_of
-from bench.metrics.registry import is_metric, metric_info
+from bench.metrics.registry import is_metric, metric_bounds, metric_info
 from bench.records.record import Record
 from bench.records.store import load_records, write_text_atomic
 from datamodules import DATASETS
@@ -166,7 +166,7 @@ def group_result(
     summaries = {}
     for row in rows:
         per_run = [{c: v for c, v in values_of(rec, metric).items() if c in wanted} for rec in row.done]
-        summaries[row.key] = stats.row_stats(per_run, groups=clusters)
+        summaries[row.key] = stats.row_stats(per_run, groups=clusters, bounds=metric_bounds(metric))
     ranked = [r for r in rows if not r.human]
     means = np.array([summaries[r.key].reduction["mean"] for r in ranked], dtype=np.float64)
     ranks = stats.rank_scores(stats.signed(means, higher_is_better)) if ranked else np.array([])

@@ -26,6 +26,7 @@ from typing import Any
 from bench.leaderboard.format import fmt_cell
 from bench.leaderboard.rows import NOT_SETTINGS, case_groups, group_records, setting_words, values_of
 from bench.leaderboard.stats import RowStats, row_stats
+from bench.metrics.registry import metric_bounds
 from bench.records.record import Record
 
 TRANSFER_METRIC = "dice"
@@ -140,7 +141,8 @@ def _cell(dataset: str, recs: Sequence[Record]) -> TransferCell:
     recs = sorted(recs, key=lambda r: r.run_id)
     per_run = [values_of(r, TRANSFER_METRIC) for r in recs]
     cases = sorted({c for v in per_run for c in v})
-    return TransferCell([r.run_id for r in recs], row_stats(per_run, groups=case_groups(dataset, cases)))
+    summary = row_stats(per_run, groups=case_groups(dataset, cases), bounds=metric_bounds(TRANSFER_METRIC))
+    return TransferCell([r.run_id for r in recs], summary)
 
 
 def _class_notes(train: Sequence[Record], tests: Sequence[Record]) -> list[str]:

@@ -16,6 +16,7 @@ rule, and computed by their protocol's own code from its own inputs.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 PER_CLASS_KEY = "{key}_{c}"  # the key of class ``c``'s value of a per-class metric ``key``
 POSITION_LAST = 1000.0  # default position: after every built-in metric
+UNBOUNDED: tuple[float, float] = (-math.inf, math.inf)  # bounds of a metric with no declared range
 SEGMENTATION = "segmentation"  # the protocol of ordinary runs
 # protocols whose metrics ``case_metrics`` computes from one case (``fn(ctx, **settings)``)
 CASE_PROTOCOLS: tuple[str, ...] = (SEGMENTATION, "uncertainty")
@@ -40,6 +42,9 @@ class MetricInfo:
         higher_is_better: direction of improvement.
         description: one line for tables and docs.
         worst: the value a missed structure gets (``inf`` for distances, ``0`` for overlaps).
+        bounds: ``(lo, hi)``, the values the metric can take by its definition (Dice ``(0, 1)``, a
+            Betti error ``(0, inf)``); a table's interval of a mean is cut to them
+            (:meth:`bench.leaderboard.intervals.MeanInterval.within`). ``(-inf, inf)``: unbounded.
         fn: ``fn(ctx, **settings) -> float`` (see :func:`register_metric`).
         empty: the empty-mask rule, e.g. ``"both empty: NaN; one empty: 0"``.
         settings: names of the :class:`~bench.metrics.settings.MetricSettings` values ``fn``
@@ -69,6 +74,7 @@ class MetricInfo:
     description: str
     worst: float
     fn: Callable[..., Any] = field(compare=False, repr=False)
+    bounds: tuple[float, float] = UNBOUNDED
     empty: str = ""
     settings: tuple[str, ...] = ()
     new_settings: Mapping[str, Any] = field(default_factory=dict, hash=False)
@@ -104,6 +110,7 @@ def register_metric(
     worst: float,
     description: str,
     empty: str,
+    bounds: tuple[float, float] = UNBOUNDED,
     settings: Sequence[str] = (),
     new_settings: Mapping[str, Any] | None = None,
     needs_probabilities: bool = False,
@@ -127,9 +134,13 @@ def register_metric(
     ``protocol`` outside :data:`CASE_PROTOCOLS` registers the function its protocol calls.
 
     Raises:
-        ValueError: for a name registered twice, or a new setting another metric declares.
+        ValueError: for a name registered twice, a new setting another metric declares, or
+            ``bounds`` that are not ``lo <= hi`` with ``worst`` inside them.
     """
     new = dict(new_settings or {})
+    lo, hi = (float(b) for b in bounds)
+    if not lo <= float(worst) <= hi:
+        raise ValueError(f"metric {name!r}: worst {worst} lies outside its bounds ({lo}, {hi})")
 
     def deco(fn: F) -> F:
         if name in METRICS:
@@ -144,6 +155,7 @@ def register_metric(
             worst=float(worst),
             empty=empty,
             fn=fn,
+            bounds=(lo, hi),
             settings=tuple(settings),
             new_settings=new,
             needs_probabilities=needs_probabilities,
@@ -188,6 +200,15 @@ def metric_info(key: str) -> MetricInfo:
         if base.per_class_key and (m := _per_class_pattern(base.name, base.per_class_key).match(key)):
             return replace(base, name=key, description=f"{base.description} (class {m['c']})")
     raise KeyError(f"unknown metric {key!r}; known: {', '.join(METRICS)}")
+
+
+def metric_bounds(key: str) -> tuple[float, float]:
+    """``(lo, hi)`` of a metric key (per-class keys included): the values it can take by its
+    definition; ``(-inf, inf)`` for a key that is not a registered metric (a table's own column)."""
+    try:
+        return metric_info(key).bounds
+    except KeyError:
+        return UNBOUNDED
 
 
 def is_metric(key: str) -> bool:

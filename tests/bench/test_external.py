@@ -288,3 +288,16 @@ def test_the_matrix_pools_seeds_says_what_is_missing_and_leaves_the_main_tables(
     before = text[: text.index("## Trained on A")]
     assert "trained on drive, seed" not in before and "from an exported model" in before
     assert "\n## vevio" not in before
+
+
+def test_a_matrix_cell_interval_stays_inside_dices_bounds() -> None:
+    """One run tested on 3 STARE cases with Dice 1, 1, 0.7: Student's t interval 0.9 -+ 0.430 is
+    cut at Dice's 1 (uncut 1.330), as in every table."""
+    run = _train(0, [0.7, 0.6, 0.8, 0.75])
+    (matrix,) = transfer_matrices(
+        [Record.from_dict(r) for r in (run, _tested(run, "stare", [1.0, 1.0, 0.7]))]
+    )
+    (row,) = matrix.rows
+    ci = row.cells[matrix.columns[0].key].stats.ci
+    half = 4.302652729911275 * math.sqrt(0.03) / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(3)
+    assert ci.hi == 1.0 and math.isclose(ci.lo, 0.9 - half, rel_tol=1e-9)

@@ -23,6 +23,7 @@ def _both_fractions(p: np.ndarray, g: np.ndarray) -> tuple[float, float]:
     "cldice",
     higher_is_better=True,
     worst=0.0,
+    bounds=(0.0, 1.0),
     description="centreline Dice (Shit et al. 2021)",
     empty="both empty: NaN; one empty: 0; an empty skeleton is replaced by its mask",
     deferred=True,
