@@ -23,7 +23,8 @@ from bench.records.record import Record
 LEGEND = (
     "Cells: mean [95% interval: crossed seed × test-unit random-effects t interval with Satterthwaite "
     "degrees of freedom; a unit is a case, or a case group when the dataset declares groups; one run: "
-    "t over the units, which ignores training noise]; (k ∞) / (k NaN): infinite values are in the mean, "
+    "t over the units, which ignores training noise; cut to the values the metric can take, e.g. [0, 1] "
+    "for Dice]; (k ∞) / (k NaN): infinite values are in the mean, "
     "NaN (undefined) ones are left out. Bold: best of the column among rows that are neither collapsed "
     "(every run degenerate) nor baselines. Marks compare a row with that best (m − 1 comparisons, Holm, "
     f"two-sided Wilcoxon signed-rank on paired seed-averaged unit values, α {ALPHA}): * differs, ns not "
