@@ -169,3 +169,31 @@ def test_a_table_with_no_converged_row_is_labelled_early_training_with_its_budge
     assert "**Early training at 1,000 steps**: no row of this table is shown converged" in render_table_md(a)
     (a,) = analyse_records([*no_flat_end, _record("a0", "unet", 0, flat)])  # one flat curve: a real end
     assert "Early training" not in render_table_md(a)
+
+
+def test_the_hippocampus_table_states_the_gap_of_its_mean_dice_by_hand() -> None:
+    """The issue's target is the mean Dice of the two classes: nnU-Net's 0.90 / 0.89 average to
+    0.895. Two cases, Dice (anterior, posterior) (0.88, 0.86) and (0.90, 0.84): per class 0.890 /
+    0.850 (gaps -0.010 / -0.040), mean 0.870 (gap -0.025)."""
+    from bench.leaderboard import analyse_records
+    from bench.leaderboard.published import published_sentence
+    from bench.records.record import Record
+
+    config = {
+        "dataset": {"name": "msd_hippocampus", "kwargs": {}},
+        "model": {"name": "nnunet_plain", "kwargs": {}},
+        "loss": {"name": "dice_ce", "kwargs": {}},
+        "seed": 0,
+        "fold": 0,
+        "trainer": {"max_steps": 300},
+    }
+    cases = [
+        {"case_id": f"hippocampus_00{i}", "dice": (d1 + d2) / 2, "dice_1": d1, "dice_2": d2}
+        for i, (d1, d2) in enumerate([(0.88, 0.86), (0.90, 0.84)])
+    ]
+    (a,) = analyse_records([Record(kind="train", run_id="h", status="done", config=config, cases=cases)])
+    text = published_sentence(a)
+    assert "dice_1 0.90 for nnU-Net, anterior (head)" in text and "has 0.890" in text
+    assert "-0.010 from the published range" in text and "-0.040 from the published range" in text
+    assert "dice 0.895 for nnU-Net, the mean of its anterior 0.90 and posterior 0.89" in text
+    assert "has 0.870" in text and "-0.025 from the published range" in text
