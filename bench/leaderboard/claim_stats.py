@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from bench.leaderboard.degenerate import ConstantReferences, row_degeneracy
-from bench.leaderboard.intervals import group_units, mean_interval
 from bench.leaderboard.rows import case_groups
+from bench.leaderboard.stats import row_stats
 from bench.leaderboard.wilcoxon import signed_rank_p, smallest_p
 from bench.metrics.reduction import reduce_values
 from bench.metrics.registry import higher_is_better, metric_bounds
@@ -106,11 +106,10 @@ def units_text(runs: Sequence[Record], n: int) -> str:
 
 
 def interval_text(runs: Sequence[Record], metric: str) -> str:
-    """``mean [lo, hi]`` of the runs' ``(runs, units)`` matrix by :func:`mean_interval`, cut to the
-    metric's bounds (as a table's cell)."""
-    cases = sorted({c for r in runs for c in r.case_values(metric)})
-    m = np.array([[r.case_values(metric).get(c, math.nan) for c in cases] for r in runs], float)
-    iv = mean_interval(group_units(m, cases, unit_groups(runs))[0]).within(metric_bounds(metric))
+    """``mean [lo, hi]`` of the runs as a table's cell gives it (:func:`bench.leaderboard.stats.row_stats`:
+    the ``(runs, units)`` interval cut to the metric's bounds)."""
+    per_run = [r.case_values(metric) for r in runs]
+    iv = row_stats(per_run, groups=unit_groups(runs), bounds=metric_bounds(metric)).ci
     return f"{iv.mean:.3f} [{iv.lo:.3f}, {iv.hi:.3f}]"
 
 

@@ -178,7 +178,7 @@ def row_stats_many(
 
 
 def _complete_row_stats(
-    pooled: np.ndarray, matrix: np.ndarray, bounds: tuple[float, float] = UNBOUNDED
+    pooled: np.ndarray, matrix: np.ndarray, bounds: tuple[float, float]
 ) -> list[RowStats]:
     """:func:`row_stats` of rows with ``S >= 2`` runs on the same ``U >= 2`` cases, every value
     finite: ``pooled`` ``(rows, S, U)`` in the runs' case order, ``matrix`` ``(rows, U, S)`` the
