@@ -168,11 +168,13 @@ class Analysis:
         shown = ", ".join(names[:2]) + (", …" if len(names) > 2 else "")
         return f"{len(names)} case groups ({shown}) of {len(self.cases)} cases"
 
-    def train_threads(self) -> set[int]:
-        """The torch thread counts of the table's trained rows (the rows with a ``train s`` cell;
-        a baseline's or a human row's evaluation time is not a training time)."""
+    def train_compute(self) -> tuple[set[int], set[str]]:
+        """The CPU torch thread counts and the GPU names of the table's trained rows (a baseline's or
+        a human row's evaluation time is not a training time): the times of a ``train s`` column
+        compare only when these make one setting."""
         trained = [r for r in self.ranked + self.human if r.kind == "train" and r.key not in self.baseline]
-        return {t for r in trained for t in self.info[r.key].torch_threads}
+        cpu = {t for r in trained for t in self.info[r.key].cpu_threads}
+        return cpu, {g for r in trained for g in self.info[r.key].gpus}
 
     def legend_text(self) -> str:
         """The per-table legend (:func:`bench.leaderboard.format.legend`): units, family, the smallest
@@ -186,7 +188,8 @@ class Analysis:
             n_compared=len(self.vs_best.get(m0, {})) if m0 else 0,
             n_pairs=len({self.groups.get(c, c) for c in self.cases}) if self.cases else None,
             margin=self.equivalence_margin,
-            threads=sorted(self.train_threads()),
+            threads=sorted(self.train_compute()[0]),
+            gpus=sorted(self.train_compute()[1]),
         )
 
     def example_cases(self) -> list[str]:

@@ -362,15 +362,24 @@ def _steps_text(runs: Sequence[Record]) -> str:
     )
 
 
+def _device_text(record: Record) -> str:
+    """What a run computed on, as its record states it: the GPU's name (``device.gpu``) for a run
+    on an accelerator, else ``CPU, N torch thread(s)`` (:attr:`Record.torch_threads`)."""
+    accelerator = record.device.get("accelerator") or "cpu"
+    if accelerator != "cpu":
+        return str(record.device.get("gpu") or accelerator)
+    n = record.torch_threads
+    return f"CPU, {n} torch thread{'' if n == 1 else 's'}" if n is not None else "CPU, threads not recorded"
+
+
 def tables_text(records: Sequence[Record]) -> list[str]:
     """The table facts: one line per sweep and dataset (a sweep over several datasets gets a line
-    for each) with its runs, budget, seeds, test set, threads and degenerate runs
+    for each) with its runs, budget, seeds, test set, device (GPU or CPU threads) and degenerate runs
     (:func:`bench.leaderboard.degenerate.row_degeneracy` over those runs)."""
     refs = load_references(records)
     sweeps = sorted({str(r.config.get("sweep")) for r in records if r.kind == "train" and r.done})
     lines = [
-        "| dataset (sweep) | runs | models × losses | seeds | budget | test set | torch threads "
-        "| degenerate runs |",
+        "| dataset (sweep) | runs | models × losses | seeds | budget | test set | device | degenerate runs |",
         "|---|---|---|---|---|---|---|---|",
     ]
     parts = [
@@ -391,8 +400,8 @@ def tables_text(records: Sequence[Record]) -> list[str]:
         sizes = _join(len(r.cases) for r in runs)
         same = len({tuple(sorted(r.case_values("dice"))) for r in runs}) == 1
         source = _join(r.split.get("test_source") for r in runs)
-        threads = Counter(r.torch_threads for r in runs)
-        thread_text = ", ".join(f"{t}: {n} runs" for t, n in sorted(threads.items(), key=str))
+        devices = Counter(_device_text(r) for r in runs)
+        thread_text = "; ".join(f"{d}: {_plural(n, 'run')}" for d, n in sorted(devices.items()))
         lines.append(
             f"| {runs[0].dataset.get('name')} ({sweep}) | {len(runs)} | {len(models)} × {len(losses)} | "
             f"{_join(r.seed for r in runs)} | {budget} | {sizes} cases, `{source}`"
@@ -416,8 +425,9 @@ def readme_section(records: Sequence[Record]) -> str:
         f"its interval and its test. {_plural(studies, 'record')} came "
         "from a tuning study: no hyperparameter was chosen on a test split. "
         "`test_source` is where the records say the test cases came from (`official`: the "
-        "dataset's fixed split; `held_out`: held out by the split seed). The thread count is "
-        "`Record.torch_threads` (schema-2 records stored it as `device.cpu_count`).",
+        "dataset's fixed split; `held_out`: held out by the split seed). `device` is the GPU a run "
+        "trained on, else the CPU and its torch thread count, `Record.torch_threads` (schema-2 "
+        "records stored it as `device.cpu_count`).",
         "",
         *tables_text(records),
         "",

@@ -129,12 +129,12 @@ def _dirty(recs: Sequence[Record]) -> str:
     return " (dirty: " + ", ".join(f"`{d}`" for d in dirty) + ")"
 
 
-def threads_text(threads: Sequence[int]) -> str:
-    """``1 thr`` / ``1–2 thr`` of a row's torch thread counts (``?`` when unknown)."""
+def threads_text(threads: Sequence[int], gpus: Sequence[str] = ()) -> str:
+    """``1 thr`` / ``1–2 thr`` of a row's CPU torch thread counts (``?`` when unknown), or the
+    names of the GPUs its runs trained on, both when it has runs on each."""
     ts = sorted(set(threads))
-    if not ts:
-        return "? thr"
-    return f"{ts[0]} thr" if len(ts) == 1 else f"{ts[0]}–{ts[-1]} thr"
+    cpu = "? thr" if not ts else f"{ts[0]} thr" if len(ts) == 1 else f"{ts[0]}–{ts[-1]} thr"
+    return ", ".join([*sorted(set(gpus)), *([cpu] if ts or not gpus else [])])
 
 
 def fmt_diff(iv: MeanInterval) -> str:
@@ -165,6 +165,7 @@ def legend(
     n_pairs: int | None = None,
     margin: float | None = None,
     threads: Sequence[int] = (),
+    gpus: Sequence[str] = (),
 ) -> str:
     """The per-table line: what a pair is, the family of the marks and what the smallest p is at this
     size, the equivalence margin, thread counts when rows differ, and what the rank stability resamples
@@ -189,7 +190,13 @@ def legend(
         )
     else:
         parts.append("No equivalence claim (no --equivalence-margin).")
-    if len(set(threads)) > 1:
+    if gpus and (threads or len(set(gpus)) > 1):
+        ts = sorted(set(threads))
+        cpu = f" and on the CPU with {' and '.join(map(str, ts))} torch thread" if ts else ""
+        cpu += "s" if ts and ts != [1] else ""
+        on = " and ".join(sorted(set(gpus)))
+        parts.append(f"train s: rows ran on {on}{cpu} (per cell); their times do not compare.")
+    elif len(set(threads)) > 1:
         parts.append(
             f"train s: rows ran with {' and '.join(str(t) for t in sorted(set(threads)))} torch threads "
             "(per cell); their times do not compare."

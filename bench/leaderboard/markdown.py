@@ -149,10 +149,10 @@ def _table_row(a: Analysis, row: Row, rank: str) -> str:
         cells.append(f"{fmt_diff(comp.diff)} {comp.mark}" if comp is not None else best)
         cells.append(fmt_spread(s0.ci) if s0 is not None else "–")
     info = a.info[row.key]
-    threads = a.train_threads()
+    threads, gpus = a.train_compute()
     secs = info.train_seconds_text
-    if info.train_seconds is not None and len(threads) > 1:
-        secs += f" ({threads_text(info.torch_threads)})"
+    if info.train_seconds is not None and len(threads) + len(gpus) > 1:
+        secs += f" ({threads_text(info.cpu_threads, info.gpus)})"
     cells += [
         fmt_params(info.params, info.preset),
         info.budget,

@@ -31,6 +31,8 @@ class RowInfo:
     train_seconds: float | None  # mean over the done runs that state it
     train_seconds_text: str  # that mean as the tables show it; "(k of n runs)" when some do not state it
     torch_threads: list[int]  # distinct torch thread counts of the done runs (known ones)
+    cpu_threads: list[int]  # the same, of the done runs trained on the CPU
+    gpus: list[str]  # distinct GPU names of the done runs trained on an accelerator
     budget: str
     seeds: str
     folds: str
@@ -78,6 +80,13 @@ def preset_name(model: str, kwargs: dict[str, Any]) -> str:
     return name + (f" + {', '.join(left)}" if left else "")
 
 
+def _gpu(record: Any) -> str | None:
+    """The GPU a run trained on, as its record states it (``device.gpu``, else the accelerator's
+    name); None for a run on the CPU."""
+    accelerator = record.device.get("accelerator") or "cpu"
+    return None if accelerator == "cpu" else str(record.device.get("gpu") or accelerator)
+
+
 def row_info(row: Row) -> RowInfo:
     """The :class:`RowInfo` of ``row``."""
     secs = [r.train_seconds for r in row.done if isinstance(r.train_seconds, (int, float))]
@@ -102,6 +111,10 @@ def row_info(row: Row) -> RowInfo:
             + (f" ({len(secs)} of {len(row.done)} runs)" if len(secs) < len(row.done) else "")
         ),
         torch_threads=sorted({r.torch_threads for r in row.done if r.torch_threads is not None}),
+        cpu_threads=sorted(
+            {r.torch_threads for r in row.done if r.torch_threads is not None and not _gpu(r)}
+        ),
+        gpus=sorted({_gpu(r) for r in row.done if _gpu(r)}),
         budget=budget(row),
         seeds=runs_text(row, "seed"),
         folds=runs_text(row, "fold"),

@@ -28,6 +28,7 @@ from bench.metrics.registry import CASE_PROTOCOLS, METRICS, is_metric, metric_in
 from bench.records.identity import ROW_EXCLUDED, row_key, with_hash_defaults
 from bench.records.record import Record
 from datamodules import DATASETS
+from models.registry import MODELS
 
 TABLE_EVAL_KEYS = ("betti_patch", "nsd_tolerance")
 """Metric settings that change the numbers: different values make different tables (so do the dataset
@@ -317,6 +318,21 @@ def label_words(key: str, value: Any) -> str:
     return words(value) if words is not None else f"{key.split('.')[-1]} {value_text(value)}"
 
 
+def _set_by_presets(model: str, flats: Sequence[Mapping[str, Any]], key: str) -> bool:
+    """Whether every row's ``key`` (a ``model.kwargs.*`` field) is absent or the value its own named
+    size preset sets: a difference the differing ``preset`` already tells (``small`` sets
+    ``base_features 8``, ``hippocampus`` leaves it to the plan)."""
+    if not key.startswith("model.kwargs.") or key == "model.kwargs.preset" or model not in MODELS:
+        return False
+    presets = MODELS.get(model).meta.get("presets", {})
+    option, missing = key.removeprefix("model.kwargs."), object()
+    for flat in flats:
+        value, named = flat.get(key, missing), flat.get("model.kwargs.preset")
+        if value is not missing and presets.get(named, {}).get(option, missing) != value:
+            return False
+    return True
+
+
 def _label_rows(table: Table) -> None:
     """Label rows that share a model name (and kind) by the config fields in which they differ."""
     skip = {*ROW_EXCLUDED, "model.name", "loss.name"}
@@ -338,6 +354,8 @@ def _label_rows(table: Table) -> None:
                 del f[k]
         keys = sorted({k for f in flats for k in f}, key=_label_order)
         differ = [k for k in keys if len({value_text(f.get(k)) for f in flats}) > 1]
+        if "model.kwargs.preset" in differ:
+            differ = [k for k in differ if not _set_by_presets(group[0].model, flats, k)]
         for row, flat in zip(group, flats):
             parts = [label_words(k, flat.get(k)) for k in differ if not k.startswith("loss.")]
             row.label = f"{row.model} ({', '.join(parts)})" if parts else row.model

@@ -257,6 +257,19 @@ def test_time_column_says_thread_counts_when_rows_differ_and_provenance_names_di
     assert "torch threads" not in lb.render_analyses([base])
 
 
+def test_time_column_names_the_gpu_when_rows_ran_on_a_gpu_and_a_cpu():
+    gpu = {"accelerator": "gpu", "gpu": "NVIDIA H200", "torch_threads": 1}
+    recs = [record("unet", BASE, device=gpu), record("swin_unetr", BASE - 0.1)]
+    a = analyse(recs)
+    rows, text = table_lines(a)
+    assert "10 (NVIDIA H200)" in rows["unet"] and "10 (2 thr)" in rows["swin_unetr"]
+    assert "rows ran on NVIDIA H200 and on the CPU with 2 torch threads (per cell)" in text
+    # both on the one GPU: the times compare, no sentence and no cell note
+    same = analyse([record("unet", BASE, device=gpu), record("swin_unetr", BASE - 0.1, device=gpu)])
+    text = lb.render_analyses([same])
+    assert "(NVIDIA H200)" not in text and "rows ran on" not in text
+
+
 def test_superseded_records_are_listed_with_their_reason():
     gone = [
         Superseded("drive-unet-s0", ".superseded/x.json", "2026-12-01T10:00:00", "mLSTM fix", "1234567890")

@@ -514,6 +514,25 @@ def test_rows_whose_only_difference_is_an_added_option_are_labelled_by_that_opti
     assert sorted(r.label for r in table.rows) == ["unet (dropout 0.1)", "unet (dropout none)"]
 
 
+def test_rows_at_two_size_presets_are_labelled_by_the_preset_not_by_what_it_sets():
+    """nnU-Net's plain U-Net at ``small`` (which sets ``base_features 8, max_features 64``) beside
+    ``hippocampus`` (which leaves them to the plan): the labels say the preset; an option changed
+    beside a preset is still named."""
+    small = {"preset": "small", "plan": "hippocampus", "base_features": 8, "max_features": 64}
+    recs = [
+        record("nnunet_plain", model_kwargs=small),
+        record("nnunet_plain", model_kwargs={"preset": "hippocampus", "plan": "hippocampus"}),
+    ]
+    (table,) = lb.group_records(typed(recs))
+    assert sorted(r.label for r in table.rows) == [
+        "nnunet_plain (preset hippocampus)",
+        "nnunet_plain (preset small)",
+    ]
+    recs[0]["config"]["model"]["kwargs"]["base_features"] = 16  # not what `small` sets: named
+    (table,) = lb.group_records(typed(recs))
+    assert "nnunet_plain (base_features 16, preset small)" in {r.label for r in table.rows}
+
+
 def test_train_seconds_name_how_many_runs_state_them():
     """A run resumed from a checkpoint without a clock has no train_seconds: the row's mean is over
     the runs that state it, and the cell says how many those are (Markdown and HTML)."""

@@ -53,10 +53,18 @@ def test_every_claim_and_table_has_its_line(records: list[Record], section: str)
     # the audit's facts (issue 23), re-derived: CHASE's test set is the official split, MSD's held out
     assert "| chase_db1 (chase_db1) | 42 |" in section and "8 cases, `official`" in section
     assert "52 cases, `held_out`" in section
-    threads = sum(1 for r in records if r.torch_threads == 1)
+    # the device cell: one count per CPU thread number and per GPU, summed over the lines
+    train = [r for r in records if r.kind == "train" and r.done]
     cells = [line.split(" | ")[-2] for line in section.splitlines() if "cases, `" in line]
-    ones = sum(int(c.split(" runs")[0][3:]) for c in cells if c.startswith("1: "))
-    assert ones == threads
+
+    def counted(label: str) -> int:
+        parts = [part.rsplit(": ", 1) for c in cells for part in c.split("; ")]
+        return sum(int(n.split(" ")[0]) for d, n in parts if d == label)
+
+    ones = sum(1 for r in train if r.device.get("accelerator", "cpu") == "cpu" and r.torch_threads == 1)
+    assert counted("CPU, 1 torch thread") == ones
+    h200 = sum(1 for r in train if r.device.get("gpu") == "NVIDIA H200")
+    assert h200 == 5 and counted("NVIDIA H200") == h200
     # the collapsed runs the audit found: 20 all-foreground synthetic-grid runs, 1 all-background MSD run
     assert "| 20 of 276 (all-foreground ×20) |" in section and "| 1 of 30 (all-background) |" in section
     # the seed-spread claim leaves the collapsed MSD Swin UNETR run out, as the loss claims do
