@@ -28,7 +28,8 @@ import numpy as np  # noqa: E402
 
 from bench.leaderboard import stats  # noqa: E402
 from bench.leaderboard.analysis import Analysis, example_file  # noqa: E402
-from bench.leaderboard.format import primary_metric, row_title, significance_note  # noqa: E402
+from bench.leaderboard.format import primary_metric, rank_text, row_title, significance_note  # noqa: E402
+from bench.leaderboard.rows import Row  # noqa: E402
 from bench.metrics.calibration import calibration_stats  # noqa: E402
 from bench.metrics.registry import metric_info  # noqa: E402
 
@@ -170,6 +171,16 @@ def _rows_text(n: int, human: int = 0) -> str:
     return text + (" + human baseline" if human else "")
 
 
+def _titles(a: Analysis, rows: Sequence[Row]) -> list[str]:
+    """The rows' names on an axis or in a legend, cut to :data:`LABEL_WIDTH`. When two cut names
+    coincide (``nnunet_plain (tta none, preset …`` at two presets), every name gets the row's ``#``
+    from the table in front (``#1 ``, ``#3 ``), so that the figure still tells the rows apart."""
+    cut = [row_title(r, LABEL_WIDTH) for r in rows]
+    if len(set(cut)) == len(cut):
+        return cut
+    return [f"#{rank_text(a, r)} {c}" for r, c in zip(rows, cut)]
+
+
 def _tick_size(n: int) -> float:
     return 7 if n <= 40 else 6
 
@@ -177,19 +188,20 @@ def _tick_size(n: int) -> float:
 def _cases(a: Analysis, path: Path) -> None:
     human = [r for r in a.human if r.done]
     rows = a.ranked + human
-    below = _label_room([row_title(r, LABEL_WIDTH) + " (+99∞)" for r in rows])
+    names = _titles(a, rows)
+    below = _label_room([t + " (+99∞)" for t in names])
     width = max(2.5, 0.3 * len(rows) + 0.5)
     n = len(a.rank_metrics)
     fig, axes = _grid(n, width, 2.6, cols=_cols(width, n), below=below)
     rng = np.random.default_rng(0)
     for ax, m in zip(axes, a.rank_metrics):
         data, labels = [], []
-        for row in rows:
+        for row, name in zip(rows, names):
             vals = a.pooled[row.key][m]
             finite = vals[np.isfinite(vals)]
             n_inf = int(np.isinf(vals).sum())
             data.append(finite)
-            labels.append(row_title(row, LABEL_WIDTH) + (f" (+{n_inf}∞)" if n_inf else ""))
+            labels.append(name + (f" (+{n_inf}∞)" if n_inf else ""))
         ax.boxplot([d if d.size else [np.nan] for d in data], widths=0.5, showfliers=False)
         xs = np.concatenate([np.full(d.size, i + 1.0) for i, d in enumerate(data)])
         ax.scatter(
@@ -218,7 +230,7 @@ def _blob(a: Analysis, path: Path) -> None:
         width,
         2.6,
         cols=_cols(width, len(panels)),
-        below=_label_room([row_title(r, LABEL_WIDTH) for r in rows]),
+        below=_label_room(_titles(a, rows)),
     )
     for ax, (title, st) in zip(axes, panels):
         assert st is not None
@@ -228,7 +240,7 @@ def _blob(a: Analysis, path: Path) -> None:
         ax.scatter(np.arange(1, n + 1), st.full[:n], marker="x", color="tab:red", s=25, zorder=3)
         ax.set_xticks(
             range(1, n + 1),
-            [row_title(r, LABEL_WIDTH) for r in rows],
+            _titles(a, rows),
             rotation=60,
             ha="right",
             fontsize=_tick_size(n),
@@ -253,6 +265,7 @@ def _curves(a: Analysis, path: Path) -> dict[str, str]:
     chunks = [rows[i : i + CURVE_ROWS] for i in range(0, len(rows), CURVE_ROWS)]
     fig, axes = _grid(len(chunks), 5.5, 3.2, cols=min(2, len(chunks)), below=0.6)
     colours = plt.get_cmap("tab10")
+    names = dict(zip([r.key for r in rows], _titles(a, rows)))
     for ax, chunk in zip(axes, chunks):
         for i, row in enumerate(chunk):
             colour = colours(i % 10)
@@ -266,7 +279,7 @@ def _curves(a: Analysis, path: Path) -> dict[str, str]:
                 mean = [np.nanmean([t[t[:, 0] == s, 1][0] for t in traces]) for s in shared]
                 verdict = a.convergence.get(row.key)
                 flag = " (not converged)" if verdict is not None and verdict.status == "not converged" else ""
-                ax.plot(shared, mean, color=colour, lw=1.8, label=row_title(row, LABEL_WIDTH) + flag)
+                ax.plot(shared, mean, color=colour, lw=1.8, label=names[row.key] + flag)
         ax.set_xlabel("optimiser step", fontsize=8)
         ax.set_ylabel("validation Dice", fontsize=8)
         ax.legend(fontsize=6, loc="lower right")
@@ -327,6 +340,7 @@ def _reliability(a: Analysis, results: Path, path: Path) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
     skipped = {}
+    names = dict(zip([r.key for r in a.ranked], _titles(a, a.ranked)))
     for row in a.ranked:
         total = None
         for pred in a.info[row.key].predictions:
@@ -348,7 +362,7 @@ def _reliability(a: Analysis, results: Path, path: Path) -> dict[str, str]:
         with np.errstate(invalid="ignore", divide="ignore"):
             acc, conf = total[2] / total[0], total[1] / total[0]
         ok = total[0] > 0
-        ax.plot(conf[ok], acc[ok], marker="o", ms=3, label=row_title(row, LABEL_WIDTH))
+        ax.plot(conf[ok], acc[ok], marker="o", ms=3, label=names[row.key])
     ax.set_xlabel("confidence", fontsize=8)
     ax.set_ylabel("accuracy", fontsize=8)
     _title(ax, f"{a.table.label}: reliability ({N_BINS} bins)", 9)

@@ -433,3 +433,25 @@ def test_a_long_table_label_is_wrapped_inside_the_learning_curve_figure(tmp_path
     fig = captured["curves.png"]
     assert not _collisions(fig)
     assert "\n" in fig._suptitle.get_text()  # wrapped, not shrunk
+
+
+def test_rows_whose_cut_names_coincide_get_their_table_rank_in_the_figures(tmp_path, captured):
+    """The bug this fixed: the MSD table's learning curves named two rows
+    ``nnunet_plain (tta none, preset …`` (small and hippocampus presets), so the legend could not
+    tell them apart. Names that coincide once cut carry the row's ``#`` from the table."""
+    recs = make_results(tmp_path)
+    option = "a_rather_long_option_name"
+    for rec in recs:
+        k = ["unet", "swin_unetr", "attention_unet"].index(rec["config"]["model"]["name"])
+        rec["config"]["model"] = {"name": "unet", "kwargs": {option: k}}
+        rec["val_trace"] = [[s, 0.5 + 0.01 * k, 0.3] for s in range(100, 1100, 100)]
+    (a,) = lb.analyse_records(recs, n_resamples=50)
+    full = sorted(f"{r.label} / {r.loss}" for r in a.ranked)
+    assert len({t[: plots.LABEL_WIDTH - 1] for t in full}) == 1  # cut, they coincide
+    plots.render_plots([a], tmp_path)
+    legend = [t.get_text() for t in captured["curves.png"].axes[0].get_legend().get_texts()]
+    # ranked by Dice: the option-2 rows (swin_unetr's values, +0.05) first, then 0, then 1
+    assert [t.split(" ", 1)[0] for t in legend] == ["#1", "#2", "#3"]
+    assert all(t.split(" ", 1)[1].startswith(f"unet ({option}") for t in legend)
+    ticks = [t.get_text() for t in captured["cases.png"].axes[0].get_xticklabels()]
+    assert len(set(ticks)) == 3 and all(t.startswith("#") for t in ticks)
