@@ -242,9 +242,24 @@ def check_mlstm(dtype: torch.dtype, device: str, shape: dict[str, int]) -> dict[
 
     form = "parallel" if s <= shape["chunk"] else "chunkwise"
     if device == "cuda" and m._cuda_kernel() is not None:
+        # the kernel's backward holds the normaliser and the stabiliser constant (as mlstm_kernels'
+        # custom backward): its reference is the parallel form with that gradient; how far it is
+        # from the exact gradient is reported beside (`exact_gradient`), not checked
         fast = call(m.mlstm, dtype, backend="kernel")
-        ref = call(m.mlstm, torch.float32, backend="torch", chunk_size=shape["chunk"])
-        labels = (f"mlstm_kernels {m._CUDA_KERNEL}", f"segbench mlstm backend='torch' ({form}, float32)")
+        ref = call(m.mlstm_parallel, torch.float32, normaliser_grad=False)
+        exact = call(m.mlstm_parallel, torch.float32)
+        labels = (
+            f"mlstm_kernels {m._CUDA_KERNEL}",
+            "segbench mlstm_parallel, normaliser_grad=False (float32)",
+        )
+        result = {"fast": labels[0], "reference": labels[1], **run_pair(fast, ref, leaves, dtype)}
+        against = run_pair(fast, exact, leaves, dtype)
+        result["exact_gradient"] = {
+            "reference": "segbench mlstm_parallel, exact gradient (float32)",
+            "output_error": against["output_error"],
+            "grad_errors": against["grad_errors"],
+        }
+        return result
     else:
         fast = call(m.mlstm, dtype, backend="torch", chunk_size=shape["chunk"])
         ref = call(m.mlstm_recurrent, torch.float32)

@@ -62,6 +62,7 @@ def mlstm_parallel(
     igate: torch.Tensor,
     fgate: torch.Tensor,
     eps: float = 1e-6,
+    normaliser_grad: bool = True,
 ) -> torch.Tensor:
     """Stabilised parallel (quadratic) form of the mLSTM cell.
 
@@ -71,6 +72,10 @@ def mlstm_parallel(
         igate: ``(B, NH, S)`` input-gate pre-activations (the gate is ``exp(igate)``).
         fgate: ``(B, NH, S)`` forget-gate pre-activations (the gate is ``sigmoid(fgate)``).
         eps: added to the normaliser.
+        normaliser_grad: ``True`` (default): the exact gradient. ``False``: the normaliser
+            ``max(|n^T q|, exp(-m)) + eps`` and the stabiliser ``m`` are constants in the backward,
+            the gradient ``mlstm_kernels``' custom backward and its Triton kernels compute (the
+            forward is the same; the gradients of ``q``, ``k`` and the gates differ, ``v``'s not).
 
     Returns:
         ``(B, NH, S, DV)`` hidden states ``h_t``.
@@ -83,8 +88,12 @@ def mlstm_parallel(
     causal = torch.ones(s, s, dtype=torch.bool, device=q.device).tril()
     log_d = log_d.masked_fill(~causal, float("-inf"))
     m = log_d.amax(dim=-1, keepdim=True)  # (B, NH, S, 1) stabiliser, finite (diagonal is finite)
+    if not normaliser_grad:
+        m = m.detach()
     scores = (_scaled(_acc(q)) @ _acc(k).transpose(-1, -2)) * torch.exp(log_d - m)
     norm = torch.maximum(scores.sum(-1, keepdim=True).abs(), _floor(m)) + eps
+    if not normaliser_grad:
+        norm = norm.detach()
     return ((scores / norm) @ _acc(v)).to(v.dtype)
 
 
@@ -195,6 +204,13 @@ def mlstm(
     chunk_size: int = 256,
 ) -> torch.Tensor:
     """mLSTM cell, shapes as :func:`mlstm_parallel`.
+
+    The kernel's forward is this cell's; its backward is not the exact gradient: like
+    ``mlstm_kernels``' custom backward it holds the normaliser and the stabiliser constant
+    (:func:`mlstm_parallel` with ``normaliser_grad=False`` computes the same), so the gradients of
+    ``q``, ``k`` and the gates differ from the PyTorch form's (by about their own size on random
+    inputs; checked by ``segbench bench gpu``). A run with ``"auto"`` on a GPU with the kernel
+    installed trains with that gradient; ``"torch"`` keeps the exact one everywhere.
 
     Args:
         backend: ``"torch"`` (pure PyTorch), ``"kernel"`` (the ``mlstm_kernels`` CUDA kernel,
