@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 from bench.cli.common import (
@@ -45,7 +47,34 @@ def _run_arguments(r: argparse.ArgumentParser) -> None:
         help="validate the sweep and print each run id with done / failed / to run; train nothing",
     )
     r.add_argument("--print-default", action="store_true", help="print the built-in sweep file and exit")
+    r.add_argument(
+        "--side-by-side",
+        type=int,
+        default=1,
+        metavar="K",
+        help="local: K processes train the sweep's runs at once, each claiming its own (e.g. small "
+        "runs sharing one GPU); their logs go to RESULTS/.work/side-by-side/, the leaderboard is "
+        "rendered once, after all",
+    )
     add_slurm_arguments(r)
+
+
+def _start_side_by_side(args: argparse.Namespace, results: Path, n: int) -> list[subprocess.Popen]:
+    """``n`` more ``segbench run`` processes on the same sweep, overrides and results folder (quiet,
+    no leaderboard); the run claims (``results/.claims``) give each run to exactly one process."""
+    if n <= 0:
+        return []
+    logs = results / ".work" / "side-by-side"
+    logs.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "bench.cli", "run", *([args.sweep] if args.sweep else [])]
+    cmd += ["--results", str(results), "--quiet", "--no-leaderboard"]
+    cmd += [x for o in args.override for x in ("-o", o)]
+    children = []
+    for i in range(1, n + 1):
+        with open(logs / f"worker-{i}.log", "w") as log:
+            children.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
+    print(f"segbench run: {n + 1} processes side by side (logs of the other {n}: {logs}/)", flush=True)
+    return children
 
 
 @register_command(
@@ -86,29 +115,41 @@ def run_command(args: argparse.Namespace) -> int:
     check_local_options(args)  # e.g. --partition without --executor slurm is an error
     if args.reason is not None and not args.force:
         raise UsageError("--reason: only with --force (it says why done runs are re-run)")
+    if args.side_by_side < 1:
+        raise UsageError(f"--side-by-side: must be >= 1, got {args.side_by_side}")
+    if args.side_by_side > 1 and args.force:
+        raise UsageError("--side-by-side: not with --force (each process would re-run every done run)")
     done_before = states.count("done")
     reason = args.reason or "re-run with --force"
     from bench.evaluate.outside import external_evaluator
 
-    records = run_sweep(
-        sweep,
-        results,
-        force=args.force,
-        progress=not args.quiet,
-        runs=runs,
-        reason=reason,
-        after_run=external_evaluator(results),  # eval.external: each done run on the other test sets
-    )
-    failed = [r for r in records if r.status == "failed"]
-    if not records and done_before == len(runs) and not args.force:
+    children = _start_side_by_side(args, results, min(args.side_by_side, len(runs)) - 1)
+    try:
+        records = run_sweep(
+            sweep,
+            results,
+            force=args.force,
+            progress=not args.quiet,
+            runs=runs,
+            reason=reason,
+            after_run=external_evaluator(results),  # eval.external: each done run on the other test sets
+        )
+    finally:
+        codes = [c.wait() for c in children]
+    executed, failed = len(records), sum(r.status == "failed" for r in records)
+    if children:  # every process's runs, read back from the records
+        after = [run_state(results, cfg) for cfg in runs]
+        executed = sum(b != "done" and a != "to run" for a, b in zip(after, states))
+        failed = sum(b != "done" and a == "failed" for a, b in zip(after, states))
+        print(f"segbench run: the {len(children)} other process(es) exited with {codes}")
+    if not executed and done_before == len(runs) and not args.force:
         print(
             f"all {len(runs)} run(s) of sweep {sweep.name!r} are done already in {results}/; "
             "`segbench run --force --reason WHY` re-runs them"
         )
     else:
         print(
-            f"{len(records)} run(s) executed, {len(failed)} failed, {done_before} done already; "
-            f"records in {results}/"
+            f"{executed} run(s) executed, {failed} failed, {done_before} done already; records in {results}/"
         )
     if board is not None:
         if not args.quiet:
@@ -116,7 +157,7 @@ def run_command(args: argparse.Namespace) -> int:
         out = write_board(results, board)
         print(f"leaderboard written to {out}")
     print_summary(results, [cfg.run_id for cfg in runs])
-    return 1 if failed else 0
+    return 1 if failed or any(codes) else 0
 
 
 def _leaderboard_arguments(lb: argparse.ArgumentParser) -> None:

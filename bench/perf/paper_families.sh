@@ -5,7 +5,8 @@
 # same ResEnc backbone, Swin UNETR; paper sizes, nnU-Net's recipe, 3 seeds, MSD Hippocampus) into
 # RESULTS (default results), then renders the leaderboard. Installs what the GPU paths need first
 # the way bench/perf/gpu_check.sh does (WHEELS, SITE; a machine without network). Every run
-# resumes after an interruption: call it again with the same RESULTS. --dry-run plans every run
+# resumes after an interruption: call it again with the same RESULTS. Options go to `segbench run`
+# (`--side-by-side K`: K runs at once on the one GPU). --dry-run plans every run
 # (configs, presets, parameter counts checked; nothing trains) and works on a CPU machine.
 set -uo pipefail
 cd "$(dirname "$0")/../.."

@@ -35,3 +35,37 @@ def test_two_runner_processes_share_a_four_run_sweep(tmp_path):
         assert len(starts) == 1
     executed = [int(out.split(" run(s) executed")[0].split()[-1]) for out in outputs]
     assert sum(executed) == 4
+
+
+def test_side_by_side_trains_the_runs_in_two_processes(tmp_path):
+    """``segbench run --side-by-side 2``: one command, two processes (this one and a child), each
+    run trained once, by either; the summary counts the runs of both."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    # two runs, each long enough (400 steps, several seconds) that the child has imported torch and
+    # claimed the second before the parent finishes the first
+    sweep = tiny_sweep_dict(name="side", seeds=[0, 1], trainer={"max_steps": 400, "log_every_n_steps": 50})
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "bench.cli", "run", str(path), "--results", str(results), "--quiet"]
+    out = subprocess.run(
+        [*cmd, "--no-leaderboard", "--side-by-side", "2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    records = load_records(results)[0]
+    assert len(records) == 2 and all(r.done and r.attempt == 1 for r in records)
+    assert len({r.worker["pid"] for r in records}) == 2  # two processes trained
+    for r in records:
+        assert len((results / ".work" / r.run_id / "starts.log").read_text().splitlines()) == 1
+    assert "2 run(s) executed, 0 failed, 0 done already" in out.stdout
+    assert (results / ".work" / "side-by-side" / "worker-1.log").exists()
+    again = subprocess.run([*cmd, "--side-by-side", "2", "--force"], cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 2 and "--side-by-side: not with --force" in again.stderr
