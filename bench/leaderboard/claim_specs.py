@@ -75,7 +75,10 @@ CLAIMS = (
             ("chase_db1", "dice_ce", "dice_ce+cldice"),
             ("msd_hippocampus", "dice_ce", "dice_ce+cldice"),
         ),
-        converged=((CHASE_LONG, "unet", "dice_ce", "dice_ce+cldice"),),
+        converged=(
+            (CHASE_LONG, "unet", "dice_ce", "dice_ce+cldice"),
+            (CHASE_LONG, "resenc_unet", "dice_ce", "dice_ce+cldice"),
+        ),
     ),
     FamilyClaim(
         "CNN U-Nets (residual encoder or plain) match or beat transformer, Mamba and xLSTM models "
