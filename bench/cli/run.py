@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from bench.cli.common import (
@@ -77,6 +78,24 @@ def _start_side_by_side(args: argparse.Namespace, results: Path, n: int) -> list
     return children
 
 
+def _wait_for_claims(results: Path, run_ids: list[str], children: list[subprocess.Popen]) -> None:
+    """Wait (up to :data:`SIDE_BY_SIDE_WAIT_S`) until every child holds the claim of a run or has
+    exited, before this process takes its own: else a fast run started here while the children
+    import torch could take all the runs, and the children none."""
+    from bench.cluster.queue import claim_holder
+
+    deadline = time.monotonic() + SIDE_BY_SIDE_WAIT_S
+    while time.monotonic() < deadline:
+        holders = {(claim_holder(results, r) or {}).get("pid") for r in run_ids}
+        if all(c.pid in holders or c.poll() is not None for c in children):
+            return
+        time.sleep(0.2)
+
+
+SIDE_BY_SIDE_WAIT_S = 120.0
+"""How long ``--side-by-side`` waits for its children to claim their first runs."""
+
+
 @register_command(
     "run", help="run a sweep (default: the built-in sweep on embedded data)", arguments=_run_arguments
 )
@@ -123,7 +142,9 @@ def run_command(args: argparse.Namespace) -> int:
     reason = args.reason or "re-run with --force"
     from bench.evaluate.outside import external_evaluator
 
-    children = _start_side_by_side(args, results, min(args.side_by_side, len(runs)) - 1)
+    todo = [cfg.run_id for cfg, st in zip(runs, states) if st != "done"]
+    children = _start_side_by_side(args, results, min(args.side_by_side, len(todo)) - 1)
+    _wait_for_claims(results, todo, children)
     try:
         records = run_sweep(
             sweep,

@@ -45,9 +45,9 @@ def test_side_by_side_trains_the_runs_in_two_processes(tmp_path):
 
     from tests.conftest import REPO
 
-    # two runs, each long enough (400 steps, several seconds) that the child has imported torch and
-    # claimed the second before the parent finishes the first
-    sweep = tiny_sweep_dict(name="side", seeds=[0, 1], trainer={"max_steps": 400, "log_every_n_steps": 50})
+    # two short runs: the parent waits until its child holds a claim, so it cannot take both while
+    # the child still imports torch
+    sweep = tiny_sweep_dict(name="side", seeds=[0, 1], trainer={"max_steps": 100, "log_every_n_steps": 50})
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep))
     results = tmp_path / "results"
