@@ -365,9 +365,8 @@ def _steps_text(runs: Sequence[Record]) -> str:
 def _device_text(record: Record) -> str:
     """What a run computed on, as its record states it: the GPU's name (``device.gpu``) for a run
     on an accelerator, else ``CPU, N torch thread(s)`` (:attr:`Record.torch_threads`)."""
-    accelerator = record.device.get("accelerator") or "cpu"
-    if accelerator != "cpu":
-        return str(record.device.get("gpu") or accelerator)
+    if record.gpu:
+        return record.gpu
     n = record.torch_threads
     return f"CPU, {n} torch thread{'' if n == 1 else 's'}" if n is not None else "CPU, threads not recorded"
 

@@ -80,13 +80,6 @@ def preset_name(model: str, kwargs: dict[str, Any]) -> str:
     return name + (f" + {', '.join(left)}" if left else "")
 
 
-def _gpu(record: Any) -> str | None:
-    """The GPU a run trained on, as its record states it (``device.gpu``, else the accelerator's
-    name); None for a run on the CPU."""
-    accelerator = record.device.get("accelerator") or "cpu"
-    return None if accelerator == "cpu" else str(record.device.get("gpu") or accelerator)
-
-
 def row_info(row: Row) -> RowInfo:
     """The :class:`RowInfo` of ``row``."""
     secs = [r.train_seconds for r in row.done if isinstance(r.train_seconds, (int, float))]
@@ -112,9 +105,9 @@ def row_info(row: Row) -> RowInfo:
         ),
         torch_threads=sorted({r.torch_threads for r in row.done if r.torch_threads is not None}),
         cpu_threads=sorted(
-            {r.torch_threads for r in row.done if r.torch_threads is not None and not _gpu(r)}
+            {r.torch_threads for r in row.done if r.torch_threads is not None and not r.gpu}
         ),
-        gpus=sorted({_gpu(r) for r in row.done if _gpu(r)}),
+        gpus=sorted({r.gpu for r in row.done if r.gpu}),
         budget=budget(row),
         seeds=runs_text(row, "seed"),
         folds=runs_text(row, "fold"),

@@ -269,6 +269,13 @@ class Record:
         return int(value) if isinstance(value, int) else None
 
     @property
+    def gpu(self) -> str | None:
+        """The GPU the run trained on: ``device.gpu`` (its name), else the accelerator's name for a
+        run on one; None for a run on the CPU."""
+        accelerator = self.device.get("accelerator") or "cpu"
+        return None if accelerator == "cpu" else str(self.device.get("gpu") or accelerator)
+
+    @property
     def machine_cores(self) -> int | None:
         """The cores the run's process could use (schema 3; unknown for older records)."""
         value = self.device.get("cpu_count") if self.schema >= 3 else None
