@@ -180,6 +180,7 @@ class Analysis:
         """The per-table legend (:func:`bench.leaderboard.format.legend`): units, family, the smallest
         reachable p, the margin, thread counts, the ranking's metric set."""
         m0 = self.rank_metrics[0] if self.rank_metrics else None
+        threads, gpus = self.train_compute()
         return legend(
             self.n_resamples,
             self.seed,
@@ -188,8 +189,8 @@ class Analysis:
             n_compared=len(self.vs_best.get(m0, {})) if m0 else 0,
             n_pairs=len({self.groups.get(c, c) for c in self.cases}) if self.cases else None,
             margin=self.equivalence_margin,
-            threads=sorted(self.train_compute()[0]),
-            gpus=sorted(self.train_compute()[1]),
+            threads=sorted(threads),
+            gpus=sorted(gpus),
         )
 
     def example_cases(self) -> list[str]:

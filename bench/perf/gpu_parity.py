@@ -240,7 +240,7 @@ def check_mlstm(dtype: torch.dtype, device: str, shape: dict[str, int]) -> dict[
     def call(fn: Callable[..., torch.Tensor], dt: torch.dtype, **kw: Any) -> Callable[[Leaves], torch.Tensor]:
         return lambda lv: fn(*(lv[k].to(dt) for k in ("q", "k", "v", "igate", "fgate")), **kw)
 
-    form = "parallel" if s <= shape["chunk"] else "chunkwise"
+    exact = None  # the exact-gradient form, reported beside the kernel's check
     if device == "cuda" and m._cuda_kernel() is not None:
         # the kernel's backward holds the normaliser and the stabiliser constant (as mlstm_kernels'
         # custom backward): its reference is the parallel form with that gradient; how far it is
@@ -252,19 +252,20 @@ def check_mlstm(dtype: torch.dtype, device: str, shape: dict[str, int]) -> dict[
             f"mlstm_kernels {m._CUDA_KERNEL}",
             "segbench mlstm_parallel, normaliser_grad=False (float32)",
         )
-        result = {"fast": labels[0], "reference": labels[1], **run_pair(fast, ref, leaves, dtype)}
+    else:
+        form = "parallel" if s <= shape["chunk"] else "chunkwise"
+        fast = call(m.mlstm, dtype, backend="torch", chunk_size=shape["chunk"])
+        ref = call(m.mlstm_recurrent, torch.float32)
+        labels = (f"segbench mlstm backend='torch' ({form})", "segbench mlstm_recurrent (float32)")
+    result = {"fast": labels[0], "reference": labels[1], **run_pair(fast, ref, leaves, dtype)}
+    if exact is not None:
         against = run_pair(fast, exact, leaves, dtype)
         result["exact_gradient"] = {
             "reference": "segbench mlstm_parallel, exact gradient (float32)",
             "output_error": against["output_error"],
             "grad_errors": against["grad_errors"],
         }
-        return result
-    else:
-        fast = call(m.mlstm, dtype, backend="torch", chunk_size=shape["chunk"])
-        ref = call(m.mlstm_recurrent, torch.float32)
-        labels = (f"segbench mlstm backend='torch' ({form})", "segbench mlstm_recurrent (float32)")
-    return {"fast": labels[0], "reference": labels[1], **run_pair(fast, ref, leaves, dtype)}
+    return result
 
 
 # --------------------------------------------------------------------------- attention
