@@ -64,7 +64,7 @@ def test_every_claim_and_table_has_its_line(records: list[Record], section: str)
     ones = sum(1 for r in train if r.device.get("accelerator", "cpu") == "cpu" and r.torch_threads == 1)
     assert counted("CPU, 1 torch thread") == ones
     h200 = sum(1 for r in train if r.device.get("gpu") == "NVIDIA H200")
-    assert h200 == 5 and counted("NVIDIA H200") == h200
+    assert h200 == 10 and counted("NVIDIA H200") == h200
     # the collapsed runs the audit found: 20 all-foreground synthetic-grid runs, 1 all-background MSD run
     assert "| 20 of 276 (all-foreground ×20) |" in section and "| 1 of 30 (all-background) |" in section
     # the seed-spread claim leaves the collapsed MSD Swin UNETR run out, as the loss claims do
