@@ -10,9 +10,9 @@ Stages, in order (docs/cluster.md, "A lent GPU: 15 minutes"):
    PyPI where reachable; each package's outcome is recorded (present, installed, failed, absent);
 3. ``fast_paths``: each fast path against segbench's pure-PyTorch path, forward and backward,
    float32 and bfloat16 (:mod:`bench.perf.gpu_parity`);
-4. ``step_time``: one training step (forward, cross-entropy, backward, AdamW step) per family at
-   the ``paper`` preset, in float32 and bf16 autocast, against the reference networks of
-   :mod:`bench.perf.gpu_steps` built in the same process, as ratios;
+4. ``step_time``: one training step (forward, cross-entropy, backward, AdamW step) per family's
+   models, in float32 and bf16 autocast, against the reference networks of
+   :mod:`bench.perf.gpu_steps` built in the same process, as ratios where both are the same size;
 5. ``ddp``: a 2-GPU DDP run through ``segbench run`` when two GPUs are visible;
 6. ``sweep``: the default sweep on one GPU through ``segbench run``.
 

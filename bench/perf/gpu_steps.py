@@ -7,9 +7,12 @@ steps are timed one by one (``torch.cuda.synchronize`` around each; the median i
 the peak is ``torch.cuda.max_memory_allocated`` over the timed steps (weights, gradients and
 AdamW state included; on CPU: ``n/a``).
 
-segbench's models are built with ``preset="paper"``; a model without that preset is built at its
-default size and the row says so. The references are the networks of the reference code, built
-directly in the same process where their package imports:
+segbench's models on nnU-Net's backbone (``nnunet_resenc``, ``nnunet_plain`` and the ResEnc
+hybrids ``umamba_bot_resenc``, ``xlstm_bot_resenc``) are built from the plan of the step's own
+input patch (option ``patch_size``), which is the plan the references below are built from; the
+others with ``preset="paper"``, or at their default size when they have no such preset (the row
+says which). The references are the networks of the reference code, built directly in the same
+process where their package imports:
 
 - ``dna_resenc``: ``dynamic_network_architectures``' ``ResidualEncoderUNet`` as nnU-Net's ResEnc M
   plans it (Isensee et al. 2024, https://arxiv.org/abs/2404.09556): widths 32·2^i capped at 320
@@ -20,8 +23,14 @@ directly in the same process where their package imports:
 - ``mamba_block``: U-Mamba's block, ``x + mamba_ssm.Mamba(LayerNorm(x))`` on the tokens of a
   feature map, against segbench's ``SpatialMambaLayer`` (which takes the kernel when installed).
 
-Ratios are segbench / reference (time and peak memory); the parameter counts of both sides are
-recorded, since the architectures differ in more than speed.
+Ratios are segbench / reference (time and peak memory), given only where the two sides are the
+same size: parameter counts within :data:`SAME_SIZE` of each other (the same backbone; a hybrid's
+one extra layer adds a few per cent). Otherwise the row keeps both times and both parameter counts
+and says why it has no ratio (``ratio_withheld``): a 1.4 M network against a 63 M one measures
+the size, not the implementation. ``nnunet_resenc`` against ``dna_resenc`` is segbench's wrapper
+(padding, cropping, deep supervision's side heads) around the same network; a hybrid against
+``dna_resenc`` is the cost of its sequence layer, the comparison the U-Mamba and xLSTM-UNet papers
+make.
 """
 
 from __future__ import annotations
@@ -37,14 +46,20 @@ import torch.nn.functional as F
 from torch import nn
 
 FAMILY_MODELS: dict[str, list[tuple[str, str | None]]] = {
-    "cnn": [("resenc_unet", "dna_resenc"), ("unet", "dna_plain")],
+    "cnn": [("nnunet_resenc", "dna_resenc"), ("nnunet_plain", "dna_plain"), ("resenc_unet", None)],
     "transformer": [("swin_unetr", None)],
-    "mamba": [("umamba_bot", "dna_plain")],
-    "xlstm": [("xlstm_unet", None)],
+    "mamba": [("umamba_bot_resenc", "dna_resenc"), ("umamba_bot", None)],
+    "xlstm": [("xlstm_bot_resenc", "dna_resenc"), ("xlstm_unet", None)],
     "gnn": [("hybridgnet_dense", None)],
     "hybrid": [("paratranscnn", None)],
 }
-"""Per family: (segbench model, reference network or ``None``)."""
+"""Per family: (segbench model, reference network or ``None``). The models of segbench's CPU
+tables (``resenc_unet``, ``umamba_bot``, ``xlstm_unet``: MONAI-style nets of about 1-2 M) have no
+reference of their size; their rows give the step time alone."""
+
+SAME_SIZE = 0.10
+"""Largest relative difference of the parameter counts at which a row gets its time and memory
+ratios (``|p - p_ref| / p_ref``)."""
 
 PRECISIONS = ("32-true", "bf16-mixed")
 _MIB = 2**20
@@ -153,14 +168,19 @@ class _MambaBlock(nn.Module):
 
 
 def build_segbench(name: str, dims: int, size: int) -> tuple[nn.Module, str]:
-    """segbench's ``name`` at its ``paper`` preset: the network and ``"paper"``; or, for a model
-    without that preset, at its default size and ``"default: <why>"``."""
+    """segbench's ``name`` and how it was sized: a model planned by nnU-Net's rules at the plan of
+    the ``size``-edged input patch (the references' plan) and ``"plan of the input patch"``; else
+    at its ``paper`` preset and ``"paper"``; else, for a model without that preset, at its default
+    size and ``"default: <why>"``."""
     from models import create_model, model_entry
 
+    meta = model_entry(name).meta
     kw: dict[str, Any] = {}
-    if model_entry(name).meta.get("fixed_input_size"):
+    if meta.get("fixed_input_size"):
         kw["img_size"] = (size,) * dims
     base = {"spatial_dims": dims, "in_channels": 1, "out_channels": 2, **kw}
+    if "patch_size" in meta.get("options", ()):
+        return create_model(name, patch_size=(size,) * dims, **base), "plan of the input patch"
     try:
         return create_model(name, preset="paper", **base), "paper"
     except ValueError as err:  # UnknownPresetError (a UserError, so a ValueError), or no preset option
@@ -197,6 +217,16 @@ def _measure(build: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, *
 
 def _ratio(a: Any, b: Any) -> float | None:
     return a / b if isinstance(a, float) and isinstance(b, float) and b > 0 else None
+
+
+def size_mismatch(params: Any, ref_params: Any) -> str | None:
+    """Why two networks' step times do not compare (``None`` when they do): parameter counts more
+    than :data:`SAME_SIZE` apart, or a count missing."""
+    if not isinstance(params, int) or not isinstance(ref_params, int) or ref_params <= 0:
+        return "a parameter count is missing"
+    if abs(params - ref_params) / ref_params > SAME_SIZE:
+        return f"sizes differ: {params / 1e6:.2f} M vs {ref_params / 1e6:.2f} M"
+    return None
 
 
 def step_table(
@@ -250,8 +280,12 @@ def step_table(
                         )
                     r = refs[ref, precision]
                     row |= {"reference": ref, **{f"ref_{k}": v for k, v in r.items() if k != "times"}}
-                    row["time_ratio"] = _ratio(row.get("s_per_step"), r.get("s_per_step"))
-                    row["memory_ratio"] = _ratio(row.get("peak_mib"), r.get("peak_mib"))
+                    withheld = size_mismatch(row.get("params"), r.get("params"))
+                    if withheld is None:
+                        row["time_ratio"] = _ratio(row.get("s_per_step"), r.get("s_per_step"))
+                        row["memory_ratio"] = _ratio(row.get("peak_mib"), r.get("peak_mib"))
+                    else:
+                        row |= {"time_ratio": None, "memory_ratio": None, "ratio_withheld": withheld}
                 rows.append(row)
                 said = row.get("error") or f"{row['s_per_step']:.3f} s"
                 print(f"   {name} {precision}: {said}", flush=True)
@@ -284,8 +318,10 @@ def _mamba_block_rows(device: str, dims: int, size: int, batch: int, warmup: int
         row["reference"] = "mamba_block"
         r = _measure(lambda: build_reference("mamba_block", dims, size, channels), x, y, **kw)
         row |= {f"ref_{k}": v for k, v in r.items() if k != "times"}
-        row["time_ratio"] = _ratio(row.get("s_per_step"), r.get("s_per_step"))
-        row["memory_ratio"] = _ratio(row.get("peak_mib"), r.get("peak_mib"))
+        withheld = size_mismatch(row.get("params"), r.get("params")) if "error" not in r else None
+        row["time_ratio"] = None if withheld else _ratio(row.get("s_per_step"), r.get("s_per_step"))
+        row["memory_ratio"] = None if withheld else _ratio(row.get("peak_mib"), r.get("peak_mib"))
+        row |= {"ratio_withheld": withheld} if withheld else {}
         rows.append(row)
     return rows
 
@@ -310,9 +346,16 @@ def format_steps(result: dict[str, Any]) -> str:
         ref = r.get("reference") or ""
         ref_t = r.get("ref_error") or num(r.get("ref_s_per_step"), ".3f")
         preset = (r.get("preset") or "").split(":")[0]
+        ratios = f"{num(r.get('time_ratio'), '.2f')} | {num(r.get('memory_ratio'), '.2f')}"
+        # a JSON written before the size rule may hold ratios of unequal networks: never shown
+        why = r.get("ratio_withheld") or (
+            size_mismatch(r.get("params"), r.get("ref_params")) if ref else None
+        )
+        if ref and not r.get("ref_error") and why:
+            ratios = f"– ({why}) | –"
         out.append(
             f"| {r['model']} | {preset} | {r['precision']} | {r.get('fast_path')} | "
             f"{r['s_per_step']:.3f} | {num(r['peak_mib'], '.0f')} | {ref} | {str(ref_t).replace('|', '/')} | "
-            f"{num(r.get('time_ratio'), '.2f')} | {num(r.get('memory_ratio'), '.2f')} |"
+            f"{ratios} |"
         )
     return "\n".join(out)

@@ -56,11 +56,18 @@ def test_dry_run_runs_every_stage_and_says_which_backend_ran(dry_run):
     # step time: every family model in both precisions; nnU-Net's networks as references
     rows = stages["step_time"]["rows"]
     seen = {(r["model"], r["precision"]) for r in rows if "error" not in r}
-    for model in ("resenc_unet", "unet", "umamba_bot"):
+    for model in ("nnunet_resenc", "nnunet_plain", "resenc_unet", "umamba_bot_resenc", "umamba_bot"):
         assert {(model, "32-true"), (model, "bf16-mixed")} <= seen
-    resenc = next(r for r in rows if r["model"] == "resenc_unet")
+    resenc = next(r for r in rows if r["model"] == "nnunet_resenc")
     assert resenc["reference"] == "dna_resenc" and resenc["peak_mib"] == "n/a"
+    # built from the same plan as the reference: the same network, parameter for parameter
+    assert resenc["preset"] == "plan of the input patch" and resenc["params"] == resenc["ref_params"]
     assert resenc["time_ratio"] == pytest.approx(resenc["s_per_step"] / resenc["ref_s_per_step"])
+    plain = next(r for r in rows if r["model"] == "nnunet_plain")
+    assert plain["reference"] == "dna_plain" and plain["params"] == plain["ref_params"]
+    # segbench's 1-2 M CPU-table nets have no reference of their size: no ratio at all
+    small = next(r for r in rows if r["model"] == "resenc_unet")
+    assert "reference" not in small and "time_ratio" not in small
     # the sweep: one record, done, written by segbench's own runner
     sweep = stages["sweep"]
     assert [r["status"] for r in sweep["records"]] == ["done"]
@@ -83,7 +90,57 @@ def test_the_summary_table_renders_from_the_json(dry_run, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| fast_paths | ok |" in proc.stdout
     assert "| selective_scan | float32 |" in proc.stdout
-    assert "| resenc_unet |" in proc.stdout
+    assert "| nnunet_resenc | plan of the input patch |" in proc.stdout
+
+
+def _step_row(params: int, ref_params: int) -> dict:
+    """A step-time row as a GPU run wrote it before the size rule: a ratio of unequal networks."""
+    return {
+        "family": "cnn",
+        "model": "resenc_unet",
+        "precision": "32-true",
+        "fast_path": "PyTorch",
+        "preset": "default: no preset 'paper'",
+        "params": params,
+        "s_per_step": 0.053,
+        "peak_mib": 2103.0,
+        "reference": "dna_resenc",
+        "ref_params": ref_params,
+        "ref_s_per_step": 0.069,
+        "ref_peak_mib": 5184.0,
+        "time_ratio": 0.053 / 0.069,
+        "memory_ratio": 2103.0 / 5184.0,
+    }
+
+
+def test_the_table_shows_no_ratio_of_networks_of_different_sizes():
+    from bench.perf.gpu_steps import format_steps
+
+    settings = {"device": "cuda", "dims": 3, "size": 96, "batch": 2, "warmup": 3, "repeats": 5}
+    # 1.41 M against 62.81 M (the first GPU run's row): the ratio measures the size, not the code
+    text = format_steps({"settings": settings, "rows": [_step_row(1_410_530, 62_809_928)]})
+    assert "0.77" not in text and "0.41" not in text
+    assert "– (sizes differ: 1.41 M vs 62.81 M) | –" in text
+    # the same backbone plus one layer (+1 %): the ratios stand
+    text = format_steps({"settings": settings, "rows": [_step_row(63_485_768, 62_809_928)]})
+    assert "| 0.77 | 0.41 |" in text and "sizes differ" not in text
+
+
+def test_a_step_row_of_unequal_sizes_gets_no_ratio(monkeypatch):
+    from bench.perf import gpu_steps
+
+    # pair segbench's 2D U-Net of the CPU tables with nnU-Net's plain U-Net of the 16² plan
+    monkeypatch.setitem(
+        gpu_steps.FAMILY_MODELS, "cnn", [("unet", "dna_plain"), ("nnunet_plain", "dna_plain")]
+    )
+    out = gpu_steps.step_table("cpu", ["cnn"], 2, 16, 1, 1, lambda: 1.0)
+    rows = {(r["model"], r["precision"]): r for r in out["rows"]}
+    unet, nnunet = rows["unet", "32-true"], rows["nnunet_plain", "32-true"]
+    assert unet["params"] != unet["ref_params"]
+    assert unet["time_ratio"] is None and unet["memory_ratio"] is None
+    assert unet["ratio_withheld"].startswith("sizes differ: ")
+    assert nnunet["params"] == nnunet["ref_params"] and "ratio_withheld" not in nnunet
+    assert nnunet["time_ratio"] == pytest.approx(nnunet["s_per_step"] / nnunet["ref_s_per_step"])
 
 
 def test_scaled_error_is_the_largest_difference_over_the_largest_reference_value():
