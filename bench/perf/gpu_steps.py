@@ -229,6 +229,19 @@ def size_mismatch(params: Any, ref_params: Any) -> str | None:
     return None
 
 
+def _ratios(row: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+    """``time_ratio`` / ``memory_ratio`` of a measured row over its reference's measurement; both
+    ``None`` with ``ratio_withheld`` when :func:`size_mismatch` says the sizes do not compare (a
+    reference that failed to measure has no ratio and needs no reason beside its ``error``)."""
+    withheld = size_mismatch(row.get("params"), ref.get("params")) if "error" not in ref else None
+    if withheld:
+        return {"time_ratio": None, "memory_ratio": None, "ratio_withheld": withheld}
+    return {
+        "time_ratio": _ratio(row.get("s_per_step"), ref.get("s_per_step")),
+        "memory_ratio": _ratio(row.get("peak_mib"), ref.get("peak_mib")),
+    }
+
+
 def step_table(
     device: str,
     families: list[str] | None,
@@ -280,12 +293,7 @@ def step_table(
                         )
                     r = refs[ref, precision]
                     row |= {"reference": ref, **{f"ref_{k}": v for k, v in r.items() if k != "times"}}
-                    withheld = size_mismatch(row.get("params"), r.get("params"))
-                    if withheld is None:
-                        row["time_ratio"] = _ratio(row.get("s_per_step"), r.get("s_per_step"))
-                        row["memory_ratio"] = _ratio(row.get("peak_mib"), r.get("peak_mib"))
-                    else:
-                        row |= {"time_ratio": None, "memory_ratio": None, "ratio_withheld": withheld}
+                    row |= _ratios(row, r)
                 rows.append(row)
                 said = row.get("error") or f"{row['s_per_step']:.3f} s"
                 print(f"   {name} {precision}: {said}", flush=True)
@@ -318,10 +326,7 @@ def _mamba_block_rows(device: str, dims: int, size: int, batch: int, warmup: int
         row["reference"] = "mamba_block"
         r = _measure(lambda: build_reference("mamba_block", dims, size, channels), x, y, **kw)
         row |= {f"ref_{k}": v for k, v in r.items() if k != "times"}
-        withheld = size_mismatch(row.get("params"), r.get("params")) if "error" not in r else None
-        row["time_ratio"] = None if withheld else _ratio(row.get("s_per_step"), r.get("s_per_step"))
-        row["memory_ratio"] = None if withheld else _ratio(row.get("peak_mib"), r.get("peak_mib"))
-        row |= {"ratio_withheld": withheld} if withheld else {}
+        row |= _ratios(row, r)
         rows.append(row)
     return rows
 
