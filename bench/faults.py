@@ -2,7 +2,8 @@
 itself with SIGKILL, exactly as a dying node would (nothing gets to clean up).
 
 Points: ``step:<n>`` (after optimiser step n), ``checkpoint:<n>`` (after writing the checkpoint
-of step n), ``before_test`` (after the fit), ``record_write`` (before a record is written),
+of step n), ``validation:<n>`` (as the fit's validation after step n starts), ``before_test``
+(after the fit), ``record_write`` (before a record is written),
 ``atomic_write:<file name>`` (inside an atomic write, after the temp file and before the rename).
 Unset in normal use: every point is then a no-op.
 """

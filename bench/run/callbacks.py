@@ -75,11 +75,31 @@ class TrainClock(L.Callback):
         return self.before + this_attempt
 
 
+def validation_follows(trainer: L.Trainer) -> bool:
+    """True when Lightning validates right after the training batch that just ended (its own rule:
+    the step or epoch cadence, the last step, a requested stop); read in ``on_train_batch_end``.
+
+    False when this Lightning does not expose the rule (the checkpoint is then written before
+    the validation, as it always was).
+    """
+    loop = trainer.fit_loop.epoch_loop
+    check = getattr(loop, "_should_check_val_fx", None)
+    if not trainer.enable_validation or check is None or getattr(loop, "_skip_next_val", False):
+        return False
+    try:
+        return bool(check(trainer.fit_loop._data_fetcher))
+    except (AttributeError, TypeError):
+        return False
+
+
 class ResumeCheckpoint(L.Callback):
     """Writes ``path`` (one Lightning checkpoint, replaced atomically) at every validation and every
     ``every_n_steps`` optimiser steps, and carries the Python / NumPy / torch RNG states, so that a
     resumed run continues exactly where the killed one stopped.
 
+    A step that a validation follows is written after that validation, not before it: a run
+    killed during the validation then resumes before the step, trains it again and validates it,
+    so that no point of the learning curve (``val_trace``) is lost, the last one included.
     Lightning's own checkpoint holds the model, optimiser, scheduler and loop state; the RNG
     states ride along in this callback's state.
     """
@@ -105,8 +125,12 @@ class ResumeCheckpoint(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         fault_point("step", trainer.global_step)
-        if trainer.global_step % self.every_n_steps == 0:
+        if trainer.global_step % self.every_n_steps == 0 and not validation_follows(trainer):
             self._save(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            fault_point("validation", trainer.global_step)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == "fit":

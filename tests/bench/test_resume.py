@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 
 _SCRIPT = """
+import json
 import sys
 from bench.config import sweep_from_dict
 from bench.run import run_sweep
+cadence = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {"check_val_every_n_epoch": 1}
 sweep = sweep_from_dict({
     "models": [{"name": "unet", "channels": [4, 8]}],
-    "trainer": {"max_steps": 10, "checkpoint_every_n_steps": int(sys.argv[2]), "check_val_every_n_epoch": 1},
+    "trainer": {"max_steps": 10, "checkpoint_every_n_steps": int(sys.argv[2]), **cadence},
     "optim": {"warmup_steps": 2},
     "data": {"patch_size": [32, 32], "samples_per_epoch": 8, "batch_size": 2},
     "eval": {"save_predictions": 0},
@@ -27,14 +29,15 @@ run_sweep(sweep, sys.argv[1], progress=False)
 """
 
 
-def _run(results: Path, fault: str | None, every: int = 3) -> int:
+def _run(results: Path, fault: str | None, every: int = 3, cadence: dict | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if k != "SEGBENCH_FAULT"}
     if fault:
         env["SEGBENCH_FAULT"] = fault
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    extra = [json.dumps(cadence)] if cadence else []
     proc = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, str(results), str(every)],
+        [sys.executable, "-c", _SCRIPT, str(results), str(every), *extra],
         env=env,
         capture_output=True,
         text=True,
@@ -120,3 +123,26 @@ def test_a_validation_after_its_steps_checkpoint_is_kept_across_resume(tmp_path:
     rec, ref = _record(killed), _record(clean)
     assert rec["resumed_from_step"] == 8 and [p[0] for p in ref["val_trace"]] == [4, 8]
     assert rec["val_trace"] == ref["val_trace"] and rec["lr_trace"] == ref["lr_trace"]
+
+
+@pytest.mark.parametrize(("fault", "every", "from_step"), [("validation:8", 4, 4), ("validation:10", 5, 8)])
+def test_a_run_killed_during_a_validation_keeps_that_point_of_its_curve(
+    tmp_path: Path, fault: str, every: int, from_step: int
+) -> None:
+    """Validating every 4 steps and after the last (step 10), killed while it validates after step
+    8 or after step 10, the run resumes from a checkpoint written before that step's training,
+    trains the step again and validates it: the resumed run's learning curve is the uninterrupted
+    run's, point for point, the last one included (a checkpoint written between the step and its
+    validation would resume after the step and never validate it)."""
+    cadence = {"val_every_n_steps": 4}
+    clean = tmp_path / "clean"
+    assert _run(clean, None, every=every, cadence=cadence) == 0
+    killed = tmp_path / "killed"
+    assert _run(killed, fault, every=every, cadence=cadence) == -9
+    assert _run(killed, None, every=every, cadence=cadence) == 0
+    rec, ref = _record(killed), _record(clean)
+    assert [p[0] for p in ref["val_trace"]] == [4, 8, 10]
+    assert [p[0] for p in rec["val_trace"]] == [4, 8, 10]
+    assert rec["val_trace"] == ref["val_trace"]
+    assert rec["resumed_from_step"] == from_step and rec["attempt"] == 2
+    assert rec["cases"] == ref["cases"] and rec["lr_trace"] == ref["lr_trace"]
