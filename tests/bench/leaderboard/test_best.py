@@ -250,11 +250,13 @@ def test_time_column_says_thread_counts_when_rows_differ_and_provenance_names_di
     assert "rows ran with 1 and 2 torch threads" in text
     assert "(dirty: `drive-unet-s0`)" in text
     same = analyse([record("unet", BASE), record("swin_unetr", BASE - 0.1)])
-    assert "thr)" not in lb.render_analyses([same])
-    # a baseline's evaluation ran with 1 thread: no training time differs, so no sentence
+    text = lb.render_analyses([same])
+    assert "thr)" not in text and "train s: every trained row ran on the CPU with 2 torch threads." in text
+    # a baseline's evaluation ran with 1 thread: no training time differs, so no "do not compare"
     one = {"device": {"accelerator": "cpu", "cpu_count": 1}}
     base = analyse([record("unet", BASE), record("swin_unetr", BASE - 0.3, baseline="constant", **one)])
-    assert "torch threads" not in lb.render_analyses([base])
+    text = lb.render_analyses([base])
+    assert "do not compare" not in text and "every trained row ran on the CPU with 2 torch threads." in text
 
 
 def test_time_column_names_the_gpu_when_rows_ran_on_a_gpu_and_a_cpu():
@@ -264,10 +266,11 @@ def test_time_column_names_the_gpu_when_rows_ran_on_a_gpu_and_a_cpu():
     rows, text = table_lines(a)
     assert "10 (NVIDIA H200)" in rows["unet"] and "10 (2 thr)" in rows["swin_unetr"]
     assert "rows ran on NVIDIA H200 and on the CPU with 2 torch threads (per cell)" in text
-    # both on the one GPU: the times compare, no sentence and no cell note
+    # both on the one GPU: the times compare, no cell note; the legend names the GPU once
     same = analyse([record("unet", BASE, device=gpu), record("swin_unetr", BASE - 0.1, device=gpu)])
     text = lb.render_analyses([same])
     assert "(NVIDIA H200)" not in text and "rows ran on" not in text
+    assert "train s: every trained row ran on NVIDIA H200." in text and "torch thread" not in text
 
 
 def test_superseded_records_are_listed_with_their_reason():
