@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from bench.cli.registry import UsageError, register_command
 from bench.cluster.options import add_arguments as add_slurm_arguments
 from bench.cluster.options import check_local_options
 from bench.config import DEFAULT_SWEEP
+from bench.records.provenance import SIDE_BY_SIDE_ENV
 
 
 def _run_arguments(r: argparse.ArgumentParser) -> None:
@@ -65,6 +67,7 @@ def _start_side_by_side(args: argparse.Namespace, results: Path, n: int) -> list
     no leaderboard); the run claims (``results/.claims``) give each run to exactly one process."""
     if n <= 0:
         return []
+    os.environ[SIDE_BY_SIDE_ENV] = str(n + 1)  # this process's records and its children's say so
     logs = results / ".work" / "side-by-side"
     logs.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "bench.cli", "run", *([args.sweep] if args.sweep else [])]

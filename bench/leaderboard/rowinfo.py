@@ -80,6 +80,18 @@ def preset_name(model: str, kwargs: dict[str, Any]) -> str:
     return name + (f" + {', '.join(left)}" if left else "")
 
 
+def _shared_text(row: Row) -> str:
+    """`` (5 side by side)`` when runs of ``row`` trained among other runner processes that
+    ``--side-by-side`` started with them (``2–5`` when that differs, ``?`` for the runs whose
+    records do not say); empty when every run says it trained alone, or none says."""
+    known = [r.side_by_side for r in row.done if r.side_by_side is not None]
+    if not known or max(known) <= 1:
+        return ""
+    lo, hi = min(known), max(known)
+    unknown = " and ?" if len(known) < len(row.done) else ""
+    return f" ({lo if lo == hi else f'{lo}–{hi}'}{unknown} side by side)"
+
+
 def row_info(row: Row) -> RowInfo:
     """The :class:`RowInfo` of ``row``."""
     secs = [r.train_seconds for r in row.done if isinstance(r.train_seconds, (int, float))]
@@ -102,11 +114,10 @@ def row_info(row: Row) -> RowInfo:
             if not secs
             else f"{np.mean(secs):.0f}"
             + (f" ({len(secs)} of {len(row.done)} runs)" if len(secs) < len(row.done) else "")
+            + _shared_text(row)
         ),
         torch_threads=sorted({r.torch_threads for r in row.done if r.torch_threads is not None}),
-        cpu_threads=sorted(
-            {r.torch_threads for r in row.done if r.torch_threads is not None and not r.gpu}
-        ),
+        cpu_threads=sorted({r.torch_threads for r in row.done if r.torch_threads is not None and not r.gpu}),
         gpus=sorted({r.gpu for r in row.done if r.gpu}),
         budget=budget(row),
         seeds=runs_text(row, "seed"),

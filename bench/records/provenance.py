@@ -77,11 +77,27 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+SIDE_BY_SIDE_ENV = "SEGBENCH_SIDE_BY_SIDE"
+"""How many ``segbench run`` processes ``--side-by-side`` started together (this one included);
+set by the command for itself and its children, read by :func:`device_info`."""
+
+
+def side_by_side() -> int:
+    """``$SEGBENCH_SIDE_BY_SIDE`` as a count (1 when unset or not a positive integer)."""
+    try:
+        return max(1, int(os.environ.get(SIDE_BY_SIDE_ENV, "1")))
+    except ValueError:
+        return 1
+
+
 def device_info(accelerator: str = "cpu") -> dict[str, Any]:
     """What the run executes on: ``cpu_count`` is the machine's cores this process may use,
     ``torch_threads`` the intra-op threads torch computes with when this is called (the runner
     calls it after setting them, :mod:`bench.run.threads`; schema 3; schema-2 records named
-    torch's thread count ``cpu_count``, see :attr:`bench.records.Record.torch_threads`)."""
+    torch's thread count ``cpu_count``, see :attr:`bench.records.Record.torch_threads`), and
+    ``side_by_side`` the number of runner processes ``segbench run --side-by-side`` started
+    together on this machine, this one included (more than 1: they shared its cores or its GPU,
+    so a time measured among them is not a time measured alone)."""
     import torch  # here: reading records (the leaderboard, `segbench status`) needs no torch
 
     info: dict[str, Any] = {
@@ -92,6 +108,7 @@ def device_info(accelerator: str = "cpu") -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "accelerator": accelerator,
     }
+    info["side_by_side"] = side_by_side()
     if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["cuda"] = torch.version.cuda

@@ -269,6 +269,14 @@ class Record:
         return int(value) if isinstance(value, int) else None
 
     @property
+    def side_by_side(self) -> int | None:
+        """How many runner processes ``segbench run --side-by-side`` started together with this
+        run's (``device.side_by_side``; 1: it ran alone of segbench's processes; None: a record
+        written before segbench kept the count)."""
+        value = self.device.get("side_by_side")
+        return int(value) if isinstance(value, int) else None
+
+    @property
     def gpu(self) -> str | None:
         """The GPU the run trained on: ``device.gpu`` (its name), else the accelerator's name for a
         run on one; None for a run on the CPU."""

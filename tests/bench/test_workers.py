@@ -29,6 +29,8 @@ def test_two_runner_processes_share_a_four_run_sweep(tmp_path):
 
     records = load_records(results)[0]
     assert len(records) == 4 and len({r.run_id for r in records}) == 4
+    # two commands started apart, not by --side-by-side: each record says it was started alone
+    assert {r.device["side_by_side"] for r in records} == {1}
     assert all(r.done and r.attempt == 1 for r in records)
     for r in records:  # each run started exactly once across both workers
         starts = (results / ".work" / r.run_id / "starts.log").read_text().splitlines()
@@ -63,6 +65,7 @@ def test_side_by_side_trains_the_runs_in_two_processes(tmp_path):
     records = load_records(results)[0]
     assert len(records) == 2 and all(r.done and r.attempt == 1 for r in records)
     assert len({r.worker["pid"] for r in records}) == 2  # two processes trained
+    assert [r.device["side_by_side"] for r in records] == [2, 2]  # each says it shared the machine
     for r in records:
         assert len((results / ".work" / r.run_id / "starts.log").read_text().splitlines()) == 1
     assert "2 run(s) executed, 0 failed, 0 done already" in out.stdout

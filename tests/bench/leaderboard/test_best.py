@@ -273,6 +273,26 @@ def test_time_column_names_the_gpu_when_rows_ran_on_a_gpu_and_a_cpu():
     assert "train s: every trained row ran on NVIDIA H200." in text and "torch thread" not in text
 
 
+def test_time_cell_says_how_many_runs_trained_side_by_side():
+    """A row whose runs trained among other runner processes (``segbench run --side-by-side``)
+    says how many shared the machine; a row of runs that trained alone, or whose records predate
+    the count, shows the bare mean."""
+    gpu = {"accelerator": "gpu", "gpu": "NVIDIA H200", "torch_threads": 1}
+    recs = [record("unet", BASE, seed=s, device={**gpu, "side_by_side": 5}) for s in range(2)]
+    recs += [record("swin_unetr", BASE - 0.1, device={**gpu, "side_by_side": 1})]
+    recs += [record("attention_unet", BASE - 0.2, device=gpu)]
+    recs += [
+        record("resenc_unet", BASE - 0.3, seed=s, device={**gpu, "side_by_side": 2 + s}) for s in range(2)
+    ]
+    recs += [record("segresnet", BASE - 0.3, seed=0, device={**gpu, "side_by_side": 2})]
+    recs += [record("segresnet", BASE - 0.3, seed=1, device=gpu)]
+    rows, _ = table_lines(analyse(recs))
+    assert "| 10 (5 side by side) |" in rows["unet"]
+    assert "| 10 |" in rows["swin_unetr"] and "| 10 |" in rows["attention_unet"]
+    assert "| 10 (2–3 side by side) |" in rows["resenc_unet"]
+    assert "| 10 (2 and ? side by side) |" in rows["segresnet"]
+
+
 def test_superseded_records_are_listed_with_their_reason():
     gone = [
         Superseded("drive-unet-s0", ".superseded/x.json", "2026-12-01T10:00:00", "mLSTM fix", "1234567890")
