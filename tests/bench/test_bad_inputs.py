@@ -16,6 +16,7 @@ from bench.cli import main
 _RECORD = {"schema": 2, "kind": "train", "run_id": "existing", "status": "done", "cases": []}
 
 # (id, argv with {tmp}, {sweep}, {results} placeholders, expected exit code, message fragment)
+# fmt: off
 ROWS: list[tuple[str, list[str], int, str]] = [
     ("missing-sweep", ["run", "{tmp}/missing.yaml"], 2, "missing.yaml: no such sweep file"),
     ("sweep-is-dir", ["run", "{tmp}"], 2, "is a directory, not a sweep file"),
@@ -114,6 +115,7 @@ ROWS: list[tuple[str, list[str], int, str]] = [
     ("predict-no-weights", ["predict", "existing", "--results", "{results}", "--dataset", "synthetic_vessels", "--output", "{tmp}/out"], 2, "existing: the run kept no weights"),
     ("predict-not-a-model", ["predict", "{tmp}/emptydir", "--dataset", "synthetic_vessels", "--output", "{tmp}/out"], 2, "emptydir: not a model folder (needs model.safetensors and config.json)"),
 ]
+# fmt: on
 
 
 def _fill(text: str, values: dict[str, str]) -> str:
@@ -123,8 +125,11 @@ def _fill(text: str, values: dict[str, str]) -> str:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture

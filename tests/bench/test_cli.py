@@ -114,7 +114,6 @@ def test_console_entry_freezes_the_heap_for_the_exit(tmp_path):
     assert "dice_ce" in ok.stdout
 
 
-
 def test_leaderboard_goes_beside_its_records_not_into_the_current_folder(tmp_path, monkeypatch):
     """``segbench run --results DIR`` renders DIR/../leaderboard.md; the working folder is untouched."""
     work = tmp_path / "elsewhere"

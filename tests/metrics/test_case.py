@@ -147,7 +147,6 @@ def test_unknown_keywords_are_refused():
         case_metrics(gt, gt, betti_patch=8)  # settings travel as one MetricSettings
 
 
-
 def test_betti_patch_is_checked_against_the_image_before_any_work():
     gt = np.zeros((8, 8), int)
     with pytest.raises(ValueError, match="per axis"):

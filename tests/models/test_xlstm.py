@@ -108,6 +108,7 @@ def test_parallel_form_and_its_gradients_equal_mlstm_kernels(normaliser_grad: bo
     its custom backward's, the gradient its Triton kernels compute (the normaliser and the
     stabiliser held constant). The two gradients of ``q`` differ by about their own size."""
     import mlstm_kernels.torch as kernels  # a test dependency (pyproject: test)
+
     g = torch.Generator().manual_seed(0)
     b, nh, s, d = 2, 3, 40, 8
     leaves = [torch.randn(b, nh, s, d, generator=g, dtype=torch.float64) for _ in range(3)]
