@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench.cli.common import (
@@ -67,7 +69,7 @@ def _start_side_by_side(args: argparse.Namespace, results: Path, n: int) -> list
     no leaderboard); the run claims (``results/.claims``) give each run to exactly one process."""
     if n <= 0:
         return []
-    os.environ[SIDE_BY_SIDE_ENV] = str(n + 1)  # this process's records and its children's say so
+    env = {**os.environ, SIDE_BY_SIDE_ENV: str(n + 1)}  # the children's records say so
     logs = results / ".work" / "side-by-side"
     logs.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "bench.cli", "run", *([args.sweep] if args.sweep else [])]
@@ -76,9 +78,27 @@ def _start_side_by_side(args: argparse.Namespace, results: Path, n: int) -> list
     children = []
     for i in range(1, n + 1):
         with open(logs / f"worker-{i}.log", "w") as log:
-            children.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
+            children.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
     print(f"segbench run: {n + 1} processes side by side (logs of the other {n}: {logs}/)", flush=True)
     return children
+
+
+@contextlib.contextmanager
+def _side_by_side_env(processes: int) -> Iterator[None]:
+    """Inside the block, this process's records say it trained among ``processes`` runner
+    processes (``$SEGBENCH_SIDE_BY_SIDE``); restored after, so that a later run in the same
+    Python process does not claim it. One process alone leaves the variable as it found it (a
+    child started by ``--side-by-side`` keeps its parent's count)."""
+    before = os.environ.get(SIDE_BY_SIDE_ENV)
+    if processes > 1:
+        os.environ[SIDE_BY_SIDE_ENV] = str(processes)
+    try:
+        yield
+    finally:
+        if processes > 1 and before is None:
+            del os.environ[SIDE_BY_SIDE_ENV]
+        elif processes > 1:
+            os.environ[SIDE_BY_SIDE_ENV] = before
 
 
 def _wait_for_claims(results: Path, run_ids: list[str], children: list[subprocess.Popen]) -> None:
@@ -149,15 +169,16 @@ def run_command(args: argparse.Namespace) -> int:
     children = _start_side_by_side(args, results, min(args.side_by_side, len(todo)) - 1)
     _wait_for_claims(results, todo, children)
     try:
-        records = run_sweep(
-            sweep,
-            results,
-            force=args.force,
-            progress=not args.quiet,
-            runs=runs,
-            reason=reason,
-            after_run=external_evaluator(results),  # eval.external: each done run on the other test sets
-        )
+        with _side_by_side_env(len(children) + 1):
+            records = run_sweep(
+                sweep,
+                results,
+                force=args.force,
+                progress=not args.quiet,
+                runs=runs,
+                reason=reason,
+                after_run=external_evaluator(results),  # eval.external: each done run on the other test sets
+            )
     finally:
         codes = [c.wait() for c in children]
     executed, failed = len(records), sum(r.status == "failed" for r in records)

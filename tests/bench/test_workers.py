@@ -72,3 +72,24 @@ def test_side_by_side_trains_the_runs_in_two_processes(tmp_path):
     assert (results / ".work" / "side-by-side" / "worker-1.log").exists()
     again = subprocess.run([*cmd, "--side-by-side", "2", "--force"], cwd=REPO, capture_output=True, text=True)
     assert again.returncode == 2 and "--side-by-side: not with --force" in again.stderr
+
+
+def test_side_by_side_in_this_python_process_leaves_no_count_behind(tmp_path):
+    """``main(["run", ..., "--side-by-side", "2"])`` called in-process: both records say 2, and a
+    run started afterwards in the same process says 1, not the earlier command's count."""
+    import os
+
+    from bench.cli import main
+    from bench.records.provenance import SIDE_BY_SIDE_ENV
+
+    sweep = tiny_sweep_dict(name="side", seeds=[0, 1], trainer={"max_steps": 100, "log_every_n_steps": 50})
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    results = tmp_path / "results"
+    args = ["run", str(path), "--results", str(results), "--quiet", "--no-leaderboard"]
+    assert main([*args, "--side-by-side", "2"]) == 0
+    assert sorted(r.device["side_by_side"] for r in load_records(results)[0]) == [2, 2]
+    assert SIDE_BY_SIDE_ENV not in os.environ
+    assert main([*args, "-o", "seeds=[2]"]) == 0
+    [later] = [r for r in load_records(results)[0] if r.config["seed"] == 2]
+    assert later.device["side_by_side"] == 1
