@@ -201,10 +201,13 @@ def legend(
             f"train s: rows ran with {' and '.join(str(t) for t in sorted(set(threads)))} torch threads "
             "(per cell); their times do not compare."
         )
-    elif gpus or threads:
-        (n,) = set(threads) or {0}
-        on = next(iter(gpus)) if gpus else f"the CPU with {n} torch thread{'s' if n != 1 else ''}"
-        parts.append(f"train s: every trained row ran on {on}.")
+    elif gpus:
+        parts.append(f"train s: every trained row ran on {next(iter(gpus))}.")
+    elif threads:
+        (n,) = set(threads)
+        parts.append(
+            f"train s: every trained row ran on the CPU with {n} torch thread{'s' if n != 1 else ''}."
+        )
     parts.append(
         f"Rank stability: {n_resamples} two-level bootstrap resamples, seed {seed}, of the rank on each of "
         f"{', '.join(rank_metrics) or 'no metric'}."

@@ -107,8 +107,8 @@ def device_info(accelerator: str = "cpu") -> dict[str, Any]:
         "cpu_count": usable_cores(),
         "torch_threads": torch.get_num_threads(),
         "accelerator": accelerator,
+        "side_by_side": side_by_side(),
     }
-    info["side_by_side"] = side_by_side()
     if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["cuda"] = torch.version.cuda
